@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   create .venv, install, run the demo
+#   make test   create .venv, install the test extras (torch CPU, transformers, dask, numba-cuda), run pytest
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test venv clean lint
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# torch is pinned and installed first: the pinned CPU build lies on disk, and installing it
+# before transformers keeps pip from pulling a multi-GB CUDA build as a dependency.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test,torch,hf,dask,cuda]"
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/refimpl demo
+
+test: $(TEST_STAMP)
+	NUMBA_ENABLE_CUDASIM=$${NUMBA_ENABLE_CUDASIM-1} $(BIN)/python -m pytest -q
+
+lint:
+	$(BIN)/ruff check refimpl kernels tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info
