@@ -1,0 +1,210 @@
+"""GreedyLR (papers 001, 003; spec §4): raise the rate while the loss improves, lower it when not.
+
+Core rule, per step with observed (optionally smoothed) loss ``l_t`` and factor ``0 < F < 1``::
+
+    improved  = l_t < best - threshold            (mode "min", threshold_mode "abs")
+    good, bad = (good + 1, 0) if improved else (0, bad + 1)
+    good > patience  ->  lr <- min(lr / F, max_lr)
+    bad  > patience  ->  lr <- max(lr * F, min_lr)
+
+With ``patience = 0`` this is the paper's bare rule: every improvement divides the rate by F,
+every non-improvement multiplies it by F.
+
+The practical parts follow the semantics of ``transformers.optimization.GreedyLR`` (the
+cross-check anchor; our trace equals its trace bit for bit, see ``tests/test_greedy.py``):
+
+* cooldown (after a decrease) and warmup (after an increase) suspend counting for that many
+  steps and zero both counts;
+* a change of the rate by no more than ``eps`` is skipped;
+* ``smooth=True`` replaces each loss by the mean of the last ``window_size`` losses, kept as a
+  running sum (add the new value, subtract the one that leaves the window);
+* reset: each decrease attempted while every group sits at its ``min_lr`` counts down
+  ``reset_start``; at zero the rates return to their initial values and all state (best,
+  counts, cooldown, warmup, smoothing window) is cleared. Any increase restarts the countdown.
+  A reset happens inside a decrease, so the cooldown of that decrease still starts after it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from .base import Scheduler, as_group_list
+
+_MODES = ("min", "max")
+_THRESHOLD_MODES = ("rel", "abs")
+
+
+class GreedyLR(Scheduler):
+    """Greedy multiplicative learning-rate adaptation driven by the batch loss.
+
+    Parameters
+    ----------
+    lr : float or list of float
+        Initial rate, one per parameter group if a list.
+    mode : {"min", "max"}
+        Whether the watched signal should decrease (a loss) or increase (an accuracy).
+    factor : float
+        ``F`` in ``(0, 1)``: a decrease multiplies by F, an increase divides by F.
+    patience : int
+        Number of consecutive good (bad) steps tolerated before increasing (decreasing).
+    threshold : float
+        Minimal improvement over the best value seen to count as "good".
+    threshold_mode : {"rel", "abs"}
+        ``abs``: better means ``l < best - threshold``; ``rel``: ``l < best * (1 - threshold)``
+        (mirrored for ``mode="max"``).
+    cooldown, warmup : int
+        Steps during which counting is suspended after a decrease (cooldown) or an
+        increase (warmup).
+    min_lr, max_lr : float or list of float
+        Bounds on the rate, per group if lists.
+    eps : float
+        A change of the rate not larger than ``eps`` is skipped.
+    smooth : bool
+        Feed the rolling mean of the last ``window_size`` losses instead of the raw loss.
+    window_size : int
+        Length of the smoothing window.
+    reset_start : int
+        Number of decreases attempted with every group at ``min_lr`` before a full reset.
+
+    Notes
+    -----
+    The keyword names are those of ``transformers.optimization.GreedyLR`` so one can be
+    swapped for the other; ours takes the initial rate instead of an optimizer, and
+    ``step(loss)`` returns the new rate. ``interval="step"``, ``signal="loss"``.
+    """
+
+    interval = "step"
+    signal = "loss"
+    _state_keys = (
+        "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "warmup",
+        "min_lrs", "max_lrs", "eps", "smooth", "window_size", "reset_start",
+        "best", "num_good", "num_bad", "cooldown_counter", "warmup_counter",
+        "reset_countdown", "window", "window_sum", "last_step",
+    )
+
+    def __init__(
+        self,
+        lr: float | Sequence[float],
+        mode: str = "min",
+        factor: float = 0.95,
+        patience: int = 10,
+        threshold: float = 1e-6,
+        threshold_mode: str = "abs",
+        cooldown: int = 0,
+        warmup: int = 0,
+        min_lr: float | Sequence[float] = 1e-3,
+        max_lr: float | Sequence[float] = 1.0,
+        eps: float = 1e-8,
+        smooth: bool = False,
+        window_size: int = 50,
+        reset_start: int = 500,
+    ):
+        super().__init__(lr)
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        if threshold_mode not in _THRESHOLD_MODES:
+            raise ValueError(f"threshold_mode must be one of {_THRESHOLD_MODES}, got {threshold_mode!r}")
+        if not 0.0 < float(factor) < 1.0:
+            raise ValueError(f"factor must lie in (0, 1), got {factor!r}; use e.g. 0.95")
+        for name, value in (("patience", patience), ("cooldown", cooldown), ("warmup", warmup),
+                            ("reset_start", reset_start)):
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if int(window_size) != window_size or window_size < 1:
+            raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
+        self.mode = mode
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.threshold = float(threshold)
+        self.threshold_mode = threshold_mode
+        self.cooldown = int(cooldown)
+        self.warmup = int(warmup)
+        self.min_lrs = as_group_list(min_lr, self.n_groups, "min_lr")
+        self.max_lrs = as_group_list(max_lr, self.n_groups, "max_lr")
+        self.eps = float(eps)
+        self.smooth = bool(smooth)
+        self.window_size = int(window_size)
+        self.reset_start = int(reset_start)
+        self.last_step = 0
+        self._clear_state()
+
+    # ------------------------------------------------------------------ state
+    def _clear_state(self) -> None:
+        """Forget everything learned from the losses (used at start and on reset)."""
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_good = 0
+        self.num_bad = 0
+        self.cooldown_counter = 0
+        self.warmup_counter = 0
+        self.reset_countdown = self.reset_start
+        self.window: list[float] = []
+        self.window_sum = 0.0
+
+    # ------------------------------------------------------------------ rule
+    def smoothed(self, loss: float) -> float:
+        """Rolling mean of the last ``window_size`` losses (running sum, as transformers)."""
+        self.window.append(loss)
+        self.window_sum += loss
+        if len(self.window) > self.window_size:
+            self.window_sum -= self.window.pop(0)
+        return self.window_sum / len(self.window)
+
+    def is_better(self, value: float) -> bool:
+        """Whether ``value`` improves on ``best`` by more than the threshold."""
+        if self.mode == "min":
+            if self.threshold_mode == "rel":
+                return value < self.best * (1.0 - self.threshold)
+            return value < self.best - self.threshold
+        if self.threshold_mode == "rel":
+            return value > self.best * (1.0 + self.threshold)
+        return value > self.best + self.threshold
+
+    def step(self, loss: float) -> float:
+        """Consume one loss, update the rates, return the first group's rate."""
+        value = float(loss)
+        if self.smooth:
+            value = self.smoothed(value)
+        self.last_step += 1
+
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_good = self.num_bad = 0
+        elif self.warmup_counter > 0:
+            self.warmup_counter -= 1
+            self.num_good = self.num_bad = 0
+        else:
+            if self.is_better(value):
+                self.best = value
+                self.num_good += 1
+                self.num_bad = 0
+            else:
+                self.num_bad += 1
+                self.num_good = 0
+            if self.num_good > self.patience:
+                self._increase()
+                self.warmup_counter = self.warmup
+                self.num_good = 0
+            elif self.num_bad > self.patience:
+                self._decrease()
+                self.cooldown_counter = self.cooldown
+                self.num_bad = 0
+        return self.lr
+
+    def _increase(self) -> None:
+        for i, old in enumerate(self.lrs):
+            new = min(old / self.factor, self.max_lrs[i])
+            if new - old > self.eps:
+                self.lrs[i] = new
+        self.reset_countdown = self.reset_start
+
+    def _decrease(self) -> None:
+        for i, old in enumerate(self.lrs):
+            new = max(old * self.factor, self.min_lrs[i])
+            if old - new > self.eps:
+                self.lrs[i] = new
+        if all(lr <= lo for lr, lo in zip(self.lrs, self.min_lrs)):
+            self.reset_countdown -= 1
+            if self.reset_countdown <= 0:
+                self.lrs = list(self.base_lrs)
+                self._clear_state()
