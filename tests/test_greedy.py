@@ -55,21 +55,21 @@ def _random_case(rng: np.random.Generator):
     per_group_bounds = rng.random() < 0.5
     min_lr = [float(v) for v in 10 ** rng.uniform(-4, -2.5, n_groups)]
     max_lr = [float(v) for v in 10 ** rng.uniform(-0.5, 0.5, n_groups)]
-    options = dict(
-        mode=str(rng.choice(["min", "max"])),
-        factor=float(rng.uniform(0.3, 0.99)),
-        patience=int(rng.integers(0, 6)),
-        threshold=float(rng.choice([0.0, 1e-6, 1e-3, 1e-2])),
-        threshold_mode=str(rng.choice(["abs", "rel"])),
-        cooldown=int(rng.integers(0, 4)),
-        warmup=int(rng.integers(0, 4)),
-        min_lr=min_lr if per_group_bounds else min_lr[0],
-        max_lr=max_lr if per_group_bounds else max_lr[0],
-        eps=float(rng.choice([0.0, 1e-8, 1e-4])),
-        smooth=bool(rng.random() < 0.5),
-        window_size=int(rng.integers(1, 60)),
-        reset_start=int(rng.integers(1, 40)),
-    )
+    options = {
+        "mode": str(rng.choice(["min", "max"])),
+        "factor": float(rng.uniform(0.3, 0.99)),
+        "patience": int(rng.integers(0, 6)),
+        "threshold": float(rng.choice([0.0, 1e-6, 1e-3, 1e-2])),
+        "threshold_mode": str(rng.choice(["abs", "rel"])),
+        "cooldown": int(rng.integers(0, 4)),
+        "warmup": int(rng.integers(0, 4)),
+        "min_lr": min_lr if per_group_bounds else min_lr[0],
+        "max_lr": max_lr if per_group_bounds else max_lr[0],
+        "eps": float(rng.choice([0.0, 1e-8, 1e-4])),
+        "smooth": bool(rng.random() < 0.5),
+        "window_size": int(rng.integers(1, 60)),
+        "reset_start": int(rng.integers(1, 40)),
+    }
     # trend + noise + occasional spikes, so both improvements and plateaus occur
     steps = 1000
     trend = np.cumsum(rng.normal(rng.uniform(-0.02, 0.01), 0.05, steps))
@@ -114,8 +114,13 @@ def test_trace_equals_transformers_greedylr_on_200_random_traces():
             got.append(list(ours.lrs))
             expected.append([g["lr"] for g in optimizer.param_groups])
         # both sides do the same float operations, so 1e-15 relative is the spec's bound
-        np.testing.assert_allclose(np.array(got), np.array(expected), rtol=1e-15, atol=0,
-                                   err_msg=f"case {case} options {options}")
+        np.testing.assert_allclose(
+            np.array(got),
+            np.array(expected),
+            rtol=1e-15,
+            atol=0,
+            err_msg=f"case {case} options {options}",
+        )
         resets += ours.clears > 1  # the first clear is the constructor's
         cooldowns += options["cooldown"] > 0
         smoothed += options["smooth"]
@@ -123,8 +128,9 @@ def test_trace_equals_transformers_greedylr_on_200_random_traces():
 
 
 def test_reset_returns_to_initial_lr_after_reset_start_decreases_at_min():
-    sched = GreedyLR(0.1, factor=0.5, patience=0, threshold=0.0, min_lr=0.025,
-                     reset_start=3, cooldown=1)
+    sched = GreedyLR(
+        0.1, factor=0.5, patience=0, threshold=0.0, min_lr=0.025, reset_start=3, cooldown=1
+    )
     lrs = [sched.step(1.0) for _ in range(12)]
     # step 1 improves on best = inf -> 0.2; each later non-cooldown step decreases:
     # 0.1, (cool), 0.05, (cool), 0.025 [at min, countdown 2], (cool), skip [1], (cool),
@@ -136,8 +142,16 @@ def test_reset_returns_to_initial_lr_after_reset_start_decreases_at_min():
 def test_state_dict_resume_equals_uninterrupted_run(smooth):
     rng = np.random.default_rng(7)
     losses = list(np.abs(np.cumsum(rng.normal(0, 0.1, 400))) + rng.random(400))
-    options = dict(factor=0.8, patience=2, cooldown=2, warmup=1, smooth=smooth, window_size=7,
-                   reset_start=3, min_lr=0.01)
+    options = {
+        "factor": 0.8,
+        "patience": 2,
+        "cooldown": 2,
+        "warmup": 1,
+        "smooth": smooth,
+        "window_size": 7,
+        "reset_start": 3,
+        "min_lr": 0.01,
+    }
     full = GreedyLR([0.1, 0.05], **options)
     trace_full = [full.step(v) for v in losses]
     first = GreedyLR([0.1, 0.05], **options)

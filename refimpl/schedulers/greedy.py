@@ -27,7 +27,7 @@ cross-check anchor; our trace equals its trace bit for bit, see ``tests/test_gre
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from .base import Scheduler, as_group_list
 
@@ -77,10 +77,28 @@ class GreedyLR(Scheduler):
     interval = "step"
     signal = "loss"
     _state_keys = (
-        "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "warmup",
-        "min_lrs", "max_lrs", "eps", "smooth", "window_size", "reset_start",
-        "best", "num_good", "num_bad", "cooldown_counter", "warmup_counter",
-        "reset_countdown", "window", "window_sum", "last_step",
+        "mode",
+        "factor",
+        "patience",
+        "threshold",
+        "threshold_mode",
+        "cooldown",
+        "warmup",
+        "min_lrs",
+        "max_lrs",
+        "eps",
+        "smooth",
+        "window_size",
+        "reset_start",
+        "best",
+        "num_good",
+        "num_bad",
+        "cooldown_counter",
+        "warmup_counter",
+        "reset_countdown",
+        "window",
+        "window_sum",
+        "last_step",
     )
 
     def __init__(
@@ -104,11 +122,17 @@ class GreedyLR(Scheduler):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if threshold_mode not in _THRESHOLD_MODES:
-            raise ValueError(f"threshold_mode must be one of {_THRESHOLD_MODES}, got {threshold_mode!r}")
+            raise ValueError(
+                f"threshold_mode must be one of {_THRESHOLD_MODES}, got {threshold_mode!r}"
+            )
         if not 0.0 < float(factor) < 1.0:
             raise ValueError(f"factor must lie in (0, 1), got {factor!r}; use e.g. 0.95")
-        for name, value in (("patience", patience), ("cooldown", cooldown), ("warmup", warmup),
-                            ("reset_start", reset_start)):
+        for name, value in (
+            ("patience", patience),
+            ("cooldown", cooldown),
+            ("warmup", warmup),
+            ("reset_start", reset_start),
+        ):
             if int(value) != value or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if int(window_size) != window_size or window_size < 1:
