@@ -1,0 +1,142 @@
+"""2-D convolution (cross-correlation, as ``torch.nn.functional.conv2d``) via im2col.
+
+The input is zero-padded, every ``kh x kw`` window is copied into one column of a matrix
+per sample (im2col), and the convolution becomes a matrix product with the flattened weights.
+The backward pass multiplies by the same matrices and scatters the window gradients back
+(col2im) with one strided addition per kernel offset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refimpl.ops._checks import (
+    check_float_array,
+    check_positive_int,
+    check_same_dtype,
+    check_shape,
+)
+
+
+def conv2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Output length along one axis: ``(size + 2 padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def im2col(x_padded: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
+    """Copy every window of ``x_padded`` into a column.
+
+    Parameters
+    ----------
+    x_padded : ndarray, shape (N, C, Hp, Wp), already zero-padded
+    kh, kw, stride : window size and step
+
+    Returns
+    -------
+    cols : ndarray, shape (N, C * kh * kw, H_out * W_out); column ``i W_out + j`` of sample
+        ``n`` holds the window whose top-left corner is ``(i * stride, j * stride)``,
+        flattened in (C, kh, kw) order -- the order of ``W.reshape(C_out, -1)``.
+    """
+    # (N, C, Hp-kh+1, Wp-kw+1, kh, kw): a view, no copy yet.
+    windows = np.lib.stride_tricks.sliding_window_view(x_padded, (kh, kw), axis=(2, 3))
+    windows = windows[:, :, ::stride, ::stride]
+    n, c, h_out, w_out = windows.shape[:4]
+    # The reshape after moving (kh, kw) next to C is where the copy happens.
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, h_out * w_out)
+
+
+def col2im(
+    dcols: np.ndarray, padded_shape: tuple[int, ...], kh: int, kw: int, stride: int
+) -> np.ndarray:
+    """Adjoint of :func:`im2col`: add each window's gradient back onto the padded input.
+
+    ``dcols`` has shape (N, C, kh, kw, H_out, W_out); returns shape ``padded_shape``.
+    """
+    h_out, w_out = dcols.shape[4:]
+    dx_padded = np.zeros(padded_shape, dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            # Kernel offset (i, j) touched the input pixels i + stride * (0..H_out-1), etc.
+            rows = slice(i, i + stride * h_out, stride)
+            cols = slice(j, j + stride * w_out, stride)
+            dx_padded[:, :, rows, cols] += dcols[:, :, i, j]
+    return dx_padded
+
+
+def conv2d_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, tuple]:
+    """Cross-correlation ``y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] x̃[n, c, s i + u, s j + v]``.
+
+    ``x̃`` is ``x`` zero-padded by ``padding`` on each side of H and W, ``s`` the stride.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C_in, H, W)
+    W : ndarray, shape (C_out, C_in, kh, kw)
+    b : ndarray, shape (C_out,)
+    stride, padding : int
+
+    Returns
+    -------
+    y : ndarray, shape (N, C_out, H_out, W_out) with
+        ``H_out = (H + 2 padding - kh) // stride + 1`` (same for W)
+    cache : opaque, for :func:`conv2d_backward`
+    """
+    check_float_array("x", x, "(N, C_in, H, W)")
+    check_float_array("W", W, "(C_out, C_in, kh, kw)")
+    check_float_array("b", b, "(C_out,)")
+    stride = check_positive_int("stride", stride, 1)
+    padding = check_positive_int("padding", padding, 0)
+    c_out, c_in, kh, kw = W.shape
+    if c_in != x.shape[1]:
+        raise ValueError(
+            f"W must have shape (C_out, C_in={x.shape[1]}, kh, kw) to match x of shape "
+            f"{x.shape}, got {W.shape}"
+        )
+    check_shape("b", b, (c_out,), "C_out of W")
+    check_same_dtype("W", W, "x", x)
+    check_same_dtype("b", b, "x", x)
+    n, _, h, w = x.shape
+    h_out = conv2d_output_size(h, kh, stride, padding)
+    w_out = conv2d_output_size(w, kw, stride, padding)
+    if h_out < 1 or w_out < 1:
+        raise ValueError(
+            f"x of shape {x.shape} is smaller than the kernel {kh}x{kw} with padding "
+            f"{padding}; use a larger input or more padding"
+        )
+    pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    x_padded = np.pad(x, pad) if padding else x
+    cols = im2col(x_padded, kh, kw, stride)  # (N, C_in kh kw, H_out W_out)
+    # One (C_out, C_in kh kw) @ (C_in kh kw, H_out W_out) product per sample: NCHW directly.
+    y = (W.reshape(c_out, -1) @ cols + b[:, None]).reshape(n, c_out, h_out, w_out)
+    return y, (cols, W, x.shape, x_padded.shape, stride, padding)
+
+
+def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv2d_forward`.
+
+    With ``X_n`` the im2col matrix of sample ``n`` (C_in kh kw, H_out W_out), ``dY_n`` its
+    output gradient as (C_out, H_out W_out) and ``W`` as (C_out, C_in kh kw):
+    ``dW = Σ_n dY_n X_nᵀ``, ``db[o] = Σ_{n,i,j} dy[n, o, i, j]`` and
+    ``dx = col2im(Wᵀ dY_n)`` with the padding cropped off.
+
+    Returns
+    -------
+    dx : (N, C_in, H, W), dW : (C_out, C_in, kh, kw), db : (C_out,)
+    """
+    cols, W, x_shape, padded_shape, stride, padding = cache
+    c_out, c_in, kh, kw = W.shape
+    n, _, h, w = x_shape
+    h_out = conv2d_output_size(h, kh, stride, padding)
+    w_out = conv2d_output_size(w, kw, stride, padding)
+    check_float_array("dy", dy, "(N, C_out, H_out, W_out)")
+    check_shape("dy", dy, (n, c_out, h_out, w_out), "the shape of the forward output y")
+    check_same_dtype("dy", dy, "W", W)
+    dy_cols = dy.reshape(n, c_out, h_out * w_out)
+    dW = np.tensordot(dy_cols, cols, axes=([0, 2], [0, 2])).reshape(W.shape)
+    db = dy.sum(axis=(0, 2, 3))
+    dcols = (W.reshape(c_out, -1).T @ dy_cols).reshape(n, c_in, kh, kw, h_out, w_out)
+    dx_padded = col2im(dcols, padded_shape, kh, kw, stride)
+    dx = dx_padded[:, :, padding : padding + h, padding : padding + w]
+    return np.ascontiguousarray(dx), dW, db
