@@ -1,0 +1,312 @@
+"""Newton trainable learning rate, TLR (paper 002; spec §5), and the hypergradient baselines.
+
+TLR treats the rate as a parameter and takes one damped Newton step on it every ``K``
+optimizer steps. With ``u_k = (w_cached - w) / lr`` the accumulated update direction of the
+last ``K`` steps (any base optimizer), the paper's first and second derivatives of the loss
+with respect to the rate reduce to two inner products of consecutive directions::
+
+    a   = <u_{k-1}, u_k>
+    b   = <u_{k-1}, u_{k-1}>
+    den = b - a
+    lr <- lr                                          if den <= 0
+    lr <- lr * min(1 + gamma * a / (den + 1e-10), 100) otherwise
+
+Hypergradient baselines (paper 002's comparison, first order), on consecutive gradients::
+
+    additive:        lr <- lr + hyper_lr * <g_t, g_{t-1}>
+    multiplicative:  lr <- lr * (1 + hyper_lr * cos(g_t, g_{t-1}))
+
+All inner products run over every parameter array and accumulate in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .base import Scheduler
+
+#: ``den + DEN_EPS`` guards the division, as in the paper's code.
+DEN_EPS = 1e-10
+_BACKENDS = ("numpy", "numba")
+
+
+def tlr_factor(a: float, b: float, gamma: float, max_factor: float = 100.0) -> float:
+    """Multiplicative TLR factor from ``a = <u_{k-1}, u_k>`` and ``b = <u_{k-1}, u_{k-1}>``.
+
+    ``1`` when ``den = b - a <= 0`` (the Newton step would not aim at a minimum), else
+    ``min(1 + gamma * a / (den + 1e-10), max_factor)`` (paper 002, Eq. 8 with its safeguards).
+    """
+    den = b - a
+    if not den > 0.0:  # also catches NaN
+        return 1.0
+    return min(1.0 + gamma * a / (den + DEN_EPS), max_factor)
+
+
+def _check_backend(backend: str) -> str:
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend == "numba":
+        import kernels.cpu.sched  # noqa: F401  (fail early and clearly if Numba is missing)
+    return backend
+
+
+def _flat64(array: np.ndarray) -> np.ndarray:
+    """A float64 1-D copy of a parameter array (exact for float32 weights)."""
+    return np.array(array, dtype=np.float64).ravel()
+
+
+class NewtonLR(Scheduler):
+    """TLR: a damped Newton step on the learning rate every ``K`` optimizer steps.
+
+    Parameters
+    ----------
+    lr : float or list of float
+        Initial rate (> 0). With several groups the same factor multiplies every group and
+        ``u_k`` divides by the first group's rate (interpretation: the paper has one rate).
+    gamma : float
+        Newton damping in ``(0, 1]``; the paper's value 0.33 (its public code ships 0.20).
+    p : float
+        Update period as a fraction of an epoch: ``K = max(1, round(p * batches_per_epoch))``
+        (Python's ``round``); paper 0.20 (public code 1/3).
+    batches_per_epoch : int or None
+        Optimizer steps per epoch. ``None`` means "set later": the trainer (or the user) calls
+        :meth:`set_batches_per_epoch` before the first step.
+    max_factor : float
+        Clamp on the multiplicative factor (paper: 100).
+    backend : {"numpy", "numba"}
+        ``numba`` computes the inner products with :func:`kernels.cpu.sched.tlr_pass`.
+
+    Notes
+    -----
+    ``step(params)`` is called after every optimizer step with the list of parameter arrays.
+    The first call caches the weights; updates happen on calls ``K+1, 2K+1, ...`` using the
+    rate in force at that call. The first update has ``u_{k-1} = 0`` and so keeps the rate;
+    the second is the first that can move it. ``interval="step"``, ``signal="params"``.
+    """
+
+    interval = "step"
+    signal = "params"
+    _state_keys = (
+        "gamma",
+        "p",
+        "batches_per_epoch",
+        "max_factor",
+        "calls",
+        "cached",
+        "u_prev",
+        "last_a",
+        "last_b",
+        "last_factor",
+    )
+
+    def __init__(
+        self,
+        lr: float | Sequence[float],
+        gamma: float = 0.33,
+        p: float = 0.2,
+        batches_per_epoch: int | None = None,
+        max_factor: float = 100.0,
+        backend: str = "numpy",
+    ):
+        super().__init__(lr)
+        if min(self.base_lrs) <= 0:
+            raise ValueError(f"lr must be > 0 for NewtonLR (it divides by it), got {lr!r}")
+        if not 0.0 < float(gamma) <= 1.0:
+            raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}; the paper uses 0.33")
+        if not float(p) > 0.0:
+            raise ValueError(f"p must be > 0 (a fraction of an epoch), got {p!r}")
+        if not float(max_factor) >= 1.0:
+            raise ValueError(f"max_factor must be >= 1, got {max_factor!r}")
+        self.gamma = float(gamma)
+        self.p = float(p)
+        self.max_factor = float(max_factor)
+        self.backend = _check_backend(backend)
+        self.batches_per_epoch: int | None = None
+        if batches_per_epoch is not None:
+            self.set_batches_per_epoch(batches_per_epoch)
+        self.calls = 0
+        self.cached: list[np.ndarray] = []
+        self.u_prev: list[np.ndarray] = []
+        self.last_a = self.last_b = 0.0
+        self.last_factor = 1.0
+
+    def set_batches_per_epoch(self, n: int) -> None:
+        """Fix the number of optimizer steps per epoch, which sets ``K``."""
+        if int(n) != n or n < 1:
+            raise ValueError(f"batches_per_epoch must be an integer >= 1, got {n!r}")
+        self.batches_per_epoch = int(n)
+
+    @property
+    def update_every(self) -> int:
+        """``K = max(1, round(p * batches_per_epoch))``."""
+        if self.batches_per_epoch is None:
+            raise ValueError(
+                "NewtonLR needs batches_per_epoch: pass it to the constructor or call "
+                "set_batches_per_epoch(n) before the first step"
+            )
+        return max(1, round(self.p * self.batches_per_epoch))
+
+    def step(self, params: Sequence[np.ndarray]) -> float:
+        """Record the weights after an optimizer step; every ``K`` calls update the rate."""
+        params = list(params)
+        k = self.update_every
+        self.calls += 1
+        if self.calls == 1:
+            self.cached = [_flat64(w) for w in params]
+            self.u_prev = [np.zeros_like(c) for c in self.cached]
+            return self.lr
+        if (self.calls - 1) % k:
+            return self.lr
+        if len(params) != len(self.cached):
+            raise ValueError(
+                f"step got {len(params)} parameter arrays but the first call had "
+                f"{len(self.cached)}; pass the same list every step"
+            )
+        a, b = self._roll_directions(params, self.lr)
+        factor = tlr_factor(a, b, self.gamma, self.max_factor)
+        self.last_a, self.last_b, self.last_factor = a, b, factor
+        self.lrs = [lr * factor for lr in self.lrs]
+        return self.lr
+
+    def _roll_directions(self, params: list[np.ndarray], lr: float) -> tuple[float, float]:
+        """Compute ``u_k``, return ``(a, b)``, and make ``w`` and ``u_k`` the new cache."""
+        if self.backend == "numba":
+            from kernels.cpu.sched import tlr_pass
+
+            a = b = 0.0
+            for w, cached, u_prev in zip(params, self.cached, self.u_prev):
+                da, db = tlr_pass(np.ravel(w), cached, u_prev, lr)
+                a += da
+                b += db
+            return a, b
+        a = b = 0.0
+        for i, w in enumerate(params):
+            w64 = _flat64(w)
+            u = (self.cached[i] - w64) / lr
+            a += float(self.u_prev[i] @ u)
+            b += float(self.u_prev[i] @ self.u_prev[i])
+            self.cached[i] = w64
+            self.u_prev[i] = u
+        return a, b
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.cached = [np.asarray(c, dtype=np.float64) for c in self.cached]
+        self.u_prev = [np.asarray(u, dtype=np.float64) for u in self.u_prev]
+
+
+class _HypergradientLR(Scheduler):
+    """Shared plumbing: keep the previous gradient, hand the three inner products on."""
+
+    interval = "step"
+    signal = "grads"
+    _state_keys = ("hyper_lr", "min_lr", "prev")
+
+    def __init__(self, lr, hyper_lr: float, min_lr: float, backend: str):
+        super().__init__(lr)
+        if not (math.isfinite(float(hyper_lr)) and float(hyper_lr) >= 0.0):
+            raise ValueError(f"hyper_lr must be a finite number >= 0, got {hyper_lr!r}")
+        if not float(min_lr) >= 0.0:
+            raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
+        self.hyper_lr = float(hyper_lr)
+        self.min_lr = float(min_lr)
+        self.backend = _check_backend(backend)
+        self.prev: list[np.ndarray] | None = None
+
+    def _inner_products(self, grads: list[np.ndarray]) -> tuple[float, float, float] | None:
+        """``(<g, g_prev>, <g, g>, <g_prev, g_prev>)``, or ``None`` on the first call."""
+        if self.prev is None:
+            self.prev = [_flat64(g) for g in grads]
+            return None
+        if len(grads) != len(self.prev):
+            raise ValueError(
+                f"step got {len(grads)} gradient arrays but the previous call had "
+                f"{len(self.prev)}; pass the same list every step"
+            )
+        gp = gg = pp = 0.0
+        if self.backend == "numba":
+            from kernels.cpu.sched import grad_pair_pass
+
+            for g, prev in zip(grads, self.prev):
+                d = grad_pair_pass(np.ravel(g), prev)
+                gp, gg, pp = gp + d[0], gg + d[1], pp + d[2]
+            return gp, gg, pp
+        for i, g in enumerate(grads):
+            g64 = _flat64(g)
+            gp += float(g64 @ self.prev[i])
+            gg += float(g64 @ g64)
+            pp += float(self.prev[i] @ self.prev[i])
+            self.prev[i] = g64
+        return gp, gg, pp
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.prev is not None:
+            self.prev = [np.asarray(g, dtype=np.float64) for g in self.prev]
+
+
+class HypergradientAdditiveLR(_HypergradientLR):
+    """Additive hypergradient descent on the rate: ``lr <- max(lr + hyper_lr <g_t, g_{t-1}>, min_lr)``.
+
+    Parameters
+    ----------
+    lr : float or list of float
+        Initial rate; the same increment is added to every group.
+    hyper_lr : float
+        The meta learning rate ``eta`` (paper 002 searched ``1e-1 ... 1e-5``).
+    min_lr : float
+        Floor on the rate (interpretation: a safeguard so the rate never turns negative;
+        the formula itself has none). Default 0.
+    backend : {"numpy", "numba"}
+
+    Notes
+    -----
+    ``step(grads)`` is called after every optimizer step with the gradients of that step;
+    the first call only stores them. ``interval="step"``, ``signal="grads"``.
+    """
+
+    def __init__(self, lr, hyper_lr: float = 1e-3, min_lr: float = 0.0, backend: str = "numpy"):
+        super().__init__(lr, hyper_lr, min_lr, backend)
+
+    def step(self, grads: Sequence[np.ndarray]) -> float:
+        products = self._inner_products(list(grads))
+        if products is not None:
+            delta = self.hyper_lr * products[0]
+            self.lrs = [max(lr + delta, self.min_lr) for lr in self.lrs]
+        return self.lr
+
+
+class HypergradientMultiplicativeLR(_HypergradientLR):
+    """Multiplicative hypergradient rule: ``lr <- lr (1 + hyper_lr cos(g_t, g_{t-1}))``.
+
+    Parameters
+    ----------
+    lr : float or list of float
+        Initial rate; every group is multiplied by the same factor.
+    hyper_lr : float
+        The meta learning rate ``eta``; for ``eta < 1`` the factor stays positive.
+    min_lr : float
+        Floor on the rate (interpretation, as for the additive rule). Default 0.
+    backend : {"numpy", "numba"}
+
+    Notes
+    -----
+    ``cos`` is taken as 0 when either gradient is zero. The first call only stores the
+    gradients. ``interval="step"``, ``signal="grads"``.
+    """
+
+    def __init__(self, lr, hyper_lr: float = 1e-3, min_lr: float = 0.0, backend: str = "numpy"):
+        super().__init__(lr, hyper_lr, min_lr, backend)
+
+    def step(self, grads: Sequence[np.ndarray]) -> float:
+        products = self._inner_products(list(grads))
+        if products is not None:
+            gp, gg, pp = products
+            norms = math.sqrt(gg) * math.sqrt(pp)
+            cosine = gp / norms if norms > 0.0 else 0.0
+            factor = 1.0 + self.hyper_lr * cosine
+            self.lrs = [max(lr * factor, self.min_lr) for lr in self.lrs]
+        return self.lr

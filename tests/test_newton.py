@@ -1,0 +1,200 @@
+"""NewtonLR (TLR) and the hypergradient baselines (spec §5)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from refimpl.schedulers import (
+    HypergradientAdditiveLR,
+    HypergradientMultiplicativeLR,
+    NewtonLR,
+    make,
+)
+from refimpl.schedulers.newton import tlr_factor
+
+GAMMA = 0.33
+
+
+def _gd_on_quadratic(sched: NewtonLR, H: np.ndarray, w0: np.ndarray, steps: int) -> list[float]:
+    """Plain GD on f(w) = 1/2 w^T H w, calling the scheduler as a trainer would."""
+    w = w0.copy()
+    lrs = []
+    sched.step([w])  # the first call caches the initial weights
+    for _ in range(steps):
+        w -= sched.lr * (H @ w)  # gradient of the quadratic is H w
+        lrs.append(sched.step([w]))
+    return lrs
+
+
+def test_lr_after_each_update_equals_hand_computed_values_on_a_quadratic():
+    # H = diag(1, 3), w0 = (1, 1), lr = 0.1, K = round(0.2 * 5) = 1 (update on every call).
+    # u1 = H w0 = (1, 3); w1 = (0.9, 0.7); update 1 has u_prev = 0 -> lr stays 0.1.
+    # u2 = H w1 = (0.9, 2.1): a = 0.9 + 6.3 = 7.2, b = 1 + 9 = 10, den = 2.8.
+    # w2 = w1 - 0.1 H w1 = (0.81, 0.49); u3 = H w2 = (0.81, 1.47) (divided by the new lr):
+    # a = 0.9*0.81 + 2.1*1.47 = 3.816, b = 0.81 + 4.41 = 5.22, den = 1.404.
+    sched = NewtonLR(0.1, gamma=GAMMA, p=0.2, batches_per_epoch=5)
+    assert sched.update_every == 1
+    lrs = _gd_on_quadratic(sched, np.diag([1.0, 3.0]), np.array([1.0, 1.0]), steps=3)
+    lr2 = 0.1 * (1 + GAMMA * 7.2 / (2.8 + 1e-10))
+    lr3 = lr2 * (1 + GAMMA * 3.816 / (1.404 + 1e-10))
+    # float64 arithmetic along two different (but equivalent) paths: 1e-12 relative
+    np.testing.assert_allclose(lrs, [0.1, lr2, lr3], rtol=1e-12)
+    assert lrs[0] == 0.1 and 0.18 < lrs[1] < lrs[2]
+
+
+def test_updates_happen_on_calls_k_plus_1_2k_plus_1():
+    sched = NewtonLR(0.1, p=0.25, batches_per_epoch=12)  # K = 3
+    assert sched.update_every == 3
+    H = np.diag([1.0, 2.0])
+    w = np.array([1.0, -1.0])
+    moved_at = []
+    sched.step([w])
+    for call in range(2, 15):
+        before = sched.lr
+        w = w - before * (H @ w)
+        sched.step([w])
+        if sched.lr != before:
+            moved_at.append(call)
+    # call 4 is the first update (u_prev = 0, no move); calls 7, 10, 13 can move it
+    assert moved_at == [7, 10, 13]
+    assert sched.calls == 14
+
+
+def test_factor_keeps_lr_for_nonpositive_denominator_and_clamps_at_100():
+    assert tlr_factor(a=2.0, b=1.0, gamma=GAMMA) == 1.0  # den < 0
+    assert tlr_factor(a=1.0, b=1.0, gamma=GAMMA) == 1.0  # den = 0
+    assert tlr_factor(a=0.9999, b=1.0, gamma=GAMMA) == 100.0  # 1 + 0.33*0.9999/1e-4 = 3300
+    assert tlr_factor(a=-1.0, b=1.0, gamma=GAMMA) == 1 + GAMMA * -1.0 / (2.0 + 1e-10)
+
+
+def _reference_code_trace(weights: list[np.ndarray], lr: float, gamma: float) -> list[float]:
+    """The public reference code's variant (test-local): it tests ``b < 0`` (never true for a
+    squared norm) instead of ``den <= 0``, and its x100 clamp is commented out. K = 1."""
+    lrs, cached, u_prev = [], weights[0], np.zeros_like(weights[0])
+    for w in weights[1:]:
+        u = (cached - w) / lr
+        a, b = float(u_prev @ u), float(u_prev @ u_prev)
+        if not b < 0:
+            lr = lr * (1 + gamma * a / (b - a + 1e-10))
+        cached, u_prev = w, u
+        lrs.append(lr)
+    return lrs
+
+
+def test_paper_rule_differs_from_reference_code_where_den_is_negative_or_factor_huge():
+    # A weight trace whose steps (computed with the rate in force) give u = (1, 0), then
+    # (1.2, 0) (a = 1.2 > b = 1: den < 0), then (1.1999, 0) (a = 1.43988, b = 1.44,
+    # den = 1.2e-4: factor 1 + 0.33 * 1.43988 / 1.2e-4 ~ 3960, clamped to 100).
+    lr = 0.01
+    directions = [np.array([1.0, 0.0]), np.array([1.2, 0.0]), np.array([1.1999, 0.0])]
+    ours = NewtonLR(lr, gamma=GAMMA, batches_per_epoch=1)
+    w = np.array([5.0, 5.0])
+    weights = [w.copy()]
+    ours_lrs = [ours.step([w])]
+    ref_lr = lr
+    for u in directions:
+        w = w - ours.lr * u
+        weights.append(w.copy())
+        ours_lrs.append(ours.step([w]))
+    # update 1: u_prev = 0 -> kept; update 2: den = 1 - 1.5 < 0 -> kept; update 3: clamped
+    np.testing.assert_allclose(ours_lrs, [lr, lr, lr, lr * 100], rtol=1e-12)
+    # the reference variant, fed the same weights, turns the rate negative at update 2
+    # (1 + 0.33 * 1.2 / (-0.2) = -0.98), where the paper's rule keeps it
+    ref = _reference_code_trace(weights, ref_lr, GAMMA)
+    assert ref[0] == lr
+    assert ref[1] == pytest.approx(lr * (1 + GAMMA * 1.2 / (1 - 1.2 + 1e-10)), rel=1e-9)
+    assert ref[1] < 0 < ours_lrs[2]
+    # and without the clamp the same den = 1.2e-4 step gives a factor far above 100
+    assert _reference_code_trace(weights[1:], lr, GAMMA)[-1] > 3000 * lr
+
+
+def test_batches_per_epoch_can_be_set_later_and_missing_value_is_a_clear_error():
+    sched = make("newton", 0.05)
+    assert (sched.interval, sched.signal) == ("step", "params")
+    with pytest.raises(ValueError, match="set_batches_per_epoch"):
+        sched.step([np.zeros(3)])
+    sched.set_batches_per_epoch(100)
+    assert sched.update_every == 20
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        NewtonLR(0.0, batches_per_epoch=10)
+    with pytest.raises(ValueError, match="gamma"):
+        NewtonLR(0.1, gamma=1.5)
+
+
+def test_works_over_adam_and_several_float32_arrays():
+    rng = np.random.default_rng(0)
+    params = [rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    m = [np.zeros_like(p) for p in params]
+    sched = NewtonLR(1e-2, batches_per_epoch=10)  # K = 2
+    sched.step(params)
+    for _ in range(20):  # sign-like (Adam-ish) steps on a convex bowl: the rule stays finite
+        for p, mi in zip(params, m):
+            mi[...] = 0.9 * mi + 0.1 * p
+            p -= np.float32(sched.lr) * np.sign(mi)
+        sched.step(params)
+    assert math.isfinite(sched.lr) and sched.lr > 0
+    assert sched.last_factor != 1.0  # at least one update moved the rate
+
+
+def test_state_dict_resume_equals_uninterrupted_run():
+    H = np.diag([0.5, 1.0, 4.0])
+    rng = np.random.default_rng(3)
+    w0 = rng.normal(size=3)
+
+    def run(sched, w, steps):
+        out = []
+        for _ in range(steps):
+            w = w - sched.lr * (H @ w + 0.01 * rng_noise.normal(size=3))
+            out.append(sched.step([w]))
+        return out, w
+
+    rng_noise = np.random.default_rng(1)
+    full = NewtonLR(0.05, batches_per_epoch=10)
+    full.step([w0])
+    trace_full, _ = run(full, w0, 40)
+
+    rng_noise = np.random.default_rng(1)
+    first = NewtonLR(0.05, batches_per_epoch=10)
+    first.step([w0])
+    trace, w = run(first, w0, 19)
+    state = json.loads(json.dumps(first.state_dict()))
+    second = NewtonLR(1.0, batches_per_epoch=3)
+    second.load_state_dict(state)
+    rest, _ = run(second, w, 21)
+    assert trace + rest == trace_full
+    assert len(set(trace_full)) > 2  # the rate actually moved
+
+
+def test_hypergradient_additive_and_multiplicative_hand_computed():
+    g1 = [np.array([1.0, 2.0]), np.array([2.0])]
+    g2 = [np.array([3.0, -1.0]), np.array([1.0])]  # <g2, g1> = 3 - 2 + 2 = 3
+    add = HypergradientAdditiveLR(0.1, hyper_lr=0.01)
+    assert (add.interval, add.signal) == ("step", "grads")
+    assert add.step(g1) == 0.1  # first call only stores
+    assert add.step(g2) == pytest.approx(0.1 + 0.01 * 3.0, rel=1e-15)
+    mul = HypergradientMultiplicativeLR(0.1, hyper_lr=0.5)
+    mul.step(g1)
+    cos = 3.0 / (math.sqrt(9.0) * math.sqrt(11.0))  # |g1| = 3, |g2| = sqrt(11)
+    assert mul.step(g2) == pytest.approx(0.1 * (1 + 0.5 * cos), rel=1e-15)
+    # the additive rule is floored at min_lr (default 0)
+    neg = HypergradientAdditiveLR(0.01, hyper_lr=1.0)
+    neg.step(g1)
+    assert neg.step([-g for g in g1]) == 0.0
+
+
+@pytest.mark.parametrize("cls", [HypergradientAdditiveLR, HypergradientMultiplicativeLR])
+def test_hypergradient_state_dict_resume(cls):
+    rng = np.random.default_rng(5)
+    grads = [[rng.normal(size=(2, 2)), rng.normal(size=2)] for _ in range(30)]
+    full = cls(0.1, hyper_lr=0.01)
+    trace_full = [full.step(g) for g in grads]
+    first = cls(0.1, hyper_lr=0.01)
+    trace = [first.step(g) for g in grads[:15]]
+    second = cls(0.5)
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    trace += [second.step(g) for g in grads[15:]]
+    assert trace == trace_full
