@@ -1,0 +1,445 @@
+"""Replay the same trace through refimpl and through torch, and report where they part.
+
+A *scheduler* cross-check builds torch's equivalent of one of our (freshly constructed)
+schedulers, steps both ``steps`` times (feeding the same loss values to loss-driven ones)
+and compares the learning-rate traces, construction included (row 0). An *optimizer*
+cross-check draws random float64 parameters and gradients from a seed, applies the same
+gradients with our optimizer and torch's, and compares the parameters after every step.
+
+The answer is a :class:`CrosscheckResult`: equality within ``rtol``, or the first step that
+differs with both values. torch is optional: it is imported inside the functions that need it.
+
+Command line (wired into ``refimpl crosscheck``)::
+
+    refimpl crosscheck torch --scheduler cosine --steps 300 --seed 0 [--kwargs key=val,...]
+    refimpl crosscheck torch --optimizer adam --steps 200 --seed 0 [--kwargs key=val,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .schedulers import NAMES, make
+from .schedulers.base import Scheduler
+
+__all__ = [
+    "CrosscheckResult",
+    "adversarial_losses",
+    "compare_traces",
+    "crosscheck_optimizer",
+    "crosscheck_scheduler",
+    "main",
+    "random_losses",
+    "replay_scheduler",
+    "torch_scheduler",
+]
+
+#: Default relative tolerance: the issue's bound for float64 traces.
+RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class CrosscheckResult:
+    """Outcome of one cross-check.
+
+    Attributes
+    ----------
+    subject : what was compared (e.g. ``"CosineAnnealingLR vs torch"``)
+    steps : number of steps replayed
+    equal : whether every step agrees within ``rtol``
+    first_diff_step : first step (0 = after construction) that differs, or None
+    ours, theirs : the first differing values (first group's lr, or the parameter entry)
+    max_rel_diff : largest relative difference over the whole trace
+    rtol : tolerance used
+    """
+
+    subject: str
+    steps: int
+    equal: bool
+    first_diff_step: int | None
+    ours: float | None
+    theirs: float | None
+    max_rel_diff: float
+    rtol: float
+
+    def __str__(self) -> str:
+        if self.equal:
+            return (f"{self.subject}: equal over {self.steps} steps "
+                    f"(max relative difference {self.max_rel_diff:.3g} <= {self.rtol:g})")
+        return (f"{self.subject}: first difference at step {self.first_diff_step}: "
+                f"ours={self.ours!r} theirs={self.theirs!r} "
+                f"(max relative difference {self.max_rel_diff:.3g} > {self.rtol:g})")
+
+
+def compare_traces(ours: Any, theirs: Any, *, rtol: float = RTOL,
+                   subject: str = "trace") -> CrosscheckResult:
+    """Compare two traces row by row (row = step).
+
+    A row's relative difference is ``max|ours - theirs| / max|theirs|`` (an exact match is 0,
+    also when both rows are 0); it must be ``<= rtol``. Rows are 1-D (one value per group or
+    per parameter entry); a 1-D trace is one value per step.
+    """
+    ours = np.asarray(ours, dtype=np.float64)
+    theirs = np.asarray(theirs, dtype=np.float64)
+    if ours.shape != theirs.shape:
+        raise ValueError(f"traces differ in shape: ours {ours.shape}, theirs {theirs.shape}")
+    ours2 = ours.reshape(len(ours), -1)
+    theirs2 = theirs.reshape(len(theirs), -1)
+    diff = np.abs(ours2 - theirs2).max(axis=1)
+    scale = np.abs(theirs2).max(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / scale)
+    rel = np.where(np.isnan(ours2).any(axis=1) != np.isnan(theirs2).any(axis=1), np.inf, rel)
+    rel = np.nan_to_num(rel, nan=0.0)  # NaN on both sides at the same step counts as equal
+    bad = np.flatnonzero(rel > rtol)
+    if bad.size == 0:
+        return CrosscheckResult(subject, len(ours) - 1, True, None, None, None,
+                                float(rel.max(initial=0.0)), rtol)
+    step = int(bad[0])
+    entry = int(np.argmax(np.abs(ours2[step] - theirs2[step])))
+    return CrosscheckResult(subject, len(ours) - 1, False, step, float(ours2[step, entry]),
+                            float(theirs2[step, entry]), float(rel.max()), rtol)
+
+
+# -- loss traces --------------------------------------------------------------------------------
+def random_losses(steps: int, seed: int = 0) -> list[float]:
+    """A noisy, slowly decreasing loss trace with stretches of stagnation."""
+    rng = np.random.default_rng(seed)
+    trend = np.exp(-np.linspace(0.0, rng.uniform(0.5, 3.0), steps))
+    trend[rng.random(steps) < 0.3] = trend[0]  # stagnating steps
+    return list(trend * (1.0 + 0.1 * rng.standard_normal(steps)) + rng.uniform(0, 0.1))
+
+
+def adversarial_losses(steps: int, seed: int = 0, *, mode: str = "min",
+                       threshold: float = 1e-4, threshold_mode: str = "rel") -> list[float]:
+    """Loss values that sit exactly on ReduceLROnPlateau's improvement boundary.
+
+    Tracks ``best`` as torch does and mixes: exact ties with the dynamic threshold
+    (``best (1 - threshold)`` etc., computed with torch's expression, so not an improvement),
+    one ulp past the boundary (an improvement), repeats of ``best``, long plateaus, large
+    improvements and clear regressions.
+    """
+    rng = np.random.default_rng(seed)
+    sign = 1.0 if mode == "min" else -1.0  # +1: smaller is better
+    best = math.inf if mode == "min" else -math.inf
+    losses: list[float] = []
+    current = float(rng.uniform(1.0, 2.0)) * sign
+    while len(losses) < steps:
+        kind = rng.integers(6) if math.isfinite(best) else 4
+        if kind == 0 or kind == 1:  # exact tie with the boundary / one ulp past it
+            if mode == "min":
+                bound = best * (1.0 - threshold) if threshold_mode == "rel" else best - threshold
+            else:
+                bound = best * (threshold + 1.0) if threshold_mode == "rel" else best + threshold
+            value = bound if kind == 0 else float(np.nextafter(bound, -sign * math.inf))
+            run = [value]
+        elif kind == 2:  # repeat the best
+            run = [best]
+        elif kind == 3:  # plateau at a worse value
+            run = [best + sign * abs(best) * 0.01 + sign * 1e-3] * int(rng.integers(3, 15))
+        elif kind == 4:  # clear improvement
+            current = (best if math.isfinite(best) else current) - sign * float(
+                rng.uniform(0.01, 0.2))
+            run = [current]
+        else:  # regression
+            run = [best + sign * float(rng.uniform(0.01, 0.5))]
+        for value in run:
+            if len(losses) == steps:
+                break
+            losses.append(float(value))
+            # mirror torch's test exactly to keep `best` in step with the scheduler
+            if mode == "min":
+                bound = best * (1.0 - threshold) if threshold_mode == "rel" else best - threshold
+                improves = value < bound
+            else:
+                bound = best * (threshold + 1.0) if threshold_mode == "rel" else best + threshold
+                improves = value > bound
+            if improves:
+                best = value
+    return losses
+
+
+# -- torch equivalents --------------------------------------------------------------------------
+def _require_torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the torch cross-check needs PyTorch; install it with `pip install torch` "
+            "(or `pip install -e .[torch]`)"
+        ) from None
+    return torch
+
+
+class _TorchWarmupThenPlateau:
+    """torch has no SequentialLR for ReduceLROnPlateau: LinearLR for ``T`` steps, then the
+    group rates are reset to the initial ones and a ReduceLROnPlateau takes over."""
+
+    def __init__(self, optimizer, start_factor: float, total_iters: int, plateau_kwargs: dict):
+        torch = _require_torch()
+        self.optimizer, self.total_iters, self.epoch = optimizer, total_iters, 0
+        self.linear = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor, 1.0,
+                                                        total_iters)
+        self.plateau_kwargs, self.plateau = plateau_kwargs, None
+
+    def step(self, loss: float) -> None:
+        torch = _require_torch()
+        self.epoch += 1
+        if self.epoch < self.total_iters:
+            self.linear.step()
+        elif self.epoch == self.total_iters:
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"]
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer,
+                                                                      **self.plateau_kwargs)
+        else:
+            self.plateau.step(loss)
+
+
+def _plateau_kwargs(s: Scheduler) -> dict:
+    return {"mode": s.mode, "factor": s.factor, "patience": s.patience,
+            "threshold": s.threshold, "threshold_mode": s.threshold_mode,
+            "cooldown": s.cooldown, "min_lr": list(s.min_lrs), "eps": s.eps}
+
+
+def torch_scheduler(ours: Scheduler, optimizer) -> Any:
+    """Build torch's equivalent of our freshly constructed scheduler ``ours`` on ``optimizer``
+    (whose groups hold ``ours.base_lrs``). Raises ``ValueError`` for classes with none."""
+    torch = _require_torch()
+    lrs = torch.optim.lr_scheduler
+    name = type(ours).__name__
+    if name == "ConstantLR":
+        return lrs.ConstantLR(optimizer, factor=ours.factor, total_iters=ours.total_iters)
+    if name == "StepLR":
+        return lrs.StepLR(optimizer, step_size=ours.step_size, gamma=ours.gamma)
+    if name == "MultiStepLR":
+        return lrs.MultiStepLR(optimizer, milestones=list(ours.milestones), gamma=ours.gamma)
+    if name == "ExponentialLR":
+        return lrs.ExponentialLR(optimizer, gamma=ours.gamma)
+    if name == "CosineAnnealingLR":
+        return lrs.CosineAnnealingLR(optimizer, T_max=ours.T_max, eta_min=ours.eta_min)
+    if name == "CosineAnnealingWarmRestarts":
+        return lrs.CosineAnnealingWarmRestarts(optimizer, T_0=ours.T_0, T_mult=ours.T_mult,
+                                               eta_min=ours.eta_min)
+    if name == "ReduceLROnPlateau":
+        return lrs.ReduceLROnPlateau(optimizer, **_plateau_kwargs(ours))
+    if name == "LinearWarmup":
+        if ours.after is None:
+            return lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)
+        if type(ours.after).__name__ == "ReduceLROnPlateau":
+            return _TorchWarmupThenPlateau(optimizer, ours.start_factor, ours.total_iters,
+                                           _plateau_kwargs(ours.after))
+        warmup = lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)
+        after = torch_scheduler(ours.after, optimizer)
+        return lrs.SequentialLR(optimizer, [warmup, after], milestones=[ours.total_iters])
+    raise ValueError(f"no torch equivalent is known for {name}")
+
+
+def replay_scheduler(ours: Scheduler, steps: int = 300, losses: Sequence[float] | None = None,
+                     *, rtol: float = RTOL) -> CrosscheckResult:
+    """Step our freshly built scheduler and torch's equivalent ``steps`` times; compare.
+
+    ``losses`` (one per step) are fed to loss-driven schedulers; required for them.
+    """
+    torch = _require_torch()
+    if ours.signal == "loss" and (losses is None or len(losses) < steps):
+        raise ValueError(f"{type(ours).__name__} is loss-driven: pass at least {steps} losses")
+    if ours.signal not in ("none", "loss"):
+        raise ValueError(f"cannot replay a scheduler with signal {ours.signal!r} against torch")
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in ours.base_lrs]
+    optimizer = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params,
+                                                                            ours.base_lrs)])
+    theirs = torch_scheduler(ours, optimizer)
+
+    def torch_lrs() -> list[float]:
+        return [float(group["lr"]) for group in optimizer.param_groups]
+
+    our_trace, their_trace = [list(ours.lrs)], [torch_lrs()]
+    for step in range(steps):
+        optimizer.step()  # keeps torch's "scheduler before optimizer" warning quiet
+        if ours.signal == "loss":
+            ours.step(losses[step])
+            theirs.step(losses[step])
+        else:
+            ours.step()
+            theirs.step()
+        our_trace.append(list(ours.lrs))
+        their_trace.append(torch_lrs())
+    return compare_traces(our_trace, their_trace, rtol=rtol,
+                          subject=f"{type(ours).__name__} vs torch")
+
+
+def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: int = 300,
+                         seed: int = 0, *, losses: Sequence[float] | str = "random",
+                         rtol: float = RTOL, **kwargs: Any) -> CrosscheckResult:
+    """Build scheduler ``name`` (short or class name) and replay it against torch.
+
+    ``losses`` is a list, or ``"random"`` / ``"adversarial"`` to draw a trace from ``seed``
+    (used only by loss-driven schedulers). For ``warmup``, ``after`` may name the scheduler
+    that follows (default ``cosine``) and ``after_<key>`` keys configure it.
+    """
+    if NAMES.get(name, name) == "LinearWarmup":
+        after_name = kwargs.pop("after", "cosine")
+        after_kwargs = {k[len("after_"):]: v for k, v in kwargs.items() if k.startswith("after_")}
+        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("after_")}
+        if after_name not in (None, "none"):
+            kwargs["after"] = make(after_name, lr, **after_kwargs)
+    scheduler = make(name, lr, **kwargs)
+    if isinstance(losses, str):
+        plateau = getattr(scheduler, "after", None) or scheduler  # LinearWarmup: its `after`
+        if losses == "random":
+            losses = random_losses(steps, seed)
+        elif losses == "adversarial":
+            options = {} if not hasattr(plateau, "threshold_mode") else {
+                "mode": plateau.mode, "threshold": plateau.threshold,
+                "threshold_mode": plateau.threshold_mode}
+            losses = adversarial_losses(steps, seed, **options)
+        else:
+            raise ValueError(f"losses must be a list, 'random' or 'adversarial', got {losses!r}")
+    return replay_scheduler(scheduler, steps, losses, rtol=rtol)
+
+
+# -- optimizers ---------------------------------------------------------------------------------
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+
+
+def crosscheck_optimizer(name: str, steps: int = 200, seed: int = 0, *,
+                         shapes: Sequence[tuple[int, ...]] = ((5, 3), (3,)),
+                         rtol: float = RTOL, **kwargs: Any) -> CrosscheckResult:
+    """Apply the same random float64 gradients with our optimizer and torch's; compare the
+    parameters (all arrays, flattened) after every step. ``kwargs`` go to both constructors."""
+    from . import optim
+
+    torch = _require_torch()
+    class_name = _OPTIMIZERS.get(name.lower())
+    if class_name is None:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(shape) for shape in shapes]
+    ours_params = [p.copy() for p in params]
+    torch_params = [torch.tensor(p.copy(), requires_grad=True) for p in params]
+    ours = getattr(optim, class_name)(ours_params, **kwargs)
+    theirs = getattr(torch.optim, class_name)(torch_params, **kwargs)
+
+    def flat(arrays) -> np.ndarray:
+        return np.concatenate([np.asarray(a).ravel() for a in arrays])
+
+    our_trace = [flat(ours_params)]
+    their_trace = [flat(p.detach().numpy() for p in torch_params)]
+    for _ in range(steps):
+        grads = [rng.standard_normal(shape) for shape in shapes]
+        ours.step(grads)
+        for p, g in zip(torch_params, grads):
+            p.grad = torch.tensor(g.copy())
+        theirs.step()
+        our_trace.append(flat(ours_params))
+        their_trace.append(flat(p.detach().numpy() for p in torch_params))
+    return compare_traces(our_trace, their_trace, rtol=rtol, subject=f"{class_name} vs torch")
+
+
+# -- command line -------------------------------------------------------------------------------
+def parse_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse ``key=val,key=val`` (values as Python literals; commas inside [] or () are kept)."""
+    if not text:
+        return {}
+    items, depth, current = [], 0, ""
+    for char in text:
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--kwargs entries must look like key=value, got {item!r}")
+        try:
+            result[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            result[key.strip()] = value.strip()  # a bare word, e.g. mode=max
+    return result
+
+
+def default_scheduler_kwargs(name: str, steps: int) -> dict[str, Any]:
+    """Hyper-parameters the CLI uses when ``--kwargs`` does not give them."""
+    class_name = NAMES.get(name, name)
+    tenth = max(1, steps // 10)
+    return {
+        "StepLR": {"step_size": tenth},
+        "MultiStepLR": {"milestones": [steps // 3, 2 * steps // 3]},
+        "ExponentialLR": {"gamma": 0.99},
+        "CosineAnnealingLR": {"T_max": steps},
+        "CosineAnnealingWarmRestarts": {"T_0": tenth, "T_mult": 2},
+        "LinearWarmup": {"total_iters": tenth, "after": "cosine"},
+        "ReduceLROnPlateau": {"patience": 5},
+    }.get(class_name, {})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refimpl crosscheck",
+        description="Replay the same trace through refimpl and a framework; report the first "
+                    "step that differs.")
+    parser.add_argument("framework", choices=["torch"], help="framework to compare against")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--scheduler", help=f"one of {sorted(NAMES)} (standard ones for torch)")
+    what.add_argument("--optimizer", choices=sorted(_OPTIMIZERS))
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps to replay (default 300 for schedulers, 200 for optimizers)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="initial lr (default 0.1 for schedulers, 0.01 for optimizers)")
+    parser.add_argument("--losses", choices=["random", "adversarial"], default="random",
+                        help="loss trace fed to loss-driven schedulers")
+    parser.add_argument("--rtol", type=float, default=RTOL)
+    parser.add_argument("--kwargs", default=None, help="hyper-parameters: key=val,key=val")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``refimpl crosscheck`` (``argv`` excludes the word ``crosscheck``); print the
+    result; return 0 when equal, 1 when a step differs, 2 on a usage error."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = _run(args)
+    except (ValueError, TypeError, ImportError) as error:
+        print(f"refimpl crosscheck: error: {error}", file=sys.stderr)
+        return 2
+    print(result)
+    return 0 if result.equal else 1
+
+
+def _run(args: argparse.Namespace) -> CrosscheckResult:
+    kwargs = parse_kwargs(args.kwargs)
+    if args.scheduler is not None:
+        steps = 300 if args.steps is None else args.steps
+        kwargs = {**default_scheduler_kwargs(args.scheduler, steps), **kwargs}
+        if NAMES.get(args.scheduler, args.scheduler) == "LinearWarmup":
+            # the scheduler after warm-up gets its own defaults over the remaining steps
+            rest = max(1, steps - int(kwargs["total_iters"]))
+            after = default_scheduler_kwargs(str(kwargs["after"]), rest)
+            kwargs = {**{f"after_{k}": v for k, v in after.items()}, **kwargs}
+        result = crosscheck_scheduler(args.scheduler, 0.1 if args.lr is None else args.lr,
+                                      steps, args.seed, losses=args.losses, rtol=args.rtol,
+                                      **kwargs)
+    else:
+        steps = 200 if args.steps is None else args.steps
+        kwargs.setdefault("lr", 0.01 if args.lr is None else args.lr)
+        result = crosscheck_optimizer(args.optimizer, steps, args.seed, rtol=args.rtol, **kwargs)
+    return result
