@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 #: Initialisation schemes by name.
 SCHEMES = ("he_uniform", "glorot_uniform")
@@ -31,7 +32,9 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     )
 
 
-def he_uniform(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+def he_uniform(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike = np.float32
+) -> np.ndarray:
     """``W ~ U(−a, a)`` with ``a = sqrt(6 / fan_in)`` (He et al. 2015, for relu layers)."""
     fan_in, _ = fans(shape)
     bound = math.sqrt(6.0 / fan_in)
@@ -39,7 +42,7 @@ def he_uniform(rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float3
 
 
 def glorot_uniform(
-    rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32
+    rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike = np.float32
 ) -> np.ndarray:
     """``W ~ U(−a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio 2010)."""
     fan_in, fan_out = fans(shape)
@@ -48,7 +51,7 @@ def glorot_uniform(
 
 
 def init_weight(
-    scheme: str, rng: np.random.Generator, shape: tuple[int, ...], dtype=np.float32
+    scheme: str, rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike = np.float32
 ) -> np.ndarray:
     """Draw a weight array with the named ``scheme`` (one of :data:`SCHEMES`)."""
     if scheme == "he_uniform":

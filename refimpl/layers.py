@@ -14,6 +14,7 @@ import types
 from collections.abc import Iterable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 import kernels
 from refimpl import ops
@@ -23,7 +24,7 @@ from refimpl.ops.conv import conv2d_output_size
 Shape = tuple[int, ...]
 
 
-def _check_dtype(dtype) -> np.dtype:
+def _check_dtype(dtype: DTypeLike) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be np.float32 or np.float64, got {dtype}")
@@ -59,7 +60,7 @@ class Layer:
         for name, value in grads.items():
             np.copyto(self.grads[name], value)
 
-    def astype(self, dtype) -> Layer:
+    def astype(self, dtype: DTypeLike) -> Layer:
         """Cast parameters and gradient buffers (this re-binds them: build optimizers after)."""
         dtype = _check_dtype(dtype)
         for name in self.params:
@@ -72,7 +73,16 @@ class Layer:
 
 
 class Dense(Layer):
-    """``y = x W + b`` with ``W`` (in_features, out_features), ``b`` (out_features,)."""
+    """``y = x W + b`` with ``W`` (in_features, out_features), ``b`` (out_features,).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    init : {"glorot_uniform", "he_uniform"}
+        Weight initialisation (:mod:`refimpl.init`); the bias starts at zero.
+    rng : numpy.random.Generator or int seed
+    dtype : np.float32 or np.float64
+    """
 
     def __init__(
         self,
@@ -81,7 +91,7 @@ class Dense(Layer):
         *,
         init: str = "glorot_uniform",
         rng: np.random.Generator | int | None = None,
-        dtype=np.float32,
+        dtype: DTypeLike = np.float32,
     ) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
@@ -111,7 +121,15 @@ class Dense(Layer):
 
 
 class Conv2d(Layer):
-    """Cross-correlation with ``W`` (C_out, C_in, k, k), ``b`` (C_out,), NCHW input."""
+    """Cross-correlation with ``W`` (C_out, C_in, k, k), ``b`` (C_out,), NCHW input.
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size : int
+    stride : int, default 1
+    padding : int, default 0 (zeros on each side of H and W)
+    init, rng, dtype : as for :class:`Dense` (fan_in = C_in k², fan_out = C_out k²)
+    """
 
     def __init__(
         self,
@@ -123,7 +141,7 @@ class Conv2d(Layer):
         *,
         init: str = "glorot_uniform",
         rng: np.random.Generator | int | None = None,
-        dtype=np.float32,
+        dtype: DTypeLike = np.float32,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, kernel_size, stride) < 1 or padding < 0:
@@ -234,6 +252,12 @@ class Flatten(Layer):
 class Sequential:
     """A stack of layers applied in order.
 
+    Parameters
+    ----------
+    layers : iterable of Layer
+    backend : {"numpy", "numba", "cuda", "auto"}
+        The ops module every layer calls (``kernels.get_backend``).
+
     Parameters are named ``"<layer index>.<param name>"`` (``"0.W"``, ``"0.b"``, ...), in layer
     order and, within a layer, in the order ``W``, ``b``. ``parameters()`` and ``gradients()``
     follow that order and return the same array objects on every call.
@@ -321,7 +345,7 @@ class Sequential:
             layer.backend = module
         return self
 
-    def astype(self, dtype) -> Sequential:
+    def astype(self, dtype: DTypeLike) -> Sequential:
         """Cast every parameter to ``dtype``. This re-binds the arrays: create the optimizer after."""
         for layer in self.layers:
             layer.astype(dtype)

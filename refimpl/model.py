@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from refimpl import ops
 from refimpl.layers import Activation, Conv2d, Dense, Flatten, Layer, MaxPool2d, Sequential
@@ -99,7 +100,7 @@ def build(
     spec: str,
     input_shape: tuple[int, ...],
     seed: int = 0,
-    dtype=np.float32,
+    dtype: DTypeLike = np.float32,
     backend: str = "numpy",
 ) -> Sequential:
     """Build the model described by ``spec`` for per-sample ``input_shape`` (no batch axis).
@@ -151,7 +152,9 @@ def build(
     return Sequential(layers, backend=backend)
 
 
-def get_model(name: str, seed: int = 0, dtype=np.float32, backend: str = "numpy") -> Sequential:
+def get_model(
+    name: str, seed: int = 0, dtype: DTypeLike = np.float32, backend: str = "numpy"
+) -> Sequential:
     """Build a named model from :data:`MODELS` (``mlp``, ``lrpo_cnn``)."""
     if name not in MODELS:
         raise ValueError(f"name must be one of {sorted(MODELS)}, got {name!r}")
