@@ -145,7 +145,8 @@ class StepLR(_EpochScheduler):
 class MultiStepLR(_EpochScheduler):
     """``lr = base * gamma^(number of milestones <= e)`` (torch's MultiStepLR).
 
-    Recursive form: at a milestone ``e`` listed ``n`` times, multiply by ``gamma^n``.
+    Recursive form: at a milestone ``e`` listed ``n`` times, multiply by ``gamma^n`` (also at
+    ``e = 0``, i.e. at construction, as torch does).
     ``milestones`` are non-negative integers (sorted here; repeats count, as in torch).
     """
 
@@ -158,6 +159,7 @@ class MultiStepLR(_EpochScheduler):
             raise ValueError(f"milestones must be a list of integers, got {milestones!r}")
         self.milestones = sorted(_check_int(m, "milestones", 0) for m in milestones)
         self.gamma = _check_factor(gamma, "gamma", low=0.0, high=math.inf)
+        self.lrs = [self._recurse(lr, base) for lr, base in zip(self.lrs, self.base_lrs)]
 
     def _recurse(self, lr: float, base_lr: float) -> float:
         count = self.milestones.count(self.last_epoch)
