@@ -1,0 +1,486 @@
+"""LRPO, the learning-rate predictor optimizer (paper 000; spec §7), as a four-phase plan.
+
+1. **pretrain** ``E1`` epochs at ``lr0``, recording the per-epoch training loss ``L_1..L_E1``;
+2. **fit** a tiny predictor ``x -> z`` (1 -> 8 tanh -> 1 MLP) to that trajectory, with
+   ``x = e / E1`` (normalized epoch) and ``z = (log L_e - m) / s`` (standardized log-loss,
+   ``m``, ``s`` its mean and standard deviation), by full-batch Adam on the MSE, at most
+   ``max_steps`` steps, from a fixed seed -- with this project's own ops and optimizer;
+3. **jump** ``E3`` epochs at ``lr0 * alpha`` with::
+
+       r     = 1 - L^(E1 + 1) / L^(E1)               predicted relative drop over one epoch
+       c     = max(0, 1 - RMSE_fit / s)              fit confidence (RMSE in log-loss units)
+       alpha = clip(1 + c * r, 1, alpha_max)
+
+   (``L^`` is the predictor's loss, ``exp(m + s z(x))``; interpretation, spec §7: the paper
+   gives only "confidence in the trajectory forecast and the observed loss reduction rate");
+4. **fine-tune** ``E4`` epochs at ``finetune_lr``.
+
+The plan is a scheduler, :class:`LRPOSchedule` (``interval="epoch"``,
+``signal="batch_losses"``): it records each epoch's mean batch loss, fits the predictor at
+the end of epoch ``E1`` and sets the rates of the later phases. :func:`run_lrpo` drives it
+with one :class:`refimpl.train.Trainer` run of ``E1 + E3 + E4`` epochs, so the History is
+one continuous run, the trainer's checkpoint/resume covers the whole plan, and every
+epoch has its own shuffle.
+
+Interpretation: the recorded epoch loss is the mean of the epoch's batch losses, which is
+the trainer's (example-weighted) ``train_loss`` whenever the batch size divides the
+training-set size.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from refimpl import ops
+from refimpl.init import glorot_uniform
+from refimpl.optim import SGD, Adam
+from refimpl.schedulers.base import Scheduler, as_group_list, check_lr
+from refimpl.train import History, Trainer
+
+__all__ = [
+    "LRPOResult",
+    "LRPOSchedule",
+    "PhaseReport",
+    "TrajectoryPredictor",
+    "jump_factor",
+    "run_lrpo",
+]
+
+
+class TrajectoryPredictor:
+    """The 1 -> 8 tanh -> 1 MLP mapping a normalized epoch to a standardized log-loss.
+
+    Parameters
+    ----------
+    hidden : int
+        Width of the tanh layer (paper: a "simple perceptron"; spec: 8).
+    seed : int
+        Seeds the Glorot-uniform weights; biases start at zero.
+    """
+
+    def __init__(self, hidden: int = 8, seed: int = 0):
+        if int(hidden) != hidden or hidden < 1:
+            raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
+        rng = np.random.default_rng(seed)
+        self.params = {
+            "W1": glorot_uniform(rng, (1, hidden), np.float64),
+            "b1": np.zeros(hidden),
+            "W2": glorot_uniform(rng, (hidden, 1), np.float64),
+            "b2": np.zeros(1),
+        }
+        self.n_epochs = 0  # E1: x = e / E1
+        self.mean = 0.0  # m: mean of the log-losses
+        self.std = 1.0  # s: their standard deviation
+        self.rmse = math.nan  # fit error in log-loss units
+        self.steps = 0
+        self.fit_time = 0.0
+
+    # -- the network ---------------------------------------------------------------------
+    def _forward(self, x: np.ndarray):
+        p = self.params
+        h, cache1 = ops.dense_forward(x, p["W1"], p["b1"])
+        a, cache_tanh = ops.tanh_forward(h)
+        z, cache2 = ops.dense_forward(a, p["W2"], p["b2"])
+        return z, (cache1, cache_tanh, cache2)
+
+    def _backward(self, dz: np.ndarray, caches) -> list[np.ndarray]:
+        cache1, cache_tanh, cache2 = caches
+        da, dW2, db2 = ops.dense_backward(dz, cache2)
+        dh = ops.tanh_backward(da, cache_tanh)
+        _, dW1, db1 = ops.dense_backward(dh, cache1)
+        return [dW1, db1, dW2, db2]
+
+    # -- fitting and predicting ----------------------------------------------------------
+    def fit(self, losses, max_steps: int = 2000, lr: float = 0.01, tol: float = 1e-10):
+        """Fit the per-epoch losses ``L_1..L_E`` (E >= 2); return ``self``.
+
+        Full-batch Adam on ``mse(z(x), (log L - m) / s)``; stops after ``max_steps`` steps or
+        once the MSE is below ``tol``. Records ``rmse`` (log-loss units), ``steps`` and
+        ``fit_time`` (seconds).
+        """
+        losses = np.asarray(losses, dtype=np.float64).ravel()
+        if losses.size < 2:
+            raise ValueError(f"need the losses of at least 2 epochs to fit, got {losses.size}")
+        if not np.all(np.isfinite(losses)) or np.any(losses <= 0):
+            raise ValueError("losses must be finite and > 0 (the predictor fits log-losses)")
+        start = time.perf_counter()
+        log_loss = np.log(losses)
+        self.n_epochs = int(losses.size)
+        self.mean = float(log_loss.mean())
+        self.std = float(log_loss.std())
+        x = self._x(np.arange(1, losses.size + 1))
+        target = ((log_loss - self.mean) / (self.std if self.std > 0 else 1.0)).reshape(-1, 1)
+        names = ("W1", "b1", "W2", "b2")
+        optimizer = Adam([self.params[n] for n in names], lr=lr)
+        self.steps = 0
+        for _ in range(int(max_steps)):
+            z, caches = self._forward(x)
+            mse, dz = ops.mse(z, target)
+            if mse < tol:
+                break
+            optimizer.step(self._backward(dz, caches))
+            self.steps += 1
+        fitted = self.predict_log_loss(np.arange(1, losses.size + 1))
+        self.rmse = float(np.sqrt(np.mean((fitted - log_loss) ** 2)))
+        self.fit_time = time.perf_counter() - start
+        return self
+
+    def _x(self, epochs) -> np.ndarray:
+        return (np.asarray(epochs, dtype=np.float64) / self.n_epochs).reshape(-1, 1)
+
+    def predict_log_loss(self, epochs) -> np.ndarray:
+        """``log L^(e) = m + s z(e / E1)`` for the given (1-based) epochs."""
+        if self.n_epochs == 0:
+            raise ValueError("the predictor is not fitted; call fit(losses) first")
+        z, _ = self._forward(self._x(epochs))
+        return self.mean + self.std * z.ravel()
+
+    def predict_loss(self, epochs) -> np.ndarray:
+        """The predicted training loss ``L^(e)``."""
+        return np.exp(self.predict_log_loss(epochs))
+
+    @property
+    def confidence(self) -> float:
+        """``c = max(0, 1 - RMSE_fit / s)``; 0 when the losses do not vary."""
+        if not self.std > 0:
+            return 0.0
+        return max(0.0, 1.0 - self.rmse / self.std)
+
+    def relative_drop(self) -> float:
+        """``r = 1 - L^(E1 + 1) / L^(E1)``: the predicted drop over the next epoch."""
+        last, following = self.predict_log_loss([self.n_epochs, self.n_epochs + 1])
+        return float(1.0 - math.exp(following - last))
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable state (weights as nested lists)."""
+        return {
+            "params": {k: v.tolist() for k, v in self.params.items()},
+            "n_epochs": self.n_epochs,
+            "mean": self.mean,
+            "std": self.std,
+            "rmse": self.rmse,
+            "steps": self.steps,
+            "fit_time": self.fit_time,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = {"params", "n_epochs", "mean", "std", "rmse"} - set(state)
+        if missing:
+            raise ValueError(f"predictor state is missing keys {sorted(missing)}")
+        params = {k: np.asarray(v, dtype=np.float64) for k, v in state["params"].items()}
+        if params.keys() != self.params.keys() or params["W1"].shape[0] != 1:
+            raise ValueError("predictor state does not hold a 1 -> hidden -> 1 network")
+        hidden = params["W1"].shape[1]
+        self.params = {
+            "W1": params["W1"].reshape(1, hidden),
+            "b1": params["b1"].reshape(hidden),
+            "W2": params["W2"].reshape(hidden, 1),
+            "b2": params["b2"].reshape(1),
+        }
+        self.n_epochs = int(state["n_epochs"])
+        self.mean, self.std, self.rmse = (float(state[k]) for k in ("mean", "std", "rmse"))
+        self.steps = int(state.get("steps", 0))
+        self.fit_time = float(state.get("fit_time", 0.0))
+
+
+def jump_factor(r: float, c: float, alpha_max: float = 1.5) -> float:
+    """``alpha = clip(1 + c r, 1, alpha_max)``."""
+    return float(min(max(1.0 + c * r, 1.0), alpha_max))
+
+
+@dataclass
+class PhaseReport:
+    """One phase of the plan: its name, epochs, rate, wall seconds and optimizer steps."""
+
+    name: str
+    epochs: int
+    lr: float
+    seconds: float
+    steps: int = 0
+
+
+@dataclass
+class LRPOResult:
+    """What :func:`run_lrpo` returns.
+
+    ``history`` concatenates the training phases (pretrain, jump, fine-tune) in order;
+    ``phases`` has one report per phase, the predictor fit included (0 epochs).
+    """
+
+    history: History
+    phases: list[PhaseReport]
+    alpha: float
+    r: float
+    c: float
+    fit_time: float
+    predictor: TrajectoryPredictor
+    pretrain_losses: list[float] = field(default_factory=list)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+    @property
+    def total_time(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+    def summary(self) -> str:
+        """A short table of the phases, alpha and the final validation metrics."""
+        lines = [f"{'phase':<10}{'epochs':>7}{'lr':>12}{'seconds':>10}"]
+        lines += [f"{p.name:<10}{p.epochs:>7}{p.lr:>12.6g}{p.seconds:>10.2f}" for p in self.phases]
+        lines.append(
+            f"alpha={self.alpha:.4f} (r={self.r:.4f}, c={self.c:.4f}), "
+            f"predictor fit {self.fit_time:.3f} s, total {self.total_epochs} epochs "
+            f"{self.total_time:.1f} s"
+        )
+        if self.history.val_acc:
+            lines.append(
+                f"final val_loss={self.history.val_loss[-1]:.4f} "
+                f"val_acc={self.history.val_acc[-1]:.4f}"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "history": self.history.to_dict(),
+            "phases": [vars(p).copy() for p in self.phases],
+            "alpha": self.alpha,
+            "r": self.r,
+            "c": self.c,
+            "fit_time": self.fit_time,
+            "predictor": self.predictor.state_dict(),
+            "pretrain_losses": list(self.pretrain_losses),
+        }
+
+
+class LRPOSchedule(Scheduler):
+    """The LRPO plan as an epoch scheduler: ``lr0`` for ``E1`` epochs, ``lr0 alpha`` for
+    ``E3``, then ``finetune_lr``.
+
+    Parameters
+    ----------
+    lr : float or list of float
+        ``lr0`` (per group).
+    pretrain_epochs, jump_epochs : int
+        ``E1`` (>= 2) and ``E3``; fine-tuning lasts as long as the trainer runs after them.
+    finetune_lr : float or list of float
+        Rate of phase 4.
+    alpha_max : float
+        Upper clip of ``alpha``.
+    predictor_steps : int
+        At most this many full-batch Adam steps for the predictor fit.
+    seed : int
+        Seeds the predictor's initial weights.
+
+    Notes
+    -----
+    ``step(batch_losses)`` once per epoch with that epoch's batch losses. At the end of
+    epoch ``E1`` the predictor is fitted (``alpha``, ``r``, ``c`` and ``predictor`` are set);
+    the state dict holds the predictor, so a run resumed mid-plan continues identically.
+    """
+
+    interval = "epoch"
+    signal = "batch_losses"
+    _state_keys = (
+        "pretrain_epochs",
+        "jump_epochs",
+        "finetune_lrs",
+        "alpha_max",
+        "predictor_steps",
+        "seed",
+        "epoch",
+        "losses",
+        "alpha",
+        "r",
+        "c",
+        "predictor_state",
+    )
+
+    def __init__(
+        self,
+        lr: float | list[float],
+        pretrain_epochs: int = 10,
+        jump_epochs: int = 1,
+        finetune_lr: float | list[float] = 0.001,
+        alpha_max: float = 1.5,
+        predictor_steps: int = 2000,
+        seed: int = 0,
+    ):
+        super().__init__(lr)
+        if int(pretrain_epochs) != pretrain_epochs or pretrain_epochs < 2:
+            raise ValueError(
+                "pretrain_epochs must be an integer >= 2 (the predictor fits a trajectory), "
+                f"got {pretrain_epochs!r}"
+            )
+        if int(jump_epochs) != jump_epochs or jump_epochs < 0:
+            raise ValueError(f"jump_epochs must be an integer >= 0, got {jump_epochs!r}")
+        if not float(alpha_max) >= 1.0:
+            raise ValueError(f"alpha_max must be >= 1, got {alpha_max!r}")
+        if int(predictor_steps) != predictor_steps or predictor_steps < 1:
+            raise ValueError(f"predictor_steps must be an integer >= 1, got {predictor_steps!r}")
+        self.pretrain_epochs = int(pretrain_epochs)
+        self.jump_epochs = int(jump_epochs)
+        self.finetune_lrs = as_group_list(finetune_lr, self.n_groups, "finetune_lr")
+        self.alpha_max = float(alpha_max)
+        self.predictor_steps = int(predictor_steps)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.losses: list[float] = []
+        self.alpha = self.r = self.c = math.nan
+        self.predictor: TrajectoryPredictor | None = None
+
+    @property
+    def predictor_state(self) -> dict | None:
+        return None if self.predictor is None else self.predictor.state_dict()
+
+    @predictor_state.setter
+    def predictor_state(self, state: dict | None) -> None:
+        if state is None:
+            self.predictor = None
+        else:
+            self.predictor = TrajectoryPredictor(seed=self.seed)
+            self.predictor.load_state_dict(state)
+
+    def phase(self, epoch: int) -> str:
+        """The phase that (0-based) ``epoch`` belongs to."""
+        if epoch < self.pretrain_epochs:
+            return "pretrain"
+        if epoch < self.pretrain_epochs + self.jump_epochs:
+            return "jump"
+        return "finetune"
+
+    def step(self, batch_losses) -> float:
+        """Record one epoch; at the phase boundaries fit the predictor or change the rate."""
+        losses = [float(v) for v in batch_losses]
+        if not losses:
+            raise ValueError("batch_losses is empty; pass the losses of the epoch's batches")
+        self.epoch += 1
+        if self.epoch <= self.pretrain_epochs:
+            self.losses.append(float(np.mean(losses)))
+        if self.epoch == self.pretrain_epochs:
+            self.predictor = TrajectoryPredictor(seed=self.seed).fit(
+                self.losses, max_steps=self.predictor_steps
+            )
+            self.r = self.predictor.relative_drop()
+            self.c = self.predictor.confidence
+            self.alpha = jump_factor(self.r, self.c, self.alpha_max)
+            self.lrs = [lr * self.alpha for lr in self.base_lrs]
+        if self.epoch == self.pretrain_epochs + self.jump_epochs:
+            self.lrs = list(self.finetune_lrs)
+        return self.lr
+
+
+def run_lrpo(
+    model: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    lr: float = 0.05,
+    pretrain_epochs: int = 10,
+    jump_epochs: int = 1,
+    finetune_epochs: int = 5,
+    finetune_lr: float = 0.001,
+    alpha_max: float = 1.5,
+    batch_size: int = 64,
+    seed: int = 0,
+    backend: str | None = None,
+    progress: bool | None = None,
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    predictor_steps: int = 2000,
+    checkpoint_dir: str | None = None,
+) -> LRPOResult:
+    """Train ``model`` with the four LRPO phases; return the phases, alpha and the History.
+
+    Parameters
+    ----------
+    model : refimpl.layers.Sequential
+        Trained in place.
+    train, val : tuple (X, y)
+        Classification data (cross-entropy loss).
+    lr : float
+        ``lr0``, the pretraining rate (paper 0.05).
+    pretrain_epochs, jump_epochs, finetune_epochs : int
+        ``E1`` (>= 2), ``E3``, ``E4`` (paper 10, 1, 5).
+    finetune_lr : float
+        Rate of phase 4 (paper 0.001).
+    alpha_max : float
+        Upper clip of the jump factor (>= 1).
+    batch_size, seed : int
+        As for :class:`refimpl.train.Trainer` (``seed`` also seeds the predictor).
+    backend : str, optional
+        Backend of the model's ops (``numpy``, ``numba``, ``cuda``, ``auto``); ``None`` keeps
+        the model's.
+    progress : bool, optional
+        Progress bars (see Trainer).
+    optimizer : {"sgd", "adam"}
+        The base optimizer (the paper does not name one; plain SGD by default).
+    momentum : float
+        SGD momentum.
+    predictor_steps : int
+        At most this many full-batch Adam steps fit the predictor (spec: <= 2000).
+    checkpoint_dir : str, optional
+        Passed to the Trainer (checkpoint after every epoch).
+    """
+    if int(finetune_epochs) != finetune_epochs or finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    check_lr(finetune_lr, "finetune_lr")
+    schedule = LRPOSchedule(
+        lr,
+        pretrain_epochs=pretrain_epochs,
+        jump_epochs=jump_epochs,
+        finetune_lr=finetune_lr,
+        alpha_max=alpha_max,
+        predictor_steps=predictor_steps,
+        seed=seed,
+    )
+    params = model.parameters()
+    opt = SGD(params, lr=lr, momentum=momentum) if optimizer == "sgd" else Adam(params, lr=lr)
+    trainer = Trainer(
+        model,
+        opt,
+        schedule,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        backend=backend,
+        checkpoint_dir=checkpoint_dir,
+    )
+    epochs = schedule.pretrain_epochs + schedule.jump_epochs + int(finetune_epochs)
+    history = trainer.fit(train, val, epochs=epochs)
+    return LRPOResult(
+        history=history,
+        phases=_phase_reports(schedule, history, epochs),
+        alpha=schedule.alpha,
+        r=schedule.r,
+        c=schedule.c,
+        fit_time=schedule.predictor.fit_time,
+        predictor=schedule.predictor,
+        pretrain_losses=list(schedule.losses),
+    )
+
+
+def _phase_reports(schedule: LRPOSchedule, history: History, epochs: int) -> list[PhaseReport]:
+    """Per-phase epochs, rate (of the phase's first step), wall time and optimizer steps."""
+    steps_per_epoch = history.n_steps // max(history.n_epochs, 1)
+    reports = []
+    for name in ("pretrain", "predictor", "jump", "finetune"):
+        if name == "predictor":
+            p = schedule.predictor
+            reports.append(PhaseReport(name, 0, 0.0, p.fit_time, p.steps))
+            continue
+        index = [e for e in range(epochs) if schedule.phase(e) == name]
+        first_lr = history.lr[index[0] * steps_per_epoch] if index else 0.0
+        seconds = float(sum(history.epoch_time[e] for e in index))
+        reports.append(
+            PhaseReport(name, len(index), first_lr, seconds, len(index) * steps_per_epoch)
+        )
+    return reports
