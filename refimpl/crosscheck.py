@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .schedulers import NAMES, make
+from .schedulers import NAMES, make, standard
 from .schedulers.base import Scheduler
 
 __all__ = [
@@ -56,7 +56,8 @@ class CrosscheckResult:
     steps : number of steps replayed
     equal : whether every step agrees within ``rtol``
     first_diff_step : first step (0 = after construction) that differs, or None
-    ours, theirs : the first differing values (first group's lr, or the parameter entry)
+    ours, theirs : at that step, the two values of the entry (group lr, or parameter entry)
+                   that differs most
     max_rel_diff : largest relative difference over the whole trace
     rtol : tolerance used
     """
@@ -215,32 +216,31 @@ def torch_scheduler(ours: Scheduler, optimizer) -> Any:
     (whose groups hold ``ours.base_lrs``). Raises ``ValueError`` for classes with none."""
     torch = _require_torch()
     lrs = torch.optim.lr_scheduler
-    name = type(ours).__name__
-    if name == "ConstantLR":
+    if isinstance(ours, standard.ConstantLR):
         return lrs.ConstantLR(optimizer, factor=ours.factor, total_iters=ours.total_iters)
-    if name == "StepLR":
+    if isinstance(ours, standard.StepLR):
         return lrs.StepLR(optimizer, step_size=ours.step_size, gamma=ours.gamma)
-    if name == "MultiStepLR":
+    if isinstance(ours, standard.MultiStepLR):
         return lrs.MultiStepLR(optimizer, milestones=list(ours.milestones), gamma=ours.gamma)
-    if name == "ExponentialLR":
+    if isinstance(ours, standard.ExponentialLR):
         return lrs.ExponentialLR(optimizer, gamma=ours.gamma)
-    if name == "CosineAnnealingLR":
+    if isinstance(ours, standard.CosineAnnealingLR):
         return lrs.CosineAnnealingLR(optimizer, T_max=ours.T_max, eta_min=ours.eta_min)
-    if name == "CosineAnnealingWarmRestarts":
+    if isinstance(ours, standard.CosineAnnealingWarmRestarts):
         return lrs.CosineAnnealingWarmRestarts(optimizer, T_0=ours.T_0, T_mult=ours.T_mult,
                                                eta_min=ours.eta_min)
-    if name == "ReduceLROnPlateau":
+    if isinstance(ours, standard.ReduceLROnPlateau):
         return lrs.ReduceLROnPlateau(optimizer, **_plateau_kwargs(ours))
-    if name == "LinearWarmup":
+    if isinstance(ours, standard.LinearWarmup):
         if ours.after is None:
             return lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)
-        if type(ours.after).__name__ == "ReduceLROnPlateau":
+        if isinstance(ours.after, standard.ReduceLROnPlateau):
             return _TorchWarmupThenPlateau(optimizer, ours.start_factor, ours.total_iters,
                                            _plateau_kwargs(ours.after))
         warmup = lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)
         after = torch_scheduler(ours.after, optimizer)
         return lrs.SequentialLR(optimizer, [warmup, after], milestones=[ours.total_iters])
-    raise ValueError(f"no torch equivalent is known for {name}")
+    raise ValueError(f"no torch equivalent is known for {type(ours).__name__}")
 
 
 def replay_scheduler(ours: Scheduler, steps: int = 300, losses: Sequence[float] | None = None,

@@ -343,13 +343,24 @@ class LinearWarmup(Scheduler):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if isinstance(state, dict) and "after" not in state:
-            raise ValueError("state dict for LinearWarmup is missing keys ['after']")
-        super().load_state_dict(state)
-        if (state["after"] is None) != (self.after is None):
-            raise ValueError("state dict and this LinearWarmup disagree on whether `after` is set")
-        if self.after is not None:
-            self.after.load_state_dict(state["after"])
+        """Load the warm-up's state and ``after``'s (nested under ``"after"``); all or nothing."""
+        before = self.state_dict()
+        try:
+            super().load_state_dict(state)
+            if "after" not in state:
+                raise ValueError("state dict for LinearWarmup is missing keys ['after']")
+            if (state["after"] is None) != (self.after is None):
+                raise ValueError(
+                    "state dict and this LinearWarmup disagree on whether `after` is set; "
+                    "build the warm-up with the same kind of `after` scheduler"
+                )
+            if self.after is not None:
+                self.after.load_state_dict(state["after"])
+        except (ValueError, TypeError):
+            Scheduler.load_state_dict(self, before)
+            if self.after is not None:
+                self.after.load_state_dict(before["after"])
+            raise
 
 
 class ReduceLROnPlateau(Scheduler):
