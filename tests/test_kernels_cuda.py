@@ -382,3 +382,19 @@ def test_dlrs_kernel_matches_oracle():
 def test_dlrs_host_losses_are_checked():
     with pytest.raises(ValueError, match="batch_losses"):
         kc.DLRS(0.01).step([1.0, math.nan])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_model_through_get_backend_cuda_matches_numpy_backend(dtype):
+    """The path ``refimpl bench --backend cuda`` uses: layers calling kernels.get_backend."""
+    from refimpl.model import build
+
+    spec = "conv:2x3p1,relu,pool2,flatten,dense:4,sigmoid,dense:3"
+    oracle = build(spec, (3, 5, 5), seed=1, dtype=dtype)
+    model = build(spec, (3, 5, 5), seed=1, dtype=dtype, backend="cuda")
+    x = normal(np.random.default_rng(11), (2, 3, 5, 5), dtype)
+    assert_close(model.forward(x), oracle.forward(x))
+    dlogits = normal(np.random.default_rng(12), (2, 3), dtype)
+    assert_close(model.backward(dlogits), oracle.backward(dlogits))
+    for got, want in zip(model.gradients(), oracle.gradients()):
+        assert_close(got, want)

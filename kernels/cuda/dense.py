@@ -96,7 +96,7 @@ def matmul(a, b, trans_a: bool = False, trans_b: bool = False, bias=None):
     grid = (max(1, math.ceil(n_cols / TILE)), max(1, math.ceil(n_rows / TILE)))
     use_bias = bias is not None
     _GEMM[np.dtype(a.dtype)][grid, (TILE, TILE)](
-        a, b, c, trans_a, trans_b, bias if use_bias else c[0], use_bias
+        a, b, c, trans_a, trans_b, bias if use_bias else c.reshape(c.size), use_bias
     )
     return c
 
