@@ -1,0 +1,201 @@
+"""2-D convolution on the CPU: parallel im2col / col2im in Numba around BLAS products.
+
+Same math as :mod:`refimpl.ops.conv` (cross-correlation, zero padding, stride):
+``y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] x̃[n, c, s i + u, s j + v]``.
+
+Layout (chosen by measurement, see docs/benchmarks.md): the im2col matrix is stored
+transposed, ``cols`` of shape (C_in kh kw, N H_out W_out), so every copy in im2col and
+col2im runs along contiguous image rows, and the three products are
+
+* forward  ``Y = W_m cols``          (C_out, N H_out W_out), then bias (+ relu) into NCHW,
+* backward ``dW = dY colsᵀ``,  ``dcols = W_mᵀ dY``,  ``dx = col2im(dcols)``,
+
+with ``W_m`` = W reshaped to (C_out, C_in kh kw). Direct loops were measured slower than
+this on every layer of ``lrpo_cnn``, including the 1-channel first layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from refimpl.ops._checks import (
+    check_float_array,
+    check_positive_int,
+    check_same_dtype,
+    check_shape,
+)
+from refimpl.ops.conv import conv2d_output_size
+
+
+@njit(cache=True, fastmath=False)
+def _valid_range(offset, stride, size, count):
+    """Indices ``j`` in [0, count) with ``0 <= j * stride + offset < size``, as (lo, hi)."""
+    lo = 0
+    if offset < 0:
+        lo = (-offset + stride - 1) // stride
+    last = (size - 1 - offset) // stride + 1 if size - 1 - offset >= 0 else 0
+    return lo, max(lo, min(count, last))
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _im2col(x, kh, kw, stride, padding, h_out, w_out):
+    """cols[(c, u, v), (n, i, j)] = x̃[n, c, s i + u, s j + v] (zero outside x)."""
+    n_img, channels, height, width = x.shape
+    plane = h_out * w_out
+    cols = np.empty((channels * kh * kw, n_img * plane), dtype=x.dtype)
+    for task in prange(channels * kh * kw * n_img):
+        row = task // n_img
+        n = task % n_img
+        c = row // (kh * kw)
+        u = (row // kw) % kh
+        v = row % kw
+        j_lo, j_hi = _valid_range(v - padding, stride, width, w_out)
+        for i in range(h_out):
+            start = n * plane + i * w_out
+            r = i * stride + u - padding
+            if r < 0 or r >= height:
+                cols[row, start : start + w_out] = 0
+                continue
+            cols[row, start : start + j_lo] = 0
+            for j in range(j_lo, j_hi):
+                cols[row, start + j] = x[n, c, r, j * stride + v - padding]
+            cols[row, start + j_hi : start + w_out] = 0
+    return cols
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _col2im(dcols, n_img, channels, height, width, kh, kw, stride, padding, h_out, w_out):
+    """Adjoint of :func:`_im2col`; offsets (u, v) are added in the oracle's order."""
+    plane = h_out * w_out
+    dx = np.zeros((n_img, channels, height, width), dtype=dcols.dtype)
+    for task in prange(n_img * channels):
+        n = task // channels
+        c = task % channels
+        for u in range(kh):
+            i_lo, i_hi = _valid_range(u - padding, stride, height, h_out)
+            for v in range(kw):
+                j_lo, j_hi = _valid_range(v - padding, stride, width, w_out)
+                row = (c * kh + u) * kw + v
+                for i in range(i_lo, i_hi):
+                    r = i * stride + u - padding
+                    start = n * plane + i * w_out
+                    for j in range(j_lo, j_hi):
+                        dx[n, c, r, j * stride + v - padding] += dcols[row, start + j]
+    return dx
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _rows_to_nchw(out, b, n_img, relu):
+    """(C_out, N P) product -> (N, C_out, P) plus bias, then max(., 0) when ``relu``."""
+    c_out = out.shape[0]
+    plane = out.shape[1] // n_img
+    y = np.empty((n_img, c_out, plane), dtype=out.dtype)
+    for task in prange(n_img * c_out):
+        n = task // c_out
+        o = task % c_out
+        for p in range(plane):
+            value = out[o, n * plane + p] + b[o]
+            if relu and value < 0:
+                value = 0
+            y[n, o, p] = value
+    return y
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _nchw_to_rows(dy, y, relu):
+    """(N, C_out, P) gradient -> (C_out, N P), masked by ``y > 0`` when ``relu``."""
+    n_img, c_out, plane = dy.shape
+    rows = np.empty((c_out, n_img * plane), dtype=dy.dtype)
+    for task in prange(n_img * c_out):
+        n = task // c_out
+        o = task % c_out
+        for p in range(plane):
+            g = dy[n, o, p]
+            if relu and not y[n, o, p] > 0:
+                g = 0
+            rows[o, n * plane + p] = g
+    return rows
+
+
+def _check_inputs(x, W, b, stride, padding) -> tuple[int, int, int, int]:
+    """The oracle's argument checks; returns (stride, padding, H_out, W_out)."""
+    check_float_array("x", x, "(N, C_in, H, W)")
+    check_float_array("W", W, "(C_out, C_in, kh, kw)")
+    check_float_array("b", b, "(C_out,)")
+    stride = check_positive_int("stride", stride, 1)
+    padding = check_positive_int("padding", padding, 0)
+    c_out, c_in, kh, kw = W.shape
+    if c_in != x.shape[1]:
+        raise ValueError(
+            f"W must have shape (C_out, C_in={x.shape[1]}, kh, kw) to match x of shape "
+            f"{x.shape}, got {W.shape}"
+        )
+    check_shape("b", b, (c_out,), "C_out of W")
+    check_same_dtype("W", W, "x", x)
+    check_same_dtype("b", b, "x", x)
+    h_out = conv2d_output_size(x.shape[2], kh, stride, padding)
+    w_out = conv2d_output_size(x.shape[3], kw, stride, padding)
+    if h_out < 1 or w_out < 1:
+        raise ValueError(
+            f"x of shape {x.shape} is smaller than the kernel {kh}x{kw} with padding "
+            f"{padding}; use a larger input or more padding"
+        )
+    return stride, padding, h_out, w_out
+
+
+def _run_forward(x, W, b, stride, padding, relu):
+    stride, padding, h_out, w_out = _check_inputs(x, W, b, stride, padding)
+    x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
+    n, c_out, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
+    cols = _im2col(x, kh, kw, stride, padding, h_out, w_out)
+    y = _rows_to_nchw(W.reshape(c_out, -1) @ cols, b, n, relu)
+    y = y.reshape(n, c_out, h_out, w_out)
+    return y, (cols, W, x.shape, stride, padding, y if relu else None)
+
+
+def _run_backward(dy, cache):
+    cols, W, x_shape, stride, padding, y = cache
+    c_out, c_in, kh, kw = W.shape
+    n, _, h, w = x_shape
+    h_out = conv2d_output_size(h, kh, stride, padding)
+    w_out = conv2d_output_size(w, kw, stride, padding)
+    check_float_array("dy", dy, "(N, C_out, H_out, W_out)")
+    check_shape("dy", dy, (n, c_out, h_out, w_out), "the shape of the forward output y")
+    check_same_dtype("dy", dy, "W", W)
+    dy = np.ascontiguousarray(dy).reshape(n, c_out, h_out * w_out)
+    relu = y is not None
+    dy_rows = _nchw_to_rows(dy, y.reshape(dy.shape) if relu else dy, relu)
+    db = dy_rows.sum(axis=1)
+    dW = (dy_rows @ cols.T).reshape(W.shape)
+    dcols = W.reshape(c_out, -1).T @ dy_rows
+    dx = _col2im(dcols, n, c_in, h, w, kh, kw, stride, padding, h_out, w_out)
+    return dx, dW, db
+
+
+def conv2d_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, tuple]:
+    """Cross-correlation; x (N, C_in, H, W), W (C_out, C_in, kh, kw), b (C_out,).
+
+    Returns y (N, C_out, H_out, W_out), ``H_out = (H + 2 padding - kh) // stride + 1``,
+    and an opaque cache for :func:`conv2d_backward`.
+    """
+    return _run_forward(x, W, b, stride, padding, False)
+
+
+def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``dW = dY colsᵀ``, ``db = Σ_{n,i,j} dy``, ``dx = col2im(W_mᵀ dY)``."""
+    return _run_backward(dy, cache)
+
+
+def conv2d_relu_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, tuple]:
+    """Fused ``max(conv2d(x, W, b) , 0)``: bias and relu applied in the NCHW copy."""
+    return _run_forward(x, W, b, stride, padding, True)
+
+
+def conv2d_relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of the fused pair: the conv backward of ``dy · [y > 0]``."""
+    return _run_backward(dy, cache)

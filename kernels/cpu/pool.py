@@ -1,0 +1,75 @@
+"""Max pooling (window k, stride k, floor mode) on the CPU, one parallel task per (n, c) plane.
+
+Same math as :mod:`refimpl.ops.pool`: ``y[n, c, i, j] = max_{u,v} x[n, c, k i + u, k j + v]``;
+the gradient goes to the first maximum of each window in row-major order (``np.argmax``
+semantics, so a NaN counts as the maximum, first NaN first).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from refimpl.ops._checks import check_float_array, check_positive_int, check_shape
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _forward(x, k):
+    n_img, channels, height, width = x.shape
+    h_out, w_out = height // k, width // k
+    y = np.empty((n_img, channels, h_out, w_out), dtype=x.dtype)
+    argmax = np.empty((n_img, channels, h_out, w_out), dtype=np.int32)
+    for task in prange(n_img * channels):
+        n = task // channels
+        c = task % channels
+        for i in range(h_out):
+            for j in range(w_out):
+                best = x[n, c, i * k, j * k]
+                best_at = 0
+                for u in range(k):
+                    for v in range(k):
+                        value = x[n, c, i * k + u, j * k + v]
+                        # Strictly greater keeps the first max; a NaN wins once, like argmax.
+                        if value > best or (math.isnan(value) and not math.isnan(best)):
+                            best = value
+                            best_at = u * k + v
+                y[n, c, i, j] = best
+                argmax[n, c, i, j] = best_at
+    return y, argmax
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _backward(dy, argmax, height, width, k):
+    n_img, channels, h_out, w_out = dy.shape
+    dx = np.zeros((n_img, channels, height, width), dtype=dy.dtype)
+    for task in prange(n_img * channels):
+        n = task // channels
+        c = task % channels
+        for i in range(h_out):
+            for j in range(w_out):
+                at = argmax[n, c, i, j]
+                dx[n, c, i * k + at // k, j * k + at % k] = dy[n, c, i, j]
+    return dx
+
+
+def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
+    """x (N, C, H, W) -> y (N, C, H // k, W // k), cache (window arg-max offsets)."""
+    check_float_array("x", x, "(N, C, H, W)")
+    k = check_positive_int("k", k, 1)
+    if x.shape[2] < k or x.shape[3] < k:
+        raise ValueError(
+            f"x of shape {x.shape} is smaller than the pooling window k={k}; use a smaller k"
+        )
+    y, argmax = _forward(np.ascontiguousarray(x), k)
+    return y, (argmax, x.shape, k)
+
+
+def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
+    """Route each ``dy[n, c, i, j]`` to its window's first arg-max; zero elsewhere."""
+    argmax, x_shape, k = cache
+    n, c, h, w = x_shape
+    check_float_array("dy", dy, "(N, C, H_out, W_out)")
+    check_shape("dy", dy, (n, c, h // k, w // k), "the shape of the forward output y")
+    return _backward(np.ascontiguousarray(dy), argmax, h, w, k)

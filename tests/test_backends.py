@@ -1,0 +1,160 @@
+"""kernels registry: every backend implements every op of kernels.CONTRACT and agrees with the
+oracle (refimpl.ops), forward and backward, in float32 and float64.
+
+Tolerances (relative to the largest magnitude of the oracle's result, so that entries that
+cancel to ~0 are judged on the array's scale): float64 1e-12 and float32 1e-5, the bounds of
+the issue. A backend sums in a different order than the oracle (BLAS blocking, loop order),
+which costs a few ulps times sqrt(terms): ~1e-15 in float64 and ~1e-6 in float32 for the
+sizes below, so both bounds hold with margin and a real indexing bug (an O(1) error) fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import kernels
+from refimpl import ops
+
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+DTYPES = (np.float64, np.float32)
+# Every usable backend except the oracle itself (cuda appears here on a GPU or the simulator).
+FAST_BACKENDS = [name for name in kernels.available() if name != "numpy"]
+
+
+def assert_close(got, want, dtype, what: str) -> None:
+    """``max|got − want| <= rtol · max|want|``, with dtype and shape checked first."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    scale = max(float(np.max(np.abs(want), initial=0.0)), np.finfo(dtype).tiny)
+    error = float(np.max(np.abs(got.astype(np.float64) - want), initial=0.0))
+    assert error <= RTOL[dtype] * scale, f"{what}: max error {error:.3g} vs scale {scale:.3g}"
+
+
+def test_numba_backend_is_registered():
+    assert "numba" in kernels.available()
+    assert kernels.get_backend("numba") is importlib.import_module("kernels.cpu")
+    assert kernels.get_backend("auto") is not None
+
+
+@pytest.mark.parametrize("op", kernels.CONTRACT)
+@pytest.mark.parametrize("name", kernels.available())
+def test_backend_implements_every_op(name, op):
+    backend = kernels.get_backend(name)
+    assert callable(getattr(backend, op, None)), f"backend {name!r} lacks op {op!r}"
+
+
+# --- the agreement cases: (name, forward args builder, forward, backward) ------------------
+# Shapes cover batch 1, odd sizes, 1x1 and non-square kernels, stride > 1, padding > 0,
+# padding larger than the kernel, kernels as large as the padded input, and trailing
+# rows/cols that no window covers.
+CONV_CASES = [
+    # N, C_in, H, W, C_out, kh, kw, stride, padding
+    (1, 1, 5, 5, 1, 1, 1, 1, 0),
+    (2, 3, 7, 6, 4, 3, 3, 1, 0),
+    (1, 2, 9, 8, 3, 3, 2, 2, 1),
+    (3, 1, 5, 5, 2, 5, 5, 3, 2),
+    (2, 2, 4, 4, 2, 3, 3, 2, 0),
+    (1, 3, 6, 7, 2, 2, 3, 3, 4),
+    (2, 4, 11, 11, 5, 3, 3, 1, 1),
+]
+DENSE_CASES = [(1, 1, 1), (1, 7, 3), (5, 13, 4), (64, 33, 10)]
+POOL_CASES = [(1, 1, 2, 2, 2), (2, 3, 7, 5, 2), (1, 2, 9, 9, 3), (2, 1, 4, 6, 1), (1, 1, 5, 5, 5)]
+ACTIVATION_SHAPES = [(1,), (3, 5), (2, 3, 4, 5)]
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "sin", "cos")
+
+
+def _random(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _compare_pair(backend, forward, backward, args, dtype, rng, what):
+    """Run forward then backward (same random dy) on the oracle and on ``backend``."""
+    y_ref, cache_ref = getattr(ops, forward)(*args)
+    y, cache = getattr(backend, forward)(*args)
+    assert_close(y, y_ref, dtype, f"{what} {forward}")
+    dy = _random(rng, y_ref.shape, dtype)
+    grads_ref = getattr(ops, backward)(dy, cache_ref)
+    grads = getattr(backend, backward)(dy, cache)
+    if isinstance(grads_ref, np.ndarray):
+        grads, grads_ref = (grads,), (grads_ref,)
+    assert len(grads) == len(grads_ref)
+    for i, (g, g_ref) in enumerate(zip(grads, grads_ref)):
+        assert_close(g, g_ref, dtype, f"{what} {backward}[{i}]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_dense_agrees_with_oracle(name, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(0)
+    for n, fan_in, fan_out in DENSE_CASES:
+        args = (_random(rng, (n, fan_in), dtype), _random(rng, (fan_in, fan_out), dtype),
+                _random(rng, (fan_out,), dtype))
+        _compare_pair(backend, "dense_forward", "dense_backward", args, dtype, rng,
+                      f"{name} dense {(n, fan_in, fan_out)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_conv2d_agrees_with_oracle(name, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(1)
+    for n, c_in, h, w, c_out, kh, kw, stride, padding in CONV_CASES:
+        args = (_random(rng, (n, c_in, h, w), dtype), _random(rng, (c_out, c_in, kh, kw), dtype),
+                _random(rng, (c_out,), dtype), stride, padding)
+        _compare_pair(backend, "conv2d_forward", "conv2d_backward", args, dtype, rng,
+                      f"{name} conv {(n, c_in, h, w, c_out, kh, kw, stride, padding)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_maxpool2d_agrees_with_oracle(name, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(2)
+    for n, c, h, w, k in POOL_CASES:
+        # Small integers make ties common: the gradient must go to the first max.
+        x = rng.integers(-2, 3, size=(n, c, h, w)).astype(dtype)
+        _compare_pair(backend, "maxpool2d_forward", "maxpool2d_backward", (x, k), dtype, rng,
+                      f"{name} maxpool {(n, c, h, w, k)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_activation_agrees_with_oracle(name, activation, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(3)
+    for shape in ACTIVATION_SHAPES:
+        x = 3 * _random(rng, shape, dtype)
+        x.flat[0] = 0  # relu'(0) = 0 and sigmoid's branch point
+        if x.size > 2:
+            x.flat[1], x.flat[2] = 40, -40  # sigmoid saturates without overflow
+        _compare_pair(backend, f"{activation}_forward", f"{activation}_backward", (x,), dtype,
+                      rng, f"{name} {activation} {shape}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_softmax_cross_entropy_agrees_with_oracle(name, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(4)
+    for n, n_classes, scale in [(1, 1, 1), (1, 10, 1), (7, 3, 5), (64, 10, 1), (4, 6, 1000)]:
+        logits = scale * _random(rng, (n, n_classes), dtype)  # scale 1000: exp would overflow
+        labels = rng.integers(0, n_classes, size=n)
+        loss_ref, dlogits_ref = ops.softmax_cross_entropy(logits, labels)
+        loss, dlogits = backend.softmax_cross_entropy(logits, labels)
+        assert isinstance(loss, float)
+        assert_close(np.array(loss), np.array(loss_ref), dtype, f"{name} loss {(n, n_classes)}")
+        assert_close(dlogits, dlogits_ref, dtype, f"{name} dlogits {(n, n_classes)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_mse_agrees_with_oracle(name, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(5)
+    for shape in [(1,), (1, 1), (5, 3), (2, 3, 4, 5)]:
+        pred, target = _random(rng, shape, dtype), _random(rng, shape, dtype)
+        loss_ref, dpred_ref = ops.mse(pred, target)
+        loss, dpred = backend.mse(pred, target)
+        assert isinstance(loss, float)
+        assert_close(np.array(loss), np.array(loss_ref), dtype, f"{name} mse {shape}")
+        assert_close(dpred, dpred_ref, dtype, f"{name} dpred {shape}")
