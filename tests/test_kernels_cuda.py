@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+import hypothesis
+import hypothesis.strategies as st
 import numba
 import numpy as np
 import pytest
@@ -397,4 +399,33 @@ def test_model_through_get_backend_cuda_matches_numpy_backend(dtype):
     dlogits = normal(np.random.default_rng(12), (2, 3), dtype)
     assert_close(model.backward(dlogits), oracle.backward(dlogits))
     for got, want in zip(model.gradients(), oracle.gradients()):
+        assert_close(got, want)
+
+
+@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.given(
+    n=st.integers(1, 2),
+    c_in=st.integers(1, 2),
+    c_out=st.integers(1, 2),
+    height=st.integers(1, 6),
+    width=st.integers(1, 6),
+    kh=st.integers(1, 3),
+    kw=st.integers(1, 3),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_conv2d_any_small_shape_matches_oracle(
+    n, c_in, c_out, height, width, kh, kw, stride, padding, seed
+):
+    """Shape/dtype invariants and values for any geometry the oracle accepts (float64)."""
+    hypothesis.assume(height + 2 * padding >= kh and width + 2 * padding >= kw)
+    rng = np.random.default_rng(seed)
+    x = normal(rng, (n, c_in, height, width), np.float64)
+    W, b = normal(rng, (c_out, c_in, kh, kw), np.float64), normal(rng, c_out, np.float64)
+    y, cache = kc.conv2d_forward(x, W, b, stride=stride, padding=padding)
+    y_ref, cache_ref = ops.conv2d_forward(x, W, b, stride=stride, padding=padding)
+    assert_close(y, y_ref)
+    dy = normal(rng, y_ref.shape, np.float64)
+    for got, want in zip(kc.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
         assert_close(got, want)
