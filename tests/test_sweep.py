@@ -148,8 +148,8 @@ scheduler = [{ name = "none" }, { name = "cosine", T_max = 1 }]
     ("[grid]\nscheduler = [{ name = 'greedy', lr = 1.0 }]", "scheduler.lr", "optimizer.lr"),
     ("[grid]\nscheduler = [{ name = 'nope' }]", "scheduler.name", "unknown scheduler"),
     ("[grid]\ndata = [{ name = 'fashion-mnist', path = '/etc' }]", "data.path", "paths"),
-    ("[sweep]\nstrategy = 'random'\nsamples = 2\n[grid]\nscheduler = [{ name = 'none' }]\n"
-     "[random]\nscheduler.factor = { uniform = [0.5, 0.9] }", "grid.scheduler", "overlaps"),
+    (("[sweep]\nstrategy = 'random'\nsamples = 2\n[grid]\nscheduler = [{ name = 'none' }]\n"
+     "[random]\nscheduler.factor = { uniform = [0.5, 0.9] }"), "grid.scheduler", "overlaps"),
     ("[sweep]\nstrategy = 'random'\nsamples = 2\n[grid]\nseed = [1]\n[random]\nseed = [2]",
      "grid.seed", "also a [random] axis"),
     ("[sweep]\nresults = '../escape.jsonl'", "sweep.results", "climbs out"),
@@ -289,6 +289,17 @@ def client():
         yield dask_client
 
 
+def _group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _ok_ids(path: Path) -> list[str]:
     return [r["id"] for r in read_records(path) if r["status"] == "ok"]
 
@@ -325,37 +336,35 @@ def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_p
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(client, tmp_path):
-    """SIGINT to a `refimpl sweep --cluster` client: exit 130, whole records kept, re-run ends it.
-
-    (The embedded-cluster path is the same loop; connecting to the test's cluster saves
-    starting a second one.)
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during
+    `refimpl sweep` with its embedded cluster: exit 130, whole records kept, no process
+    left; re-running (here with --cluster on the test's cluster) completes the sweep.
     """
-    from refimpl.sweep import run_sweep
-
     text = sweep_text(n_seeds=10, n=3000, epochs=1)
     config = tmp_path / "sweep.toml"
     config.write_text(text)
     out = tmp_path / "out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "refimpl.sweep", str(config), "--cluster",
-         client.scheduler.address, "--out", str(out), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "refimpl.sweep", str(config), "--workers", "2", "--out",
+         str(out), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     path = out / "results.jsonl"
     deadline = time.monotonic() + 60
     while not (path.exists() and path.read_bytes().count(b"\n") >= 1):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.005)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert _group_gone(process.pid, timeout=15), "worker processes outlived the client"
     partial = path.read_text().splitlines()
     assert 1 <= len(partial) < 40
     assert all(json.loads(line)["status"] == "ok" for line in partial)  # whole lines only
-    outcome = run_sweep(client, parse_sweep(text), out, progress=False)
-    assert outcome.already_done == len(partial) and outcome.ok == 40 - len(partial)
+    args = [str(config), "--out", str(out), "--no-progress"]
+    assert main([*args, "--cluster", client.scheduler.address]) == 0
     assert len(set(_ok_ids(path))) == len(read_records(path)) == 40
-    assert main([str(config), "--out", str(out), "--no-progress"]) == 0  # nothing left
+    assert main(args) == 0  # nothing left: returns without starting a cluster
 
 
 def test_killed_worker_run_is_retried_elsewhere_nothing_twice_nothing_lost(client, tmp_path):

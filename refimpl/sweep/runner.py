@@ -85,6 +85,9 @@ def open_client(cluster: str | None = None, workers: int | None = None,
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                       dashboard_address=None, silence_logs=level, env=WORKER_ENV) as local, \
             Client(local) as client:
+        from ._worker import IgnoreInterrupts
+
+        client.register_plugin(IgnoreInterrupts())  # also runs on restarted workers
         yield client
 
 

@@ -98,7 +98,7 @@ def builder(kind: str, table: dict) -> tuple[Callable, dict[str, str]]:
 
 def no_scheduler(lr: float) -> None:
     """``scheduler = { name = "none" }``: train at the optimizer's constant rate."""
-    return None
+    return
 
 
 def _kwargs(table: dict, name_key: str = "name") -> dict:
