@@ -13,6 +13,7 @@ Command line (wired into ``refimpl crosscheck``)::
 
     refimpl crosscheck torch --scheduler cosine --steps 300 --seed 0 [--kwargs key=val,...]
     refimpl crosscheck torch --optimizer adam --steps 200 --seed 0 [--kwargs key=val,...]
+    refimpl crosscheck transformers --scheduler greedy --steps 300 [--losses adversarial]
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ __all__ = [
     "random_losses",
     "replay_scheduler",
     "torch_scheduler",
+    "transformers_scheduler",
 ]
 
 #: Default relative tolerance: the issue's bound for float64 traces.
 RTOL = 1e-12
+#: Default tolerance per framework: spec §3 (torch schedules) and §4 (transformers GreedyLR).
+FRAMEWORK_RTOL = {"torch": RTOL, "transformers": 1e-15}
 
 
 @dataclass(frozen=True)
@@ -240,16 +244,42 @@ def torch_scheduler(ours: Scheduler, optimizer) -> Any:
         warmup = lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)
         after = torch_scheduler(ours.after, optimizer)
         return lrs.SequentialLR(optimizer, [warmup, after], milestones=[ours.total_iters])
-    raise ValueError(f"no torch equivalent is known for {type(ours).__name__}")
+    hint = " (use framework 'transformers' for GreedyLR)" if type(ours).__name__ == "GreedyLR" \
+        else ""
+    raise ValueError(f"no torch equivalent is known for {type(ours).__name__}{hint}")
+
+
+def transformers_scheduler(ours: Scheduler, optimizer) -> Any:
+    """Build ``transformers.optimization.GreedyLR`` with the hyper-parameters of our GreedyLR
+    ``ours`` (the keyword names are the same) on ``optimizer``."""
+    try:
+        from transformers.optimization import GreedyLR
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the transformers cross-check needs transformers with GreedyLR; install it with "
+            "`pip install transformers` (or `pip install -e .[hf]`)"
+        ) from None
+    if type(ours).__name__ != "GreedyLR":
+        raise ValueError(f"transformers has no equivalent of {type(ours).__name__}; "
+                         "use framework 'torch' for the standard schedules")
+    keys = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "warmup",
+            "eps", "smooth", "window_size", "reset_start")
+    return GreedyLR(optimizer, min_lr=list(ours.min_lrs), max_lr=list(ours.max_lrs),
+                    **{key: getattr(ours, key) for key in keys})
 
 
 def replay_scheduler(ours: Scheduler, steps: int = 300, losses: Sequence[float] | None = None,
-                     *, rtol: float = RTOL) -> CrosscheckResult:
-    """Step our freshly built scheduler and torch's equivalent ``steps`` times; compare.
+                     *, framework: str = "torch", rtol: float | None = None) -> CrosscheckResult:
+    """Step our freshly built scheduler and the framework's equivalent ``steps`` times; compare.
 
     ``losses`` (one per step) are fed to loss-driven schedulers; required for them.
+    ``framework`` is ``"torch"`` (standard schedules) or ``"transformers"`` (GreedyLR);
+    ``rtol`` defaults to the spec's bound for that framework (1e-12, and 1e-15 for GreedyLR).
     """
     torch = _require_torch()
+    if framework not in FRAMEWORK_RTOL:
+        raise ValueError(f"framework must be one of {sorted(FRAMEWORK_RTOL)}, got {framework!r}")
+    rtol = FRAMEWORK_RTOL[framework] if rtol is None else rtol
     if ours.signal == "loss" and (losses is None or len(losses) < steps):
         raise ValueError(f"{type(ours).__name__} is loss-driven: pass at least {steps} losses")
     if ours.signal not in ("none", "loss"):
@@ -257,7 +287,8 @@ def replay_scheduler(ours: Scheduler, steps: int = 300, losses: Sequence[float] 
     params = [torch.nn.Parameter(torch.zeros(1)) for _ in ours.base_lrs]
     optimizer = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params,
                                                                             ours.base_lrs)])
-    theirs = torch_scheduler(ours, optimizer)
+    build = torch_scheduler if framework == "torch" else transformers_scheduler
+    theirs = build(ours, optimizer)
 
     def torch_lrs() -> list[float]:
         return [float(group["lr"]) for group in optimizer.param_groups]
@@ -274,13 +305,14 @@ def replay_scheduler(ours: Scheduler, steps: int = 300, losses: Sequence[float] 
         our_trace.append(list(ours.lrs))
         their_trace.append(torch_lrs())
     return compare_traces(our_trace, their_trace, rtol=rtol,
-                          subject=f"{type(ours).__name__} vs torch")
+                          subject=f"{type(ours).__name__} vs {framework}")
 
 
 def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: int = 300,
                          seed: int = 0, *, losses: Sequence[float] | str = "random",
-                         rtol: float = RTOL, **kwargs: Any) -> CrosscheckResult:
-    """Build scheduler ``name`` (short or class name) and replay it against torch.
+                         framework: str = "torch", rtol: float | None = None,
+                         **kwargs: Any) -> CrosscheckResult:
+    """Build scheduler ``name`` (short or class name) and replay it against ``framework``.
 
     ``losses`` is a list, or ``"random"`` / ``"adversarial"`` to draw a trace from ``seed``
     (used only by loss-driven schedulers). For ``warmup``, ``after`` may name the scheduler
@@ -304,7 +336,7 @@ def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: in
             losses = adversarial_losses(steps, seed, **options)
         else:
             raise ValueError(f"losses must be a list, 'random' or 'adversarial', got {losses!r}")
-    return replay_scheduler(scheduler, steps, losses, rtol=rtol)
+    return replay_scheduler(scheduler, steps, losses, framework=framework, rtol=rtol)
 
 
 # -- optimizers ---------------------------------------------------------------------------------
@@ -396,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="refimpl crosscheck",
         description="Replay the same trace through refimpl and a framework; report the first "
                     "step that differs.")
-    parser.add_argument("framework", choices=["torch"], help="framework to compare against")
+    parser.add_argument("framework", choices=sorted(FRAMEWORK_RTOL),
+                        help="torch (standard schedules, optimizers) or transformers (greedy)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--scheduler", help=f"one of {sorted(NAMES)} (standard ones for torch)")
     what.add_argument("--optimizer", choices=sorted(_OPTIMIZERS))
@@ -407,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="initial lr (default 0.1 for schedulers, 0.01 for optimizers)")
     parser.add_argument("--losses", choices=["random", "adversarial"], default="random",
                         help="loss trace fed to loss-driven schedulers")
-    parser.add_argument("--rtol", type=float, default=RTOL)
+    parser.add_argument("--rtol", type=float, default=None,
+                        help="relative tolerance (1e-12 for torch, 1e-15 for transformers)")
     parser.add_argument("--kwargs", default=None, help="hyper-parameters: key=val,key=val")
     return parser
 
@@ -436,10 +470,13 @@ def _run(args: argparse.Namespace) -> CrosscheckResult:
             after = default_scheduler_kwargs(str(kwargs["after"]), rest)
             kwargs = {**{f"after_{k}": v for k, v in after.items()}, **kwargs}
         result = crosscheck_scheduler(args.scheduler, 0.1 if args.lr is None else args.lr,
-                                      steps, args.seed, losses=args.losses, rtol=args.rtol,
-                                      **kwargs)
+                                      steps, args.seed, losses=args.losses,
+                                      framework=args.framework, rtol=args.rtol, **kwargs)
     else:
+        if args.framework != "torch":
+            raise ValueError("optimizers are cross-checked against torch only")
         steps = 200 if args.steps is None else args.steps
         kwargs.setdefault("lr", 0.01 if args.lr is None else args.lr)
-        result = crosscheck_optimizer(args.optimizer, steps, args.seed, rtol=args.rtol, **kwargs)
+        result = crosscheck_optimizer(args.optimizer, steps, args.seed,
+                                      rtol=RTOL if args.rtol is None else args.rtol, **kwargs)
     return result

@@ -149,3 +149,29 @@ def test_clear_error_without_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
     with pytest.raises(ImportError, match="needs PyTorch"):
         crosscheck.replay_scheduler(CosineAnnealingLR(0.1, T_max=3), 3)
+
+
+@pytest.mark.torch
+@pytest.mark.hf
+def test_greedy_against_transformers():
+    pytest.importorskip("torch", reason="transformers' GreedyLR drives a torch optimizer")
+    hf = pytest.importorskip("transformers.optimization", reason="cross-check needs transformers")
+    if not hasattr(hf, "GreedyLR"):
+        pytest.skip("this transformers has no GreedyLR")
+    from refimpl.schedulers.greedy import GreedyLR
+
+    ours = GreedyLR([0.1, 0.05], patience=1, threshold=1e-3, threshold_mode="rel", cooldown=2)
+    losses = adversarial_losses(300, 6, threshold=1e-3)
+    result = replay_scheduler(ours, 300, losses, framework="transformers")
+    assert result.equal and result.rtol == 1e-15, str(result)
+    assert ours.lrs != [0.1, 0.05]  # the trace moved the rates
+    with pytest.raises(ValueError, match="transformers"):
+        replay_scheduler(GreedyLR(0.1), 10, losses)  # torch has none: the error says where
+
+
+@pytest.mark.torch
+def test_main_cli_framework_errors(capsys):
+    pytest.importorskip("torch", reason="torch cross-check needs torch")
+    assert main(["transformers", "--scheduler", "cosine"]) == 2
+    assert main(["transformers", "--optimizer", "sgd"]) == 2
+    assert "torch only" in capsys.readouterr().err
