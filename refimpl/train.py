@@ -24,6 +24,7 @@ set) and raise :class:`TrainingInterrupted`.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import signal
 import sys
@@ -40,7 +41,7 @@ from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.data import check_classification_data
 from refimpl.schedulers.base import check_lr
 
-__all__ = ["History", "Trainer", "NonFiniteLossError", "TrainingInterrupted", "NAN_POLICIES"]
+__all__ = ["History", "Trainer", "build_scheduler", "NonFiniteLossError", "TrainingInterrupted", "NAN_POLICIES"]
 
 NAN_POLICIES = ("raise", "skip-batch", "rollback")
 LOSSES = ("cross_entropy", "mse")
@@ -553,6 +554,36 @@ class Trainer:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def build_scheduler(name: str, lr: float, epochs: int, batches_per_epoch: int, **kwargs: Any):
+    """Build a scheduler by short or class name (``refimpl.schedulers.NAMES``) for a run.
+
+    ``T_max`` and ``total_steps``, when the class takes them and they are not given, are set
+    to the run length in the scheduler's own interval: ``epochs`` for ``interval="epoch"``,
+    ``epochs * batches_per_epoch`` for ``interval="step"``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, or a scheduler family that is not available in this installation.
+    """
+    from refimpl import schedulers
+
+    class_name = schedulers.NAMES.get(name, name)
+    if class_name not in schedulers.NAMES.values():
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(schedulers.NAMES)}")
+    try:
+        cls = getattr(schedulers, class_name)
+    except (AttributeError, ImportError) as exc:
+        raise ValueError(f"scheduler {name!r} is not available in this installation ({exc})") from None
+    params = inspect.signature(cls).parameters
+    interval = kwargs.get("interval", getattr(cls, "interval", "epoch"))
+    length = epochs * batches_per_epoch if interval == "step" else epochs
+    for key in ("T_max", "total_steps"):
+        if key in params and key not in kwargs:
+            kwargs[key] = length
+    return cls(lr, **kwargs)
+
 
 class _Rollback(Exception):
     def __init__(self, reason: str):

@@ -1,0 +1,325 @@
+"""The ``refimpl`` command.
+
+    refimpl demo        train a small CNN on the embedded sample with three schedules
+    refimpl train       train a named model (Fashion-MNIST or a synthetic set)
+    refimpl crosscheck  compare our schedulers with torch / transformers, step by step
+    refimpl bench       numpy / numba / torch timings
+    refimpl theory      the theorem checks
+    refimpl sweep       many trainings on a Dask cluster
+
+``crosscheck``, ``bench``, ``theory`` and ``sweep`` live in their own modules; this file
+imports them only when asked and hands them the rest of the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+#: subcommand -> (module, help line); each module exposes ``main(argv) -> int | None``
+PASSTHROUGH = {
+    "crosscheck": ("refimpl.crosscheck", "replay a trace through our scheduler and torch/transformers"),
+    "bench": ("refimpl.bench", "numpy / numba / torch timings, ratios and peak memory"),
+    "theory": ("refimpl.theory.cli", "numerical checks of the papers' theorems"),
+    "sweep": ("refimpl.sweep", "many trainings from a config, on a Dask cluster"),
+}
+DATASETS = ("fashion-mnist", "fashion-mnist-sample", "blobs", "spirals")
+
+
+class CLIError(Exception):
+    """A user mistake on the command line (printed without a traceback, exit status 2)."""
+
+
+# ----------------------------------------------------------------------------- parsers
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refimpl",
+        description="refimpl: a readable, autodiff-free NumPy trainer and the GreedyLR / TLR "
+                    "/ DLRS / LRPO learning-rate methods. Every subcommand has --help.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser("demo", help="train on the embedded sample with three schedules",
+                          description="Train a small CNN on the embedded Fashion-MNIST sample "
+                          "(2,000 train / 500 test images) with several schedules, print a "
+                          "table and save a PNG of the loss and lr curves.")
+    _add_demo_args(demo)
+    train = sub.add_parser("train", help="train a model, write a history JSON",
+                           description="Train a model with a chosen optimizer and scheduler. "
+                           "Bad input is refused before any file is written.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_train_args(train)
+    for name, (module, text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=text, add_help=False,
+                       description=f"Forwarded to {module}.main; run 'refimpl {name} --help'.")
+    return parser
+
+
+def _add_demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, default=3, help="epochs per schedule (3)")
+    p.add_argument("--schedulers", default="constant,cosine,greedy",
+                   help="comma-separated scheduler names (constant,cosine,greedy)")
+    p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed for init and shuffling (0)")
+    p.add_argument("--backend", default="numpy", help="numpy | numba | cuda | auto (numpy)")
+    p.add_argument("--out-dir", type=Path, default=Path("."),
+                   help="where demo.png and demo.json go (.)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default="lrpo_cnn", help="mlp | lrpo_cnn, or a spec string such "
+                   "as 'dense:64,relu,dense:10' (see refimpl.model)")
+    g.add_argument("--data", default="fashion-mnist", choices=DATASETS,
+                   help="data set; fashion-mnist falls back to nothing: it must be installed")
+    g.add_argument("--data-path", default=None, help="directory with the Fashion-MNIST IDX files "
+                   "(default: $REFIMPL_DATA, ~/.cache/refimpl, /usr/share/datasets/fashion-mnist)")
+    g.add_argument("--subset", type=int, default=None,
+                   help="training examples, drawn stratified from the training split")
+    g.add_argument("--val", type=int, default=0,
+                   help="validation examples held out from the training split (disjoint from "
+                   "--subset); 0 validates on the test split")
+    g.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    g.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cuda", "auto"))
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
+    g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--epochs", type=int, default=3)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--scheduler", default="none",
+                   help="none (fixed lr) | step | cosine | greedy | newton | dlrs | ... (see "
+                   "refimpl.schedulers.NAMES; 'constant' is torch's ConstantLR), or lrpo for "
+                   "the LRPO protocol")
+    g.add_argument("--scheduler-args", default="", metavar="K=V,...",
+                   help="scheduler keyword arguments, e.g. factor=0.9,patience=5 or "
+                   "milestones=2;4 (';' makes a list); T_max defaults to the run length")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--nan-policy", default="raise", choices=("raise", "skip-batch", "rollback"))
+    g = p.add_argument_group("output")
+    g.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="write last.npz + last.json after every epoch and on SIGINT/SIGTERM")
+    g.add_argument("--checkpoint-every", type=int, default=None, help="also every N steps")
+    g.add_argument("--resume", nargs="?", const=True, default=None, metavar="PATH",
+                   help="continue from PATH (default: CHECKPOINT_DIR/last.npz)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--out", type=Path, default=None, help="write the History and settings here "
+                   "(JSON)")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def parse_kv(text: str) -> dict[str, Any]:
+    """``"a=1,b=0.5,c=true,d=x,e=1;2"`` -> ``{"a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2]}``."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--scheduler-args item {item!r} is not of the form key=value")
+        value = value.strip()
+        out[key.strip()] = ([_scalar(v) for v in value.split(";") if v.strip()]
+                            if ";" in value else _scalar(value))
+    return out
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def make_scheduler(name: str, lr: float, kwargs: dict, epochs: int, batches: int):
+    """:func:`refimpl.train.build_scheduler`, with its ``ValueError`` shown as a CLI error."""
+    from refimpl.train import build_scheduler
+
+    try:
+        return build_scheduler(name, lr, epochs, batches, **kwargs)
+    except TypeError as exc:
+        raise CLIError(f"--scheduler-args for {name}: {exc}") from None
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    from refimpl import optim
+
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    cls = optim.Adam if name == "adam" else optim.AdamW
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+def load_data(args) -> tuple[tuple, tuple | None, tuple[int, ...]]:
+    """``(train, val, input_shape)`` for ``args.data`` (see ``refimpl train --help``)."""
+    from refimpl import data
+
+    dtype = np.dtype(args.dtype)
+    if args.data in ("blobs", "spirals"):
+        maker = data.make_blobs if args.data == "blobs" else data.make_spirals
+        n = (args.subset or 2000) + (args.val or 500)
+        X, y = maker(n, seed=args.seed, dtype=dtype)
+        train, val = data.train_val_split(X, y, args.val or 500, seed=args.seed)
+        return train, val, X.shape[1:]
+    source = "sample" if args.data == "fashion-mnist-sample" else "full"
+    X, y = data.load_fashion_mnist("train", path=args.data_path, source=source, dtype=dtype)
+    if args.subset is not None or args.val:
+        wanted = (args.subset or len(y) - args.val) + args.val
+        if wanted > len(y):
+            raise CLIError(f"--subset + --val = {wanted} exceeds the {len(y)} training images")
+        keep = data.stratified_indices(y, wanted, seed=args.seed)
+        X, y = X[keep], y[keep]
+    if args.val:
+        train, val = data.train_val_split(X, y, args.val, seed=args.seed)
+    else:
+        train = (X, y)
+        val = data.load_fashion_mnist("test", path=args.data_path, source=source, dtype=dtype)
+    return train, val, X.shape[1:]
+
+
+def build_model(name: str, input_shape, seed: int, dtype, backend: str):
+    from refimpl import model
+
+    if name in model.MODELS:
+        return model.get_model(name, seed=seed, dtype=dtype, backend=backend)
+    return model.build(name, input_shape, seed=seed, dtype=dtype, backend=backend)
+
+
+class EpochPrinter:
+    """Callback: one line per epoch (the progress bar shows the steps)."""
+
+    def __init__(self, epochs: int, stream=sys.stdout):
+        self.epochs, self.stream = epochs, stream
+
+    def on_epoch_end(self, trainer, logs: dict) -> None:
+        print(f"epoch {logs['epoch'] + 1:>3}/{self.epochs}  train loss {logs['train_loss']:.4f}"
+              f"  acc {logs['train_acc']:.4f}  val loss {logs['val_loss']:.4f}  acc "
+              f"{logs['val_acc']:.4f}  lr {logs['lr']:.4g}  {logs['time']:.1f}s",
+              file=self.stream, flush=True)
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_train(args) -> int:
+    from refimpl.checkpoint import atomic_write_bytes
+    from refimpl.schedulers.base import check_lr
+    from refimpl.train import Trainer
+
+    check_lr(args.lr, "--lr")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.subset is not None and args.subset < 1 or args.val < 0:
+        raise CLIError("--subset must be >= 1 and --val >= 0")
+    sched_kwargs = parse_kv(args.scheduler_args)
+    train, val, input_shape = load_data(args)
+    model = build_model(args.model, input_shape, args.seed, np.dtype(args.dtype), args.backend)
+    started = time.perf_counter()
+    if args.scheduler == "lrpo":
+        history = _run_lrpo(args, model, train, val, sched_kwargs)
+    else:
+        optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
+                                   args.weight_decay)
+        batches = -(-len(train[1]) // args.batch_size)
+        scheduler = (None if args.scheduler in ("none", "") else
+                     make_scheduler(args.scheduler, args.lr, sched_kwargs, args.epochs, batches))
+        trainer = Trainer(model, optimizer, scheduler, batch_size=args.batch_size,
+                          seed=args.seed, progress=False if args.no_progress else None,
+                          checkpoint_dir=args.checkpoint_dir, nan_policy=args.nan_policy,
+                          checkpoint_every=args.checkpoint_every,
+                          callbacks=[EpochPrinter(args.epochs)])
+        history = trainer.fit(train, val, epochs=args.epochs, resume=args.resume)
+    wall = time.perf_counter() - started
+    print(f"done: {len(history.train_loss)} epochs in {wall:.1f}s; final val acc "
+          f"{history.val_acc[-1]:.4f}, val loss {history.val_loss[-1]:.4f}")
+    if args.out is not None:
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                    if k != "func"}
+        record = {"settings": settings, "wall_time": wall, "history": history.to_dict()}
+        atomic_write_bytes(args.out, json.dumps(record, indent=1).encode("utf-8"))
+        print(f"history written to {args.out}")
+    return 0
+
+
+def _run_lrpo(args, model, train, val, extra: dict):
+    """Hand the run to ``refimpl.lrpo.run_lrpo`` with the arguments its signature names."""
+    try:
+        lrpo = importlib.import_module("refimpl.lrpo")
+    except ImportError as exc:
+        raise CLIError(f"--scheduler lrpo needs refimpl.lrpo, which is not available ({exc})")
+    offered = {"model": model, "train": train, "val": val, "seed": args.seed,
+               "batch_size": args.batch_size, "lr": args.lr, "backend": args.backend,
+               "progress": not args.no_progress, "checkpoint_dir": args.checkpoint_dir, **extra}
+    params = inspect.signature(lrpo.run_lrpo).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    result = lrpo.run_lrpo(**{k: v for k, v in offered.items() if takes_any or k in params})
+    return getattr(result, "history", result)
+
+
+def cmd_demo(args) -> int:
+    from refimpl.demo import run_demo
+
+    run_demo(epochs=args.epochs, schedulers=[s for s in args.schedulers.split(",") if s],
+             lr=args.lr, seed=args.seed, backend=args.backend, out_dir=args.out_dir,
+             progress=False if args.no_progress else None)
+    return 0
+
+
+def run_passthrough(name: str, argv: Sequence[str]) -> int:
+    module_name = PASSTHROUGH[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(f"refimpl {name}: not available: {module_name} cannot be imported ({exc})",
+              file=sys.stderr)
+        return 2
+    if not hasattr(module, "main"):
+        print(f"refimpl {name}: {module_name} has no main(argv)", file=sys.stderr)
+        return 2
+    return int(module.main(list(argv)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``refimpl`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        return run_passthrough(argv[0], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from refimpl.checkpoint import CheckpointError
+    from refimpl.data import DataNotFoundError
+    from refimpl.train import TrainingInterrupted
+
+    try:
+        return cmd_train(args) if args.command == "train" else cmd_demo(args)
+    except TrainingInterrupted as exc:
+        print(f"refimpl {args.command}: {exc}", file=sys.stderr)
+        return 128 + int(exc.signum)
+    except (CLIError, ValueError, DataNotFoundError, CheckpointError) as exc:
+        print(f"refimpl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
