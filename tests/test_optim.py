@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refimpl.optim import SGD, Adam, AdamW
 
@@ -228,3 +230,25 @@ def test_invalid_params_and_grads():
         opt.step([np.zeros(3)])
     with pytest.raises(ValueError, match="grads has 2 arrays"):
         opt.step([np.zeros(2), np.zeros(2)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    dtype=st.sampled_from([np.float32, np.float64]),
+    shapes=st.lists(st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple),
+                    min_size=1, max_size=3),
+    name=st.sampled_from(["SGD", "Adam", "AdamW"]),
+)
+def test_step_keeps_dtype_shape_identity_and_leaves_grads_alone(dtype, shapes, name):
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    ids = [id(p) for p in params]
+    grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads_before = [g.copy() for g in grads]
+    cls = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}[name]
+    opt = cls(params, lr=0.1, weight_decay=0.01, **({"momentum": 0.9} if name == "SGD" else {}))
+    for _ in range(2):
+        opt.step(grads)
+    assert [id(p) for p in params] == ids
+    assert all(p.dtype == dtype and p.shape == s for p, s in zip(params, shapes))
+    assert all(np.array_equal(g, b) for g, b in zip(grads, grads_before))
