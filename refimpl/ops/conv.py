@@ -1,7 +1,8 @@
 """2-D convolution (cross-correlation, as ``torch.nn.functional.conv2d``) via im2col.
 
-The input is zero-padded, every ``kh x kw`` window is copied into one column of a matrix
-per sample (im2col), and the convolution becomes a matrix product with the flattened weights.
+The input is zero-padded, every ``kh x kw`` window of the batch is copied into one column
+of a matrix (im2col), and the convolution becomes one matrix product with the flattened
+weights.
 The backward pass multiplies by the same matrices and scatters the window gradients back
 (col2im) with one strided addition per kernel offset.
 """
@@ -24,7 +25,7 @@ def conv2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0
 
 
 def im2col(x_padded: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
-    """Copy every window of ``x_padded`` into a column.
+    """Copy every window of ``x_padded`` into a column of one matrix for the whole batch.
 
     Parameters
     ----------
@@ -33,16 +34,16 @@ def im2col(x_padded: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
 
     Returns
     -------
-    cols : ndarray, shape (N, C * kh * kw, H_out * W_out); column ``i W_out + j`` of sample
-        ``n`` holds the window whose top-left corner is ``(i * stride, j * stride)``,
+    cols : ndarray, shape (C * kh * kw, N * H_out * W_out); column ``(n, i, j)`` holds the
+        window of sample ``n`` whose top-left corner is ``(i * stride, j * stride)``,
         flattened in (C, kh, kw) order -- the order of ``W.reshape(C_out, -1)``.
     """
     # (N, C, Hp-kh+1, Wp-kw+1, kh, kw): a view, no copy yet.
     windows = np.lib.stride_tricks.sliding_window_view(x_padded, (kh, kw), axis=(2, 3))
     windows = windows[:, :, ::stride, ::stride]
     n, c, h_out, w_out = windows.shape[:4]
-    # The reshape after moving (kh, kw) next to C is where the copy happens.
-    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, h_out * w_out)
+    # The reshape to (C kh kw, N H_out W_out) is where the copy happens.
+    return windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * h_out * w_out)
 
 
 def col2im(
@@ -50,7 +51,7 @@ def col2im(
 ) -> np.ndarray:
     """Adjoint of :func:`im2col`: add each window's gradient back onto the padded input.
 
-    ``dcols`` has shape (N, C, kh, kw, H_out, W_out); returns shape ``padded_shape``.
+    ``dcols`` has shape (C, kh, kw, N, H_out, W_out); returns shape ``padded_shape``.
     """
     h_out, w_out = dcols.shape[4:]
     dx_padded = np.zeros(padded_shape, dtype=dcols.dtype)
@@ -59,7 +60,7 @@ def col2im(
             # Kernel offset (i, j) touched the input pixels i + stride * (0..H_out-1), etc.
             rows = slice(i, i + stride * h_out, stride)
             cols = slice(j, j + stride * w_out, stride)
-            dx_padded[:, :, rows, cols] += dcols[:, :, i, j]
+            dx_padded[:, :, rows, cols] += dcols[:, i, j].transpose(1, 0, 2, 3)
     return dx_padded
 
 
@@ -107,19 +108,20 @@ def conv2d_forward(
         )
     pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
     x_padded = np.pad(x, pad) if padding else x
-    cols = im2col(x_padded, kh, kw, stride)  # (N, C_in kh kw, H_out W_out)
-    # One (C_out, C_in kh kw) @ (C_in kh kw, H_out W_out) product per sample: NCHW directly.
-    y = (W.reshape(c_out, -1) @ cols + b[:, None]).reshape(n, c_out, h_out, w_out)
+    cols = im2col(x_padded, kh, kw, stride)  # (C_in kh kw, N H_out W_out)
+    # One matrix product for the whole batch: a single large GEMM keeps BLAS efficient.
+    y = (W.reshape(c_out, -1) @ cols + b[:, None]).reshape(c_out, n, h_out, w_out)
+    y = np.ascontiguousarray(y.transpose(1, 0, 2, 3))
     return y, (cols, W, x.shape, x_padded.shape, stride, padding)
 
 
 def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward`.
 
-    With ``X_n`` the im2col matrix of sample ``n`` (C_in kh kw, H_out W_out), ``dY_n`` its
-    output gradient as (C_out, H_out W_out) and ``W`` as (C_out, C_in kh kw):
-    ``dW = Σ_n dY_n X_nᵀ``, ``db[o] = Σ_{n,i,j} dy[n, o, i, j]`` and
-    ``dx = col2im(Wᵀ dY_n)`` with the padding cropped off.
+    With ``X`` the im2col matrix (C_in kh kw, N H_out W_out), ``dY`` the output gradient
+    laid out as (C_out, N H_out W_out) and ``W`` as (C_out, C_in kh kw):
+    ``dW = dY Xᵀ``, ``db[o] = Σ_{n,i,j} dy[n, o, i, j]`` and ``dx = col2im(Wᵀ dY)`` with the
+    padding cropped off.
 
     Returns
     -------
@@ -133,10 +135,10 @@ def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarra
     check_float_array("dy", dy, "(N, C_out, H_out, W_out)")
     check_shape("dy", dy, (n, c_out, h_out, w_out), "the shape of the forward output y")
     check_same_dtype("dy", dy, "W", W)
-    dy_cols = dy.reshape(n, c_out, h_out * w_out)
-    dW = np.tensordot(dy_cols, cols, axes=([0, 2], [0, 2])).reshape(W.shape)
+    dy_matrix = dy.transpose(1, 0, 2, 3).reshape(c_out, n * h_out * w_out)
+    dW = (dy_matrix @ cols.T).reshape(W.shape)
     db = dy.sum(axis=(0, 2, 3))
-    dcols = (W.reshape(c_out, -1).T @ dy_cols).reshape(n, c_in, kh, kw, h_out, w_out)
+    dcols = (W.reshape(c_out, -1).T @ dy_matrix).reshape(c_in, kh, kw, n, h_out, w_out)
     dx_padded = col2im(dcols, padded_shape, kh, kw, stride)
     dx = dx_padded[:, :, padding : padding + h, padding : padding + w]
     return np.ascontiguousarray(dx), dW, db
