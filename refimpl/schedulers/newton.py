@@ -53,6 +53,15 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
+def _inner(x: np.ndarray, y: np.ndarray) -> float:
+    """``<x, y>`` of two float64 vectors.
+
+    ``einsum`` rather than ``x @ y``: BLAS ``ddot`` may start threads, which on a busy
+    machine made one TLR update cost ~100x more than the arithmetic (docs/methods.md).
+    """
+    return float(np.einsum("i,i->", x, y))
+
+
 def _flat64(array: np.ndarray) -> np.ndarray:
     """A float64 1-D copy of a parameter array (exact for float32 weights)."""
     return np.array(array, dtype=np.float64).ravel()
@@ -186,8 +195,8 @@ class NewtonLR(Scheduler):
         for i, w in enumerate(params):
             w64 = _flat64(w)
             u = (self.cached[i] - w64) / lr
-            a += float(self.u_prev[i] @ u)
-            b += float(self.u_prev[i] @ self.u_prev[i])
+            a += _inner(self.u_prev[i], u)
+            b += _inner(self.u_prev[i], self.u_prev[i])
             self.cached[i] = w64
             self.u_prev[i] = u
         return a, b
@@ -236,9 +245,9 @@ class _HypergradientLR(Scheduler):
             return gp, gg, pp
         for i, g in enumerate(grads):
             g64 = _flat64(g)
-            gp += float(g64 @ self.prev[i])
-            gg += float(g64 @ g64)
-            pp += float(self.prev[i] @ self.prev[i])
+            gp += _inner(g64, self.prev[i])
+            gg += _inner(g64, g64)
+            pp += _inner(self.prev[i], self.prev[i])
             self.prev[i] = g64
         return gp, gg, pp
 
