@@ -100,8 +100,15 @@ class ConstantLR(_EpochScheduler):
     """``lr = base * factor`` for epochs ``e < total_iters``, then ``base`` (torch's ConstantLR).
 
     Recursive form: multiply by ``factor`` at construction, by ``1/factor`` at
-    ``e == total_iters``. ``factor`` must lie in (0, 1] (torch also accepts 0, which then
-    divides by zero at ``total_iters``); ``total_iters >= 1``.
+    ``e == total_iters``.
+
+    Parameters
+    ----------
+    lr : float or list of float -- initial rate(s), one per parameter group.
+    factor : float in (0, 1], default 1/3 -- torch also accepts 0, which then divides by
+        zero at ``total_iters``.
+    total_iters : int >= 1, default 5
+    interval : "epoch" (default) or "step"
     """
 
     _state_keys = ("interval", "last_epoch", "factor", "total_iters")
@@ -125,6 +132,13 @@ class StepLR(_EpochScheduler):
 
     Recursive form: multiply by ``gamma`` whenever ``e`` is a positive multiple of
     ``step_size``.
+
+    Parameters
+    ----------
+    lr : float or list of float
+    step_size : int >= 1
+    gamma : float >= 0, default 0.1
+    interval : "epoch" (default) or "step"
     """
 
     _state_keys = ("interval", "last_epoch", "step_size", "gamma")
@@ -147,7 +161,13 @@ class MultiStepLR(_EpochScheduler):
 
     Recursive form: at a milestone ``e`` listed ``n`` times, multiply by ``gamma^n`` (also at
     ``e = 0``, i.e. at construction, as torch does).
-    ``milestones`` are non-negative integers (sorted here; repeats count, as in torch).
+
+    Parameters
+    ----------
+    lr : float or list of float
+    milestones : list of int >= 0 -- sorted here; repeats count, as in torch.
+    gamma : float >= 0, default 0.1
+    interval : "epoch" (default) or "step"
     """
 
     _state_keys = ("interval", "last_epoch", "milestones", "gamma")
@@ -170,7 +190,14 @@ class MultiStepLR(_EpochScheduler):
 
 
 class ExponentialLR(_EpochScheduler):
-    """``lr = base * gamma^e`` (torch's ExponentialLR); recursive form ``lr <- lr * gamma``."""
+    """``lr = base * gamma^e`` (torch's ExponentialLR); recursive form ``lr <- lr * gamma``.
+
+    Parameters
+    ----------
+    lr : float or list of float
+    gamma : float >= 0
+    interval : "epoch" (default) or "step"
+    """
 
     _state_keys = ("interval", "last_epoch", "gamma")
 
@@ -193,7 +220,14 @@ class CosineAnnealingLR(_EpochScheduler):
     Recursive form (torch's): ``lr_e = eta_min + (lr_{e-1} - eta_min)
     (1 + cos(pi e/T)) / (1 + cos(pi (e-1)/T))``, except when ``e - 1 - T`` is a multiple of
     ``2T`` (the denominator vanishes), where ``lr_e = lr_{e-1} + (base - eta_min)
-    (1 - cos(pi/T)) / 2``. ``eta_min`` is one float for all groups, as in torch.
+    (1 - cos(pi/T)) / 2``.
+
+    Parameters
+    ----------
+    lr : float or list of float
+    T_max : int >= 1 -- half period, in epochs.
+    eta_min : float >= 0, default 0 -- one float for all groups, as in torch.
+    interval : "epoch" (default) or "step"
     """
 
     _state_keys = ("interval", "last_epoch", "T_max", "eta_min")
@@ -223,7 +257,16 @@ class CosineAnnealingWarmRestarts(_EpochScheduler):
     ``T_cur`` counts epochs since the last restart; a restart happens when ``T_cur`` reaches
     ``T_i`` (then ``T_cur <- T_cur - T_i``, ``T_i <- T_i * T_mult``), starting from
     ``T_i = T_0``. Here the recursion lives in ``(T_cur, T_i)`` and the rate is always the
-    formula above, as in torch. ``closed_form`` finds the cycle of ``epoch`` by counting.
+    formula above, as in torch. ``closed_form`` finds the cycle of ``epoch`` by counting
+    (torch's float-logarithm shortcut can misplace a restart boundary).
+
+    Parameters
+    ----------
+    lr : float or list of float
+    T_0 : int >= 1 -- length of the first cycle.
+    T_mult : int >= 1, default 1 -- growth of the cycle length at each restart.
+    eta_min : float >= 0, default 0
+    interval : "epoch" (default) or "step"
     """
 
     _state_keys = ("interval", "last_epoch", "T_0", "T_mult", "eta_min", "T_cur", "T_i")
@@ -364,7 +407,7 @@ class LinearWarmup(Scheduler):
 
 
 class ReduceLROnPlateau(Scheduler):
-    """Divide the rate by ``1/factor`` when the monitored loss stops improving (torch's
+    """Multiply the rate by ``factor`` when the monitored loss stops improving (torch's
     ReduceLROnPlateau).
 
     ``step(loss)``: the loss *improves* when ``loss < best (1 - threshold)`` (mode ``min``,
