@@ -429,3 +429,35 @@ def test_conv2d_any_small_shape_matches_oracle(
     dy = normal(rng, y_ref.shape, np.float64)
     for got, want in zip(kc.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
         assert_close(got, want)
+
+
+@pytest.mark.hf
+def test_greedy_lr_kernel_matches_transformers():
+    """The spec's anchor (§4): transformers' GreedyLR, step by step, to 1e-15."""
+    torch = pytest.importorskip("torch", reason="transformers' GreedyLR drives a torch optimizer")
+    optimization = pytest.importorskip("transformers.optimization", reason="needs transformers")
+    options = {
+        "patience": 1,
+        "cooldown": 1,
+        "smooth": True,
+        "window_size": 3,
+        "factor": 0.7,
+        "min_lr": 0.03,
+        "reset_start": 2,
+        "threshold_mode": "rel",
+        "threshold": 0.01,
+    }
+    rng = np.random.default_rng(13)
+    trend = np.concatenate([np.linspace(2, 1, 15), np.linspace(1, 3, 25), np.linspace(3, 1, 10)])
+    losses = trend + 0.05 * rng.standard_normal(trend.size)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = optimization.GreedyLR(optimizer, **options)
+    device_greedy = kc.GreedyLR(0.1, **options)
+    seen = set()
+    for t, loss in enumerate(losses):
+        reference.step(float(loss))
+        device_greedy.step(float(loss))
+        want = optimizer.param_groups[0]["lr"]
+        seen.add(want)
+        assert abs(device_greedy.lr - want) <= 1e-15 * want, f"step {t}"
+    assert len(seen) >= 3

@@ -136,18 +136,19 @@ class GreedyLR:
     Parameters
     ----------
     lr : float or list of floats (one per group)
-    factor, patience, threshold, threshold_mode, mode, cooldown, warmup, min_lr, max_lr,
-    eps, smooth, window_size, reset_start : as ``transformers`` GreedyLR (same defaults)
+    mode, factor, patience, threshold, threshold_mode, cooldown, warmup, min_lr, max_lr,
+    eps, smooth, window_size, reset_start : as ``refimpl.schedulers.GreedyLR`` (same
+        order and defaults as there and in ``transformers``)
     """
 
     def __init__(
         self,
         lr,
+        mode: str = "min",
         factor: float = 0.95,
         patience: int = 10,
         threshold: float = 1e-6,
         threshold_mode: str = "abs",
-        mode: str = "min",
         cooldown: int = 0,
         warmup: int = 0,
         min_lr=1e-3,
@@ -158,13 +159,20 @@ class GreedyLR:
         reset_start: int = 500,
     ):
         if not 0 < factor < 1:
-            raise ValueError(f"factor must be in (0, 1), got {factor}")
+            raise ValueError(f"factor must lie in (0, 1), got {factor!r}; use e.g. 0.95")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
             raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
-        if window_size < 1:
-            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        for name, value, least in (
+            ("patience", patience, 0),
+            ("cooldown", cooldown, 0),
+            ("warmup", warmup, 0),
+            ("reset_start", reset_start, 0),
+            ("window_size", window_size, 1),
+        ):
+            if int(value) != value or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         init = _rates(lr)
         self.lrs = cuda.to_device(init)
         self._init_lrs = cuda.to_device(init)
