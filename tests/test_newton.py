@@ -198,3 +198,24 @@ def test_hypergradient_state_dict_resume(cls):
     second.load_state_dict(json.loads(json.dumps(first.state_dict())))
     trace += [second.step(g) for g in grads[15:]]
     assert trace == trace_full
+
+
+def test_driven_by_the_trainer_updates_every_k_steps():
+    from refimpl.data import make_blobs
+    from refimpl.model import build
+    from refimpl.optim import SGD
+    from refimpl.train import Trainer
+
+    X, y = make_blobs(n=256, n_classes=3, n_features=2, seed=0)
+    model = build("dense:16,relu,dense:3", (2,), seed=0, dtype=X.dtype)
+    sched = NewtonLR(0.05, p=0.25)  # batches_per_epoch comes from the trainer: 8 -> K = 2
+    history = Trainer(
+        model, SGD(model.parameters(), lr=0.05), sched, batch_size=32, progress=False
+    ).fit((X, y), epochs=3)
+    assert sched.update_every == 2
+    lrs = history.lr  # the rate used by optimizer steps 1, 2, ...
+    # call 1 (after step 1) caches; call K+1 = 3 cannot move lr; calls 5, 7, ... can,
+    # so the rate may change only before steps 6, 8, 10, ...
+    changed = [s for s in range(2, len(lrs) + 1) if lrs[s - 1] != lrs[s - 2]]
+    assert changed and all(s >= 6 and s % 2 == 0 for s in changed)
+    assert lrs[:5] == [0.05] * 5
