@@ -122,7 +122,7 @@ save(fig, "theory_a2_sweep.png")
 """),
     new_markdown_cell(
         "## Stability threshold (paper §4.3)\n\nMinibatch SGD + GreedyLR on logistic "
-        "regression for 250 steps (the paper's step count), starting at $\\eta_0 = 1/L$ with "
+        "regression for 250 steps (the paper's step count), starting at $\\eta_0 = 1/L_{\\max}$ with "
         "max_lr $= 100/L$. Divergence = median final loss above the initial loss."
     ),
     new_code_cell("""\
@@ -133,7 +133,7 @@ from refimpl.theory.problems import make_logistic
 problem = make_logistic(n=500, d=20)
 fig, ax = plt.subplots(figsize=(7, 4.5))
 for patience in (0, 10):
-    st = stability_sweep(problem, STABILITY_FACTORS, lr0=1 / problem.L, max_lr=100 / problem.L,
+    st = stability_sweep(problem, STABILITY_FACTORS, lr0=1 / problem.L_max, max_lr=100 / problem.L,
                          n_seeds=8 if SMALL else 40, patience=patience)
     print(f"patience={patience}: threshold={st.threshold}  flat within 1.5% from F={st.flat_from()}")
     ax.semilogy(st.factors, st.median_final, "o-", label=f"patience={patience}")
@@ -186,6 +186,8 @@ def build() -> dict[str, nbformat.NotebookNode]:
     for name, cells in (("theorem_a1_convergence", A1), ("theorem_a2_optimal_factor", A2),
                         ("tlr_line_search", TLR)):
         nb = new_notebook(cells=cells)
+        for i, cell in enumerate(nb.cells):
+            cell.id = f"{name[:20]}-{i}"  # stable ids, so regenerating does not churn git
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                      "language": "python"}
         notebooks[name] = nb

@@ -87,7 +87,8 @@ def stability_rows(full: bool = False, seed: int = 0) -> list[dict]:
     problem = make_logistic(n=500, d=20)
     rows = []
     for patience in (0, 10):
-        sweep = stability_sweep(problem, STABILITY_FACTORS, lr0=1.0 / problem.L,
+        # start at 1/L_max (stable for single-sample SGD); the rule may climb to 100/L
+        sweep = stability_sweep(problem, STABILITY_FACTORS, lr0=1.0 / problem.L_max,
                                 max_lr=100.0 / problem.L, n_seeds=40 if full else 10,
                                 patience=patience, seed=seed)
         threshold = sweep.threshold
