@@ -127,47 +127,37 @@ def adversarial_losses(steps: int, seed: int = 0, *, mode: str = "min",
                        threshold: float = 1e-4, threshold_mode: str = "rel") -> list[float]:
     """Loss values that sit exactly on ReduceLROnPlateau's improvement boundary.
 
-    Tracks ``best`` as torch does and mixes: exact ties with the dynamic threshold
+    Tracks ``best`` as the scheduler does and mixes: exact ties with the dynamic threshold
     (``best (1 - threshold)`` etc., computed with torch's expression, so not an improvement),
-    one ulp past the boundary (an improvement), repeats of ``best``, long plateaus, large
-    improvements and clear regressions.
+    one ulp past the boundary (an improvement), repeats of ``best``, plateaus at a worse
+    value, large improvements and clear regressions. NaN-free.
     """
     rng = np.random.default_rng(seed)
+    judge = standard.ReduceLROnPlateau(1.0, mode=mode, threshold=threshold,
+                                       threshold_mode=threshold_mode)
     sign = 1.0 if mode == "min" else -1.0  # +1: smaller is better
-    best = math.inf if mode == "min" else -math.inf
-    losses: list[float] = []
+    best = judge.best
     current = float(rng.uniform(1.0, 2.0)) * sign
+    losses: list[float] = []
     while len(losses) < steps:
         kind = rng.integers(6) if math.isfinite(best) else 4
-        if kind == 0 or kind == 1:  # exact tie with the boundary / one ulp past it
-            if mode == "min":
-                bound = best * (1.0 - threshold) if threshold_mode == "rel" else best - threshold
-            else:
-                bound = best * (threshold + 1.0) if threshold_mode == "rel" else best + threshold
-            value = bound if kind == 0 else float(np.nextafter(bound, -sign * math.inf))
-            run = [value]
+        if kind == 0:  # exact tie with the boundary: not an improvement
+            run = [judge.improvement_bound(best)]
+        elif kind == 1:  # one ulp past the boundary: an improvement
+            run = [float(np.nextafter(judge.improvement_bound(best), -sign * math.inf))]
         elif kind == 2:  # repeat the best
             run = [best]
         elif kind == 3:  # plateau at a worse value
-            run = [best + sign * abs(best) * 0.01 + sign * 1e-3] * int(rng.integers(3, 15))
+            run = [best + sign * (abs(best) * 0.01 + 1e-3)] * int(rng.integers(3, 15))
         elif kind == 4:  # clear improvement
             current = (best if math.isfinite(best) else current) - sign * float(
                 rng.uniform(0.01, 0.2))
             run = [current]
         else:  # regression
             run = [best + sign * float(rng.uniform(0.01, 0.5))]
-        for value in run:
-            if len(losses) == steps:
-                break
+        for value in run[: steps - len(losses)]:
             losses.append(float(value))
-            # mirror torch's test exactly to keep `best` in step with the scheduler
-            if mode == "min":
-                bound = best * (1.0 - threshold) if threshold_mode == "rel" else best - threshold
-                improves = value < bound
-            else:
-                bound = best * (threshold + 1.0) if threshold_mode == "rel" else best + threshold
-                improves = value > bound
-            if improves:
+            if judge.is_better(value, best):
                 best = value
     return losses
 

@@ -456,15 +456,20 @@ class ReduceLROnPlateau(Scheduler):
         self.cooldown_counter = 0
         self.last_epoch = 0
 
+    def improvement_bound(self, best: float) -> float:
+        """The value a loss must beat (strictly) to improve on ``best`` (torch's expressions)."""
+        if self.mode == "min":
+            if self.threshold_mode == "rel":
+                return best * (1.0 - self.threshold)
+            return best - self.threshold
+        if self.threshold_mode == "rel":
+            return best * (self.threshold + 1.0)
+        return best + self.threshold
+
     def is_better(self, loss: float, best: float) -> bool:
         """Whether ``loss`` improves on ``best`` by more than the threshold."""
-        if self.mode == "min":
-            bound = best * (1.0 - self.threshold) if self.threshold_mode == "rel" \
-                else best - self.threshold
-            return loss < bound
-        bound = best * (self.threshold + 1.0) if self.threshold_mode == "rel" \
-            else best + self.threshold
-        return loss > bound
+        bound = self.improvement_bound(best)
+        return loss < bound if self.mode == "min" else loss > bound
 
     def step(self, loss: float) -> float:
         """Consume one loss value and return the (possibly reduced) rate of the first group."""
