@@ -33,7 +33,6 @@ import json
 import os
 import tempfile
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +159,7 @@ def _encode(value: Any, arrays: dict, where: str) -> Any:
             raise CheckpointError(f"{where}: arrays of dtype {array.dtype} are not supported "
                                   "(numeric and bool only; no pickle)")
         name = f"arr_{len(arrays):04d}"
-        arrays[name] = np.ascontiguousarray(array)
+        arrays[name] = array.copy(order="C")  # keeps 0-d scalars 0-d
         key = "__scalar__" if isinstance(value, np.generic) else "__array__"
         return {key: name}
     if isinstance(value, tuple):
@@ -203,15 +202,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"checkpoint {path}: member {bad} fails its CRC check")
         with np.load(path, allow_pickle=False) as npz:
             members = {name: npz[name] for name in npz.files}
-    except CheckpointError:
+        return _decode_members(members, path)
+    except (CheckpointError, MemoryError):
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError,
-            UnicodeDecodeError) as exc:
+    except Exception as exc:  # any failure to parse the bytes is a corrupt file
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
             "resume from an older checkpoint or start afresh"
         ) from None
-    return _decode_members(members, path)
 
 
 def _decode_members(members: dict[str, np.ndarray], path: Path) -> dict:
