@@ -78,13 +78,16 @@ def sgd_greedy_gaps(
     seed: int = 0,
     x0: np.ndarray | None = None,
     lr0: float | None = None,
+    loss_signal: str = "sample",
     **greedy_options,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run SGD (one sampled component per step) with GreedyLR clipped to ``[eta_min, eta_max]``.
 
     Order per step (as a training loop): loss and gradient of ``f_{i_t}`` at ``x_t``; update
     ``x_{t+1} = x_t - eta_t g_t``; ``eta_{t+1} = GreedyLR.step(loss_t)``. So ``eta_t`` is fixed
-    before ``i_t`` is drawn, as the theorem requires.
+    before ``i_t`` is drawn, as the theorem requires. ``loss_signal="sample"`` feeds the
+    sampled loss ``f_{i_t}(x_t)`` (what a trainer sees); ``"full"`` feeds ``f(x_t)``, a
+    noise-free signal with which the rate really travels through ``[eta_min, eta_max]``.
 
     Returns ``gaps`` of shape ``(len(T_grid), n_seeds)`` with ``f(x_bar_T) - f*`` where
     ``x_bar_T = (1/T) sum_{t<T} x_t``, and the mean learning rate of every run.
@@ -92,6 +95,8 @@ def sgd_greedy_gaps(
     T_grid = np.asarray(T_grid, dtype=np.int64)
     if np.any(np.diff(T_grid) <= 0) or T_grid[0] < 1:
         raise ValueError("T_grid must be increasing integers >= 1")
+    if loss_signal not in ("sample", "full"):
+        raise ValueError(f"loss_signal must be 'sample' or 'full', got {loss_signal!r}")
     rng = np.random.default_rng(seed)
     x = np.zeros((n_seeds, problem.d)) if x0 is None else np.tile(x0, (n_seeds, 1)).astype(float)
     x_sum = np.zeros_like(x)
@@ -106,6 +111,8 @@ def sgd_greedy_gaps(
             if t % chunk == 0:
                 indices = rng.integers(problem.n, size=(chunk, n_seeds))
             loss, g = problem.component(x, indices[t % chunk])
+            if loss_signal == "full":
+                loss = problem.loss(x)
             x_sum += x
             lr_sum += lr
             x = x - lr[:, None] * g
