@@ -1,8 +1,8 @@
 """Max pooling (window k, stride k, floor mode) on the CPU, one parallel task per (n, c) plane.
 
 Same math as :mod:`refimpl.ops.pool`: ``y[n, c, i, j] = max_{u,v} x[n, c, k i + u, k j + v]``;
-the gradient goes to the first maximum of each window in row-major order (``np.argmax``
-semantics, so a NaN counts as the maximum, first NaN first).
+the gradient goes to the first maximum of each window in row-major order. A window holding
+a NaN gives NaN and passes no gradient (it has no arg-max), as in the oracle.
 """
 
 from __future__ import annotations
@@ -27,16 +27,22 @@ def _forward(x, k):
         for i in range(h_out):
             for j in range(w_out):
                 best = x[n, c, i * k, j * k]
-                best_at = 0
+                best_at = -1
+                has_nan = False
                 for u in range(k):
                     for v in range(k):
                         value = x[n, c, i * k + u, j * k + v]
-                        # Strictly greater keeps the first max; a NaN wins once, like argmax.
-                        if value > best or (math.isnan(value) and not math.isnan(best)):
+                        if math.isnan(value):
+                            has_nan = True
+                        elif best_at < 0 or value > best:  # strictly greater: first max
                             best = value
                             best_at = u * k + v
-                y[n, c, i, j] = best
-                argmax[n, c, i, j] = best_at
+                if has_nan:
+                    y[n, c, i, j] = math.nan
+                    argmax[n, c, i, j] = -1
+                else:
+                    y[n, c, i, j] = best
+                    argmax[n, c, i, j] = best_at
     return y, argmax
 
 
@@ -49,8 +55,12 @@ def _backward(dy, argmax, height, width, k):
         c = task % channels
         for i in range(h_out):
             for j in range(w_out):
+                g = dy[n, c, i, j]
                 at = argmax[n, c, i, j]
-                dx[n, c, i * k + at // k, j * k + at % k] = dy[n, c, i, j]
+                for u in range(k):
+                    for v in range(k):
+                        # g * 0 off the arg-max, as the oracle's dy * mask (NaN dy stays NaN).
+                        dx[n, c, i * k + u, j * k + v] = g if u * k + v == at else g * 0
     return dx
 
 

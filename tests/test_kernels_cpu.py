@@ -1,0 +1,197 @@
+"""kernels.cpu (the numba backend) beyond the shared conformance suite of test_backends.py:
+fused paths against the composition of oracle ops, random shapes (hypothesis), views,
+NaN and ties, the oracle's error messages, and the on-disk JIT cache across processes.
+
+Tolerances are those of test_backends.py (float64 1e-12, float32 1e-5, relative to the
+largest magnitude of the oracle's result) and are justified there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels.cpu as nb
+from refimpl import ops
+from tests.test_backends import DTYPES, assert_close
+
+
+def _random(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# --- fused paths --------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("stride, padding", [(1, 0), (2, 1), (1, 2)])
+def test_conv2d_relu_equals_conv_then_relu_of_oracle(dtype, stride, padding):
+    rng = np.random.default_rng(10)
+    x, W, b = _random(rng, (3, 2, 7, 6), dtype), _random(rng, (4, 2, 3, 3), dtype), \
+        _random(rng, (4,), dtype)
+    z, conv_cache = ops.conv2d_forward(x, W, b, stride, padding)
+    y_ref, relu_cache = ops.relu_forward(z)
+    y, cache = nb.conv2d_relu_forward(x, W, b, stride, padding)
+    assert_close(y, y_ref, dtype, "fused conv+relu forward")
+    dy = _random(rng, y.shape, dtype)
+    grads_ref = ops.conv2d_backward(ops.relu_backward(dy, relu_cache), conv_cache)
+    for got, want in zip(nb.conv2d_relu_backward(dy, cache), grads_ref):
+        assert_close(got, want, dtype, "fused conv+relu backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_relu_equals_dense_then_relu_of_oracle(dtype):
+    rng = np.random.default_rng(11)
+    x, W, b = _random(rng, (9, 13), dtype), _random(rng, (13, 7), dtype), _random(rng, (7,), dtype)
+    z, dense_cache = ops.dense_forward(x, W, b)
+    y_ref, relu_cache = ops.relu_forward(z)
+    y, cache = nb.dense_relu_forward(x, W, b)
+    assert_close(y, y_ref, dtype, "fused dense+relu forward")
+    assert (y == 0).any() and (y > 0).any()  # both branches of the mask are exercised
+    dy = _random(rng, y.shape, dtype)
+    grads_ref = ops.dense_backward(ops.relu_backward(dy, relu_cache), dense_cache)
+    for got, want in zip(nb.dense_relu_backward(dy, cache), grads_ref):
+        assert_close(got, want, dtype, "fused dense+relu backward")
+
+
+# --- random shapes ------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3), c_in=st.integers(1, 3), c_out=st.integers(1, 3),
+    h=st.integers(1, 9), w=st.integers(1, 9), kh=st.integers(1, 4), kw=st.integers(1, 4),
+    stride=st.integers(1, 3), padding=st.integers(0, 3), seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_conv2d_random_shapes_agree_with_oracle(n, c_in, c_out, h, w, kh, kw, stride, padding,
+                                                seed, dtype):
+    if h + 2 * padding < kh or w + 2 * padding < kw:
+        return  # no output pixel: both backends refuse it (tested below)
+    rng = np.random.default_rng(seed)
+    args = (_random(rng, (n, c_in, h, w), dtype), _random(rng, (c_out, c_in, kh, kw), dtype),
+            _random(rng, (c_out,), dtype), stride, padding)
+    y_ref, cache_ref = ops.conv2d_forward(*args)
+    y, cache = nb.conv2d_forward(*args)
+    assert_close(y, y_ref, dtype, "conv forward")
+    dy = _random(rng, y.shape, dtype)
+    for got, want in zip(nb.conv2d_backward(dy, cache), ops.conv2d_backward(dy, cache_ref)):
+        assert_close(got, want, dtype, "conv backward")
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       k=st.integers(1, 4), seed=st.integers(0, 2**16), dtype=st.sampled_from(DTYPES))
+def test_maxpool2d_random_shapes_agree_with_oracle(n, c, h, w, k, seed, dtype):
+    if h < k or w < k:
+        return
+    x = np.random.default_rng(seed).integers(-2, 3, size=(n, c, h, w)).astype(dtype)
+    y_ref, cache_ref = ops.maxpool2d_forward(x, k)
+    y, cache = nb.maxpool2d_forward(x, k)
+    np.testing.assert_array_equal(y, y_ref)  # a max is exact: no rounding anywhere
+    np.testing.assert_array_equal(nb.maxpool2d_backward(y, cache),
+                                  ops.maxpool2d_backward(y_ref, cache_ref))
+
+
+# --- views, NaN -------------------------------------------------------------------------------
+def test_non_contiguous_inputs_give_the_same_results():
+    rng = np.random.default_rng(12)
+    x = _random(rng, (4, 6, 9, 9), np.float64)[:, ::2, ::2, 1:]  # strided view
+    W = _random(rng, (2, 3, 3, 3), np.float64)
+    b = np.zeros(2)
+    y, _ = nb.conv2d_forward(x, W, b, 1, 1)
+    assert_close(y, ops.conv2d_forward(np.ascontiguousarray(x), W, b, 1, 1)[0], np.float64,
+                 "conv on a view")
+    x2 = _random(rng, (7, 5), np.float64).T  # Fortran-ordered
+    y2, _ = nb.tanh_forward(x2)
+    assert_close(y2, np.tanh(x2), np.float64, "tanh on a transposed view")
+
+
+def test_nan_propagates_like_the_oracle():
+    x = np.array([[[[1.0, np.nan], [np.nan, 0.5]], [[-1.0, 2.0], [2.0, np.nan]]]])
+    y_ref, cache_ref = ops.maxpool2d_forward(x, 2)
+    y, cache = nb.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(y, y_ref)  # NaN == NaN under assert_array_equal
+    dy = np.array([[[[3.0]], [[4.0]]]])
+    np.testing.assert_array_equal(nb.maxpool2d_backward(dy, cache),
+                                  ops.maxpool2d_backward(dy, cache_ref))
+    v = np.array([np.nan, -1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(nb.relu_forward(v)[0], ops.relu_forward(v)[0])
+
+
+# --- errors -------------------------------------------------------------------------------------
+_f32 = np.zeros((2, 3), np.float32)
+BAD_CALLS = {
+    "dense int x": ("dense_forward", (np.zeros((2, 3), int), np.zeros((3, 4)), np.zeros(4))),
+    "dense shapes": ("dense_forward", (np.zeros((2, 3)), np.zeros((4, 4)), np.zeros(4))),
+    "dense mixed dtype": ("dense_forward", (_f32, np.zeros((3, 4)), np.zeros(4))),
+    "conv channels": ("conv2d_forward", (np.zeros((1, 2, 5, 5)), np.zeros((3, 1, 3, 3)),
+                                         np.zeros(3))),
+    "conv too small": ("conv2d_forward", (np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 3, 3)),
+                                          np.zeros(1))),
+    "conv stride 0": ("conv2d_forward", (np.zeros((1, 1, 5, 5)), np.zeros((1, 1, 3, 3)),
+                                         np.zeros(1), 0)),
+    "pool window": ("maxpool2d_forward", (np.zeros((1, 1, 2, 2)), 3)),
+    "pool 3-D": ("maxpool2d_forward", (np.zeros((1, 2, 2)), 2)),
+    "relu list": ("relu_forward", ([1.0, 2.0],)),
+    "labels range": ("softmax_cross_entropy", (np.zeros((2, 3)), np.array([0, 3]))),
+    "labels float": ("softmax_cross_entropy", (np.zeros((2, 3)), np.array([0.0, 1.0]))),
+    "mse shapes": ("mse", (np.zeros((2, 3)), np.zeros((3, 2)))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_bad_input_raises_the_oracles_error(case):
+    op, args = BAD_CALLS[case]
+    with pytest.raises(ValueError) as oracle_error:
+        getattr(ops, op)(*args)
+    with pytest.raises(ValueError) as numba_error:
+        getattr(nb, op)(*args)
+    assert str(numba_error.value) == str(oracle_error.value)
+
+
+def test_backward_refuses_a_gradient_of_the_wrong_shape():
+    _, cache = nb.conv2d_forward(np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3)), np.zeros(1))
+    with pytest.raises(ValueError, match="dy must have shape"):
+        nb.conv2d_backward(np.zeros((1, 1, 3, 3)), cache)
+
+
+# --- JIT cache ----------------------------------------------------------------------------------
+_CACHE_PROBE = """
+import json, kernels.cpu as nb
+seconds = nb.warmup()
+stats = {name: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())]
+         for name, d in nb.dispatchers().items()}
+print(json.dumps({"seconds": seconds, "stats": stats}))
+"""
+
+
+def _probe() -> dict:
+    done = subprocess.run([sys.executable, "-c", _CACHE_PROBE], capture_output=True, text=True,
+                          env=dict(os.environ), timeout=600, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_second_process_loads_every_kernel_from_the_disk_cache():
+    """Run 1 compiles what is not cached yet (and writes it); run 2 must compile nothing.
+
+    Numba's own per-dispatcher counters say whether a signature was loaded from the cache
+    (hit) or compiled (miss), so the check does not depend on timing.
+    """
+    _probe()
+    second = _probe()
+    misses = {name: hits_misses[1] for name, hits_misses in second["stats"].items()
+              if hits_misses[1]}
+    assert not misses, f"recompiled in a second process: {misses}"
+    hits = sum(hits_misses[0] for hits_misses in second["stats"].values())
+    assert hits >= 2 * 10  # every top-level kernel, float32 and float64
+
+
+def test_warmup_reports_seconds_and_dispatchers_are_listed():
+    assert nb.warmup(dtypes=(np.float64,)) >= 0
+    names = nb.dispatchers()
+    assert "kernels.cpu.conv._im2col" in names and "kernels.cpu.pool._forward" in names
