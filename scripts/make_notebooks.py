@@ -172,7 +172,10 @@ for ax, K in zip(axes[:2], (1, 5)):
     print(f"K={K}:", {rule: run.steps_to() for rule, run in runs.items()})
 runs = compare_rules(spectrum, 0.05, n_steps=n_steps, K=1, hyper_lr=0.05)
 for rule, run in runs.items():
-    axes[2].semilogy(np.maximum(run.loss, 1e-30), label=rule)
+    # stop each curve at round-off level: beyond it consecutive directions are noise and the
+    # adaptive rates drift (see docs/theory.md)
+    end = int(min(run.steps_to(1e-16), n_steps)) + 1
+    axes[2].semilogy(np.arange(end), run.loss[:end], label=rule)
 axes[2].set(xlabel="step", ylabel="f − f*", title="GD from lr0 = 0.05 (K = 1)", ylim=(1e-16, 10))
 axes[2].legend()
 fig.tight_layout()
@@ -197,13 +200,14 @@ def build() -> dict[str, nbformat.NotebookNode]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--execute", action="store_true", help="run them at full size")
+    parser.add_argument("names", nargs="*", help="execute only these notebooks (default: all)")
     args = parser.parse_args()
     NOTEBOOKS.mkdir(exist_ok=True)
     for name, nb in build().items():
         path = NOTEBOOKS / f"{name}.ipynb"
         nbformat.write(nb, path)
         print("wrote", path.relative_to(ROOT))
-        if args.execute:
+        if args.execute and (not args.names or name in args.names):
             from nbclient import NotebookClient
 
             NotebookClient(nb, timeout=3600, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
