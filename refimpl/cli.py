@@ -73,6 +73,8 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="numpy", help="numpy | numba | cuda | auto (numpy)")
     p.add_argument("--out-dir", type=Path, default=Path("."),
                    help="where demo.png and demo.json go (.)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="train on this many of the 2,000 sample images (all)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -205,14 +207,14 @@ def build_model(name: str, input_shape, seed: int, dtype, backend: str):
 class EpochPrinter:
     """Callback: one line per epoch (the progress bar shows the steps)."""
 
-    def __init__(self, epochs: int, stream=sys.stdout):
-        self.epochs, self.stream = epochs, stream
+    def __init__(self, epochs: int, stream=None):
+        self.epochs, self.stream = epochs, stream  # None: sys.stdout at print time
 
     def on_epoch_end(self, trainer, logs: dict) -> None:
         print(f"epoch {logs['epoch'] + 1:>3}/{self.epochs}  train loss {logs['train_loss']:.4f}"
               f"  acc {logs['train_acc']:.4f}  val loss {logs['val_loss']:.4f}  acc "
               f"{logs['val_acc']:.4f}  lr {logs['lr']:.4g}  {logs['time']:.1f}s",
-              file=self.stream, flush=True)
+              file=self.stream or sys.stdout, flush=True)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -278,7 +280,7 @@ def cmd_demo(args) -> int:
 
     run_demo(epochs=args.epochs, schedulers=[s for s in args.schedulers.split(",") if s],
              lr=args.lr, seed=args.seed, backend=args.backend, out_dir=args.out_dir,
-             progress=False if args.no_progress else None)
+             progress=False if args.no_progress else None, train_size=args.train_size)
     return 0
 
 
