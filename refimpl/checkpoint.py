@@ -39,14 +39,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "CheckpointError",
     "FORMAT",
     "VERSION",
+    "CheckpointError",
     "atomic_write_bytes",
-    "npz_bytes",
-    "save_npz",
-    "save_checkpoint",
     "load_checkpoint",
+    "npz_bytes",
+    "save_checkpoint",
+    "save_npz",
 ]
 
 FORMAT = "refimpl-checkpoint"
@@ -212,7 +212,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         return _decode_members(members, path)
     except (CheckpointError, MemoryError):
         raise
-    except Exception as exc:  # any failure to parse the bytes is a corrupt file
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the bytes means corrupt
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
             "resume from an older checkpoint or start afresh"
@@ -272,5 +272,5 @@ def _decode(node: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 def _key(k: Any) -> Any:
     if isinstance(k, (list, dict)):
-        raise ValueError(f"dict key {k!r} is not a scalar")
+        raise ValueError(f"dict key {k!r} is not a scalar")  # noqa: TRY004 - caught above
     return k

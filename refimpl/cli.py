@@ -20,14 +20,16 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 #: subcommand -> (module, help line); each module exposes ``main(argv) -> int | None``
 PASSTHROUGH = {
-    "crosscheck": ("refimpl.crosscheck", "replay a trace through our scheduler and torch/transformers"),
+    "crosscheck": ("refimpl.crosscheck",
+                   "replay a trace through our scheduler and torch/transformers"),
     "bench": ("refimpl.bench", "numpy / numba / torch timings, ratios and peak memory"),
     "theory": ("refimpl.theory.cli", "numerical checks of the papers' theorems"),
     "sweep": ("refimpl.sweep", "many trainings from a config, on a Dask cluster"),
@@ -123,7 +125,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------- helpers
 
 def parse_kv(text: str) -> dict[str, Any]:
-    """``"a=1,b=0.5,c=true,d=x,e=1;2"`` -> ``{"a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2]}``."""
+    """Parse ``--scheduler-args``: ``"a=1,b=0.5,c=true,d=x,e=1;2,f=none"`` ->
+    ``{"a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2], "f": None}``."""
     out: dict[str, Any] = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, sep, value = item.partition("=")

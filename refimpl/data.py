@@ -28,22 +28,22 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "IDXError",
-    "DataNotFoundError",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
-    "read_idx",
+    "DataNotFoundError",
+    "IDXError",
     "candidate_dirs",
+    "check_classification_data",
     "find_fashion_mnist",
     "load_fashion_mnist",
     "load_sample",
+    "make_blobs",
+    "make_regression",
+    "make_spirals",
+    "read_idx",
     "stratified_indices",
     "train_val_split",
-    "check_classification_data",
-    "make_blobs",
-    "make_spirals",
-    "make_regression",
 ]
 
 FASHION_MNIST_CLASSES = (
@@ -325,7 +325,7 @@ def _check_count(n, total: int, name: str) -> int:
 
 
 def train_val_split(
-    X: np.ndarray, y: np.ndarray, val: int | float, seed: int = 0, stratify: bool = True
+    X: np.ndarray, y: np.ndarray, val: float, seed: int = 0, stratify: bool = True
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Split ``(X, y)`` into disjoint ``(train, val)`` parts.
 
@@ -338,7 +338,7 @@ def train_val_split(
     if isinstance(val, float):
         if not 0 < val < 1:
             raise ValueError(f"val as a fraction must lie in (0, 1), got {val}")
-        val = int(round(val * len(y)))
+        val = round(val * len(y))
     _check_count(val, len(y) - 1, "val")
     if stratify:
         val_idx = stratified_indices(y, val, seed=seed)
@@ -359,7 +359,7 @@ def check_classification_data(
     ``0..n_classes-1`` when ``n_classes`` is given.
     """
     if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
-        raise ValueError(f"{name} must be a tuple (X, y) of NumPy arrays, got "
+        raise ValueError(f"{name} must be a tuple (X, y) of NumPy arrays, got "  # noqa: TRY004
                          f"({type(X).__name__}, {type(y).__name__})")
     if X.dtype not in (np.float32, np.float64):
         raise ValueError(f"{name} X has dtype {X.dtype}; use float32 or float64 "

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from refimpl.checkpoint import atomic_write_bytes
 from refimpl.data import load_fashion_mnist

@@ -31,8 +31,9 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,14 @@ from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.data import check_classification_data
 from refimpl.schedulers.base import check_lr
 
-__all__ = ["History", "Trainer", "build_scheduler", "NonFiniteLossError", "TrainingInterrupted", "NAN_POLICIES"]
+__all__ = [
+    "NAN_POLICIES",
+    "History",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingInterrupted",
+    "build_scheduler",
+]
 
 NAN_POLICIES = ("raise", "skip-batch", "rollback")
 LOSSES = ("cross_entropy", "mse")
@@ -109,7 +117,7 @@ class History:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "History":
+    def from_dict(cls, data: dict) -> History:
         history = cls()
         for name in cls.STEP_FIELDS + cls.EPOCH_FIELDS:
             setattr(history, name, [float(v) for v in data.get(name, [])])
@@ -301,7 +309,8 @@ class Trainer:
     def _run_epoch(self, X, y, val, n_batches: int, epochs: int) -> None:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(X))
         start = time.perf_counter() - self._acc["elapsed"]
-        bar = _progress_bar(self.progress, n_batches, self.batch, f"epoch {self.epoch + 1}/{epochs}")
+        bar = _progress_bar(self.progress, n_batches, self.batch,
+                            f"epoch {self.epoch + 1}/{epochs}")
         try:
             while self.batch < n_batches:
                 index = order[self.batch * self.batch_size:(self.batch + 1) * self.batch_size]
@@ -460,7 +469,8 @@ class Trainer:
         if self.scheduler is not None:
             for attr in ("base_lrs", "lrs"):
                 if hasattr(self.scheduler, attr):
-                    setattr(self.scheduler, attr, [v * scale for v in getattr(self.scheduler, attr)])
+                    scaled = [v * scale for v in getattr(self.scheduler, attr)]
+                    setattr(self.scheduler, attr, scaled)
         self._rollbacks = count
         self.history.events.append({"event": "rollback", "reason": f"non-finite {reason}",
                                     "to_step": self.global_step, "lr_scale": scale})
@@ -501,7 +511,8 @@ class Trainer:
             if (state["scheduler"] is None) != (self.scheduler is None):
                 mismatch.append("one of the checkpoint and the trainer has a scheduler")
         except (KeyError, TypeError) as exc:
-            raise CheckpointError(f"checkpoint {path} is not a trainer checkpoint ({exc})") from None
+            raise CheckpointError(
+                f"checkpoint {path} is not a trainer checkpoint ({exc})") from None
         if mismatch:
             raise ValueError(f"checkpoint {path} belongs to a different run: "
                              + "; ".join(mismatch) + ". Resume with the same settings and data.")
@@ -536,7 +547,7 @@ class Trainer:
             _check_regression_data(X, y, dtype, name)
         try:
             out = self.model.forward(X[:1])
-        except Exception as exc:  # any layer's complaint is about the shape of X
+        except Exception as exc:  # noqa: BLE001 - any layer's complaint is about X's shape
             raise ValueError(f"{name} X has per-example shape {X.shape[1:]}, which the model "
                              f"cannot take ({exc})") from None
         if self.loss == "cross_entropy":
@@ -575,7 +586,8 @@ def build_scheduler(name: str, lr: float, epochs: int, batches_per_epoch: int, *
     try:
         cls = getattr(schedulers, class_name)
     except (AttributeError, ImportError) as exc:
-        raise ValueError(f"scheduler {name!r} is not available in this installation ({exc})") from None
+        raise ValueError(
+            f"scheduler {name!r} is not available in this installation ({exc})") from None
     params = inspect.signature(cls).parameters
     interval = kwargs.get("interval", getattr(cls, "interval", "epoch"))
     length = epochs * batches_per_epoch if interval == "step" else epochs
@@ -608,7 +620,7 @@ class _SignalCatcher:
             raise KeyboardInterrupt(f"second signal {signum}")
         self.signum = signum
 
-    def __enter__(self) -> "_SignalCatcher":
+    def __enter__(self) -> _SignalCatcher:  # noqa: PYI034
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -631,7 +643,7 @@ def _progress_bar(progress: bool | None, total: int, initial: int, desc: str):
 
 def _fingerprint(X: np.ndarray, y: np.ndarray) -> dict:
     """Size, shapes and CRC-32 of the training data: a resumed run must see the same data."""
-    return {"n": int(len(X)), "x_shape": list(X.shape), "x_dtype": X.dtype.str,
+    return {"n": len(X), "x_shape": list(X.shape), "x_dtype": X.dtype.str,
             "crc32": zlib.crc32(np.ascontiguousarray(y).tobytes(),
                                 zlib.crc32(np.ascontiguousarray(X)))}
 
@@ -643,7 +655,7 @@ def _check_int(value: Any, name: str, low: int = 1) -> None:
 
 def _check_regression_data(X: Any, y: Any, dtype: Any, name: str) -> None:
     if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
-        raise ValueError(f"{name} must be a tuple (X, y) of NumPy arrays")
+        raise ValueError(f"{name} must be a tuple (X, y) of NumPy arrays")  # noqa: TRY004
     for label, array in (("X", X), ("y", y)):
         if dtype is not None and array.dtype != np.dtype(dtype):
             raise ValueError(f"{name} {label} has dtype {array.dtype} but the model is "

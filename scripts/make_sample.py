@@ -18,7 +18,8 @@ import numpy as np
 from refimpl.checkpoint import save_npz
 from refimpl.data import _load_full, stratified_indices
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "refimpl" / "datasets" / "fashion_mnist_sample.npz"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "refimpl" / "datasets" / "fashion_mnist_sample.npz"
 
 
 def make_sample(path=None, n_train: int = 2000, n_test: int = 500, seed: int = 0) -> dict:

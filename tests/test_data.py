@@ -141,7 +141,7 @@ def test_auto_falls_back_to_sample_only_without_files(isolated):
 
 def test_load_full_shapes_and_normalization(isolated):
     arrays = write_fake_fashion(isolated / "d", gz=False)
-    images, labels = arrays["train"]
+    images, _ = arrays["train"]
     X, y = data.load_fashion_mnist("train", path=isolated / "d", source="full")
     assert X.dtype == np.float32 and X.shape == (40, 1, 28, 28) and y.dtype == np.int64
     # x / 255 in float32, exactly
@@ -203,7 +203,7 @@ def test_sample_is_reproducible_from_the_full_files():
     ref = resources.files("refimpl") / "datasets" / data.SAMPLE_NAME
     shipped = ref.read_bytes()
     assert npz_bytes(arrays) == shipped  # same arrays and the same bytes
-    images, labels = data._load_full("train", directory)
+    images, _ = data._load_full("train", directory)
     np.testing.assert_array_equal(images[arrays["idx_train"]], data.load_sample("train")[0])
 
 
@@ -234,7 +234,7 @@ def test_stratified_indices_property(counts, frac, seed):
 def test_train_val_split_disjoint():
     X = np.arange(100, dtype=np.float32).reshape(50, 2)
     y = np.arange(50) % 5
-    (Xt, yt), (Xv, yv) = data.train_val_split(X, y, 10, seed=1)
+    (Xt, _), (Xv, yv) = data.train_val_split(X, y, 10, seed=1)
     assert len(Xt) == 40 and len(Xv) == 10
     assert not set(Xt[:, 0]) & set(Xv[:, 0])
     assert np.bincount(yv).tolist() == [2] * 5
