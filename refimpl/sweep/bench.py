@@ -1,0 +1,100 @@
+"""Sweep throughput: the same sweep of quick runs on 1 worker and on N workers.
+
+``python -m refimpl.sweep.bench [--runs 200] [--workers 1 2] [--repeats 1]`` prints one
+Markdown row per worker count (runs/s and the ratio to the first count, measured in the same
+process), with the machine, the load average before and after, and the versions.
+
+Each measurement starts a fresh embedded cluster, warms every worker up with one run (so
+imports and first-call costs are not timed), then times a sweep of ``--runs`` real
+trainings (tiny MLP, synthetic blobs) into a fresh results file: submit to last record
+written, the client's fsync per record included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+
+from .config import parse_sweep
+from .runner import open_client, run_sweep
+from .task import run_training, versions
+
+QUICK_RUN = """
+[sweep]
+name = "throughput"
+[base]
+epochs = 2
+batch_size = 32
+val_fraction = 0.2
+data = {{ name = "blobs", n = {n}, n_classes = 3, n_features = 8, std = 2.0, seed = 0 }}
+model = {{ spec = "dense:32,relu,dense:3" }}
+optimizer = {{ name = "sgd", lr = 0.05, momentum = 0.9 }}
+[grid]
+seed = {seeds}
+optimizer.lr = [0.05, 0.02]
+scheduler = [{{ name = "none" }}, {{ name = "greedy", factor = 0.9, patience = 1 }}]
+"""
+
+
+def quick_sweep(n_runs: int, n_samples: int = 2000, offset: int = 0):
+    """A sweep of ``n_runs`` quick runs (a multiple of 4); ``offset`` shifts the seeds."""
+    if n_runs < 4 or n_runs % 4:
+        raise ValueError(f"n_runs must be a positive multiple of 4, got {n_runs}")
+    seeds = list(range(offset, offset + n_runs // 4))
+    return parse_sweep(QUICK_RUN.format(n=n_samples, seeds=seeds), source="bench")
+
+
+def measure(workers: int, n_runs: int, n_samples: int = 2000) -> dict:
+    """Runs per second of a fresh ``n_runs`` sweep on an embedded cluster of ``workers``."""
+    warm_up = quick_sweep(4, n_samples, offset=10**6)
+    with open_client(workers=workers) as client, tempfile.TemporaryDirectory() as out:
+        # one run per worker: imports and first calls happen here, untimed
+        client.run(run_training, warm_up.runs[0].config)
+        sweep = quick_sweep(n_runs, n_samples)
+        start = time.perf_counter()
+        outcome = run_sweep(client, sweep, out, progress=False)
+        elapsed = time.perf_counter() - start
+    if outcome.ok != n_runs:
+        raise RuntimeError(f"{outcome.failed} of {n_runs} benchmark runs failed")
+    return {"workers": workers, "runs": n_runs, "seconds": elapsed,
+            "runs_per_s": n_runs / elapsed}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m refimpl.sweep.bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="alternate the worker counts this many times; best of each kept")
+    parser.add_argument("--samples", type=int, default=5000,
+                        help="blobs per run (5000: about 0.1-0.2 s of training per run)")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    best: dict[int, dict] = {}
+    for _ in range(args.repeats):
+        for workers in args.workers:
+            result = measure(workers, args.runs, args.samples)
+            print(f"  {workers} worker(s): {result['runs_per_s']:.2f} runs/s "
+                  f"({result['seconds']:.1f} s)", flush=True)
+            if workers not in best or result["runs_per_s"] > best[workers]["runs_per_s"]:
+                best[workers] = result
+    load_after = os.getloadavg()
+    baseline = best[args.workers[0]]["runs_per_s"]
+    print(f"\nmachine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}"
+          f"; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(f"versions: {versions()}")
+    print("\n| workers | runs | seconds | runs/s | ratio |\n|---|---|---|---|---|")
+    for workers in args.workers:
+        r = best[workers]
+        print(f"| {workers} | {r['runs']} | {r['seconds']:.1f} | {r['runs_per_s']:.2f} | "
+              f"{r['runs_per_s'] / baseline:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
