@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 
 from .config import parse_sweep
+from .results import read_records
 from .runner import open_client, run_sweep
 from .task import run_training, versions
 
@@ -58,10 +60,12 @@ def measure(workers: int, n_runs: int, n_samples: int = 2000) -> dict:
         start = time.perf_counter()
         outcome = run_sweep(client, sweep, out, progress=False)
         elapsed = time.perf_counter() - start
+        run_times = [r["wall_time"] for r in read_records(outcome.results)]
     if outcome.ok != n_runs:
         raise RuntimeError(f"{outcome.failed} of {n_runs} benchmark runs failed")
+    # mean time of one run on its worker: it grows when the workers compete for CPU
     return {"workers": workers, "runs": n_runs, "seconds": elapsed,
-            "runs_per_s": n_runs / elapsed}
+            "runs_per_s": n_runs / elapsed, "run_s": statistics.fmean(run_times)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for workers in args.workers:
             result = measure(workers, args.runs, args.samples)
             print(f"  {workers} worker(s): {result['runs_per_s']:.2f} runs/s "
-                  f"({result['seconds']:.1f} s)", flush=True)
+                  f"({result['seconds']:.1f} s, {result['run_s']:.3f} s per run)", flush=True)
             if workers not in best or result["runs_per_s"] > best[workers]["runs_per_s"]:
                 best[workers] = result
     load_after = os.getloadavg()
@@ -88,11 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nmachine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}"
           f"; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(f"versions: {versions()}")
-    print("\n| workers | runs | seconds | runs/s | ratio |\n|---|---|---|---|---|")
+    print("\n| workers | runs | seconds | runs/s | ratio | mean s per run |\n"
+          "|---|---|---|---|---|---|")
     for workers in args.workers:
         r = best[workers]
         print(f"| {workers} | {r['runs']} | {r['seconds']:.1f} | {r['runs_per_s']:.2f} | "
-              f"{r['runs_per_s'] / baseline:.2f}x |")
+              f"{r['runs_per_s'] / baseline:.2f}x | {r['run_s']:.3f} |")
     return 0
 
 
