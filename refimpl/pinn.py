@@ -1,0 +1,235 @@
+"""A physics-informed network for the 1-D Helmholtz equation, with hand-derived derivatives
+(paper 004 §5.1; spec §9). No autodiff: input derivatives go forward, parameter gradients
+come back, both written out below.
+
+Problem: ``u'' + k^2 u = 0`` on ``[0, 1]``, ``k = 2 pi f / c``, ``u(0) = A``, ``u(1) = B``.
+Exact solution ``u = A cos(kx) + C sin(kx)``, ``C = (B - A cos k) / sin k``.
+
+Trial solution (Lagaris et al. 1998), which meets both boundary values for any network N::
+
+    u~   = A (1 - x) + B x + x (1 - x) N
+    u~'  = B - A + (1 - 2x) N + x (1 - x) N'
+    u~'' = -2 N + 2 (1 - 2x) N' + x (1 - x) N''
+
+Loss: ``L = mean_i R_i^2`` with the residual ``R = u~'' + k^2 u~`` at the collocation points.
+
+Forward mode through one layer (``a``, ``a'``, ``a''`` the layer input and its first and
+second derivatives in ``x``; the network input is ``x`` with ``x' = 1``, ``x'' = 0``)::
+
+    dense:       z = a W + b,   z' = a' W,   z'' = a'' W
+    activation:  h = s(z),      h' = s'(z) z',   h'' = s''(z) z'^2 + s'(z) z''
+
+Backward (``g_v`` = dL/dv for each stream). With ``g_R = 2 R / M``::
+
+    g_N = g_R (k^2 x (1 - x) - 2),  g_N' = g_R 2 (1 - 2x),  g_N'' = g_R x (1 - x)
+    activation:  g_z   = g_h s'(z) + g_h' s''(z) z' + g_h'' (s'''(z) z'^2 + s''(z) z'')
+                 g_z'  = g_h' s'(z) + 2 g_h'' s''(z) z'
+                 g_z'' = g_h'' s'(z)
+    dense:       dW = a^T g_z + a'^T g_z' + a''^T g_z'',  db = sum g_z,
+                 g_a = g_z W^T, g_a' = g_z' W^T, g_a'' = g_z'' W^T
+
+Network (spec §9): 1 -> 100 -> 100 -> 100 -> 1, activations sin, cos, sin, linear output,
+Glorot-uniform weights from ``seed``, zero biases.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from refimpl.init import glorot_uniform
+from refimpl.optim import Adam
+
+__all__ = ["ACTIVATIONS", "HelmholtzPINN", "PINNHistory", "train_pinn", "wavenumber"]
+
+#: name -> (s, s', s'', s''') as functions of the pre-activation z
+ACTIVATIONS = {
+    "sin": (np.sin, np.cos, lambda z: -np.sin(z), lambda z: -np.cos(z)),
+    "cos": (np.cos, lambda z: -np.sin(z), lambda z: -np.cos(z), np.sin),
+    "tanh": (np.tanh,
+             lambda z: 1 - np.tanh(z) ** 2,
+             lambda z: -2 * np.tanh(z) * (1 - np.tanh(z) ** 2),
+             lambda z: (1 - np.tanh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2)),
+}
+
+
+def wavenumber(frequency: float, c: float = 340.0) -> float:
+    """``k = 2 pi f / c``."""
+    return 2.0 * math.pi * frequency / c
+
+
+class HelmholtzPINN:
+    """The trial-solution network for one frequency.
+
+    Parameters
+    ----------
+    frequency : float
+        ``f`` in Hz (> 0).
+    c : float
+        Speed of sound (m/s), default 340.
+    A, B : float
+        Boundary values ``u(0)``, ``u(1)``.
+    widths : sequence of int
+        Hidden widths (default three layers of 100).
+    activations : sequence of str
+        One per hidden layer, from :data:`ACTIVATIONS` (default sin, cos, sin).
+    seed : int
+        Seeds the Glorot-uniform weights.
+    """
+
+    def __init__(self, frequency: float, c: float = 340.0, A: float = 1.0, B: float = 0.0,
+                 widths: Sequence[int] = (100, 100, 100),
+                 activations: Sequence[str] = ("sin", "cos", "sin"), seed: int = 0):
+        if not frequency > 0 or not c > 0:
+            raise ValueError(f"frequency and c must be > 0, got {frequency!r}, {c!r}")
+        if len(widths) != len(activations) or not widths:
+            raise ValueError("give one activation per hidden width (and at least one layer), "
+                             f"got widths={widths!r}, activations={activations!r}")
+        unknown = [a for a in activations if a not in ACTIVATIONS]
+        if unknown:
+            raise ValueError(f"activations {unknown} unknown; choose from {sorted(ACTIVATIONS)}")
+        self.k = wavenumber(frequency, c)
+        if abs(math.sin(self.k)) < 1e-8:
+            raise ValueError(f"frequency {frequency} Hz puts k = n pi (resonance): the boundary "
+                             "problem has no unique solution; pick another frequency")
+        self.frequency, self.c, self.A, self.B = float(frequency), float(c), float(A), float(B)
+        self.activations = list(activations)
+        rng = np.random.default_rng(seed)
+        sizes = [1, *widths, 1]
+        self.params: list[np.ndarray] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            self.params += [glorot_uniform(rng, (fan_in, fan_out), np.float64), np.zeros(fan_out)]
+
+    # -- the network and its input derivatives ------------------------------------------
+    def network(self, x: np.ndarray):
+        """``N, N', N''`` at points ``x`` (shape (M,)), and the cache for :meth:`backward`."""
+        a = np.asarray(x, dtype=np.float64).reshape(-1, 1)
+        d1, d2 = np.ones_like(a), np.zeros_like(a)
+        cache = []
+        n_hidden = len(self.activations)
+        for layer in range(n_hidden + 1):
+            W, b = self.params[2 * layer], self.params[2 * layer + 1]
+            z, z1, z2 = a @ W + b, d1 @ W, d2 @ W
+            if layer == n_hidden:
+                cache.append((a, d1, d2, None))
+                return z[:, 0], z1[:, 0], z2[:, 0], cache
+            s, s1, s2, _ = ACTIVATIONS[self.activations[layer]]
+            cache.append((a, d1, d2, (z, z1, z2)))
+            sz1 = s1(z)
+            a, d1, d2 = s(z), sz1 * z1, s2(z) * z1 ** 2 + sz1 * z2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def trial(self, x: np.ndarray):
+        """``u~, u~', u~''`` at ``x`` (the trial solution and its derivatives)."""
+        x = np.asarray(x, dtype=np.float64).ravel()
+        N, N1, N2, _ = self.network(x)
+        return self._trial(x, N, N1, N2)
+
+    def _trial(self, x, N, N1, N2):
+        w = x * (1.0 - x)
+        u = self.A * (1.0 - x) + self.B * x + w * N
+        u1 = self.B - self.A + (1.0 - 2.0 * x) * N + w * N1
+        u2 = -2.0 * N + 2.0 * (1.0 - 2.0 * x) * N1 + w * N2
+        return u, u1, u2
+
+    def residual(self, x: np.ndarray) -> np.ndarray:
+        """``R = u~'' + k^2 u~``."""
+        u, _, u2 = self.trial(x)
+        return u2 + self.k ** 2 * u
+
+    # -- loss and hand-derived gradients ------------------------------------------------
+    def loss_and_grads(self, x: np.ndarray) -> tuple[float, list[np.ndarray]]:
+        """``L = mean R^2`` at points ``x`` and ``dL/dparams`` (same order as ``params``)."""
+        x = np.asarray(x, dtype=np.float64).ravel()
+        N, N1, N2, cache = self.network(x)
+        u, _, u2 = self._trial(x, N, N1, N2)
+        R = u2 + self.k ** 2 * u
+        g_R = 2.0 * R / R.size
+        w = x * (1.0 - x)
+        g = g_R * (self.k ** 2 * w - 2.0), g_R * 2.0 * (1.0 - 2.0 * x), g_R * w
+        g_z, g_z1, g_z2 = (v.reshape(-1, 1) for v in g)
+        return float(np.mean(R ** 2)), self.backward(g_z, g_z1, g_z2, cache)
+
+    def backward(self, g_z, g_z1, g_z2, cache) -> list[np.ndarray]:
+        """Gradients of every parameter from ``dL/dN, dL/dN', dL/dN''`` (each (M, 1))."""
+        grads: list[np.ndarray] = [None] * len(self.params)  # type: ignore[list-item]
+        for layer in range(len(cache) - 1, -1, -1):
+            a, d1, d2, pre = cache[layer]
+            W = self.params[2 * layer]
+            if pre is not None:  # activation of this hidden layer, then its dense
+                z, z1, z2 = pre
+                _, s1, s2, s3 = ACTIVATIONS[self.activations[layer]]
+                sz1, sz2 = s1(z), s2(z)
+                g_h, g_h1, g_h2 = g_z, g_z1, g_z2
+                g_z = g_h * sz1 + g_h1 * sz2 * z1 + g_h2 * (s3(z) * z1 ** 2 + sz2 * z2)
+                g_z1 = g_h1 * sz1 + 2.0 * g_h2 * sz2 * z1
+                g_z2 = g_h2 * sz1
+            grads[2 * layer] = a.T @ g_z + d1.T @ g_z1 + d2.T @ g_z2
+            grads[2 * layer + 1] = g_z.sum(axis=0)
+            if layer > 0:
+                g_z, g_z1, g_z2 = g_z @ W.T, g_z1 @ W.T, g_z2 @ W.T
+        return grads
+
+    # -- the exact solution and the error -----------------------------------------------
+    def exact(self, x: np.ndarray) -> np.ndarray:
+        """``u = A cos(kx) + C sin(kx)``, ``C = (B - A cos k) / sin k``."""
+        x = np.asarray(x, dtype=np.float64)
+        C = (self.B - self.A * math.cos(self.k)) / math.sin(self.k)
+        return self.A * np.cos(self.k * x) + C * np.sin(self.k * x)
+
+    def relative_error(self, n_points: int = 1001) -> float:
+        """``||u~ - u|| / ||u||`` on ``n_points`` equally spaced points of ``[0, 1]``."""
+        x = np.linspace(0.0, 1.0, n_points)
+        u = self.exact(x)
+        return float(np.linalg.norm(self.trial(x)[0] - u) / np.linalg.norm(u))
+
+
+@dataclass
+class PINNHistory:
+    """Per-epoch mean loss, rate and (every ``error_every`` epochs) relative L2 error."""
+
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    error_epochs: list[int] = field(default_factory=list)
+    error: list[float] = field(default_factory=list)
+
+
+def train_pinn(pinn: HelmholtzPINN, epochs: int, n_points: int = 10_000, batch_size: int = 1000,
+               lr: float = 1e-3, scheduler=None, seed: int = 0,
+               error_every: int = 100) -> PINNHistory:
+    """Adam on mini-batches of fixed random collocation points in ``[0, 1]``.
+
+    ``scheduler``: ``None`` (fixed rate) or an epoch-interval scheduler whose signal is
+    ``"batch_losses"`` (DLRS), stepped after every epoch; its rate is copied into Adam.
+    The points are drawn once from ``default_rng(seed)``; epoch ``e`` visits them in the order
+    ``default_rng([seed, e]).permutation``.
+    """
+    for name, value in (("epochs", epochs), ("n_points", n_points), ("batch_size", batch_size)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if scheduler is not None and getattr(scheduler, "signal", None) != "batch_losses":
+        raise ValueError("scheduler must take the epoch's batch losses (signal "
+                         "'batch_losses', e.g. DLRS), or be None for a fixed rate")
+    points = np.random.default_rng(seed).uniform(0.0, 1.0, n_points)
+    optimizer = Adam(pinn.params, lr=scheduler.lr if scheduler is not None else lr)
+    history = PINNHistory()
+    for epoch in range(epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(n_points)
+        batch_losses = []
+        history.lr.append(optimizer.lr)
+        for start in range(0, n_points, batch_size):
+            loss, grads = pinn.loss_and_grads(points[order[start:start + batch_size]])
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"PINN loss became {loss} at epoch {epoch}; lower lr")
+            optimizer.step(grads)
+            batch_losses.append(loss)
+        history.loss.append(float(np.mean(batch_losses)))
+        if scheduler is not None:
+            optimizer.lr = scheduler.step(batch_losses)
+        if (epoch + 1) % error_every == 0 or epoch + 1 == epochs:
+            history.error_epochs.append(epoch + 1)
+            history.error.append(pinn.relative_error())
+    return history
