@@ -74,30 +74,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=1,
-                        help="alternate the worker counts this many times; best of each kept")
+                        help="measure every worker count this many times, alternating; each "
+                             "ratio compares counts measured back to back")
     parser.add_argument("--samples", type=int, default=5000,
-                        help="blobs per run (5000: about 0.1-0.2 s of training per run)")
+                        help="blobs per run (5000: about 0.05-0.1 s of training per run)")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
-    best: dict[int, dict] = {}
-    for _ in range(args.repeats):
+    rows = []
+    for repeat in range(1, args.repeats + 1):
+        baseline = None
         for workers in args.workers:
             result = measure(workers, args.runs, args.samples)
-            print(f"  {workers} worker(s): {result['runs_per_s']:.2f} runs/s "
-                  f"({result['seconds']:.1f} s, {result['run_s']:.3f} s per run)", flush=True)
-            if workers not in best or result["runs_per_s"] > best[workers]["runs_per_s"]:
-                best[workers] = result
-    load_after = os.getloadavg()
-    baseline = best[args.workers[0]]["runs_per_s"]
-    print(f"\nmachine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or '?'}"
-          f"; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+            baseline = baseline or result["runs_per_s"]
+            result.update(repeat=repeat, ratio=result["runs_per_s"] / baseline,
+                          load=os.getloadavg()[0])
+            rows.append(result)
+            print(f"  repeat {repeat}, {workers} worker(s): {result['runs_per_s']:.2f} runs/s "
+                  f"({result['seconds']:.1f} s, {result['run_s']:.3f} s per run, load "
+                  f"{result['load']:.2f})", flush=True)
+    print(f"\nmachine: {platform.node()}, {os.cpu_count()} CPUs; load average (1 min) before "
+          f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"versions: {versions()}")
-    print("\n| workers | runs | seconds | runs/s | ratio | mean s per run |\n"
-          "|---|---|---|---|---|---|")
-    for workers in args.workers:
-        r = best[workers]
-        print(f"| {workers} | {r['runs']} | {r['seconds']:.1f} | {r['runs_per_s']:.2f} | "
-              f"{r['runs_per_s'] / baseline:.2f}x | {r['run_s']:.3f} |")
+    print("\n| repeat | workers | runs | seconds | runs/s | ratio | mean s per run | load |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['repeat']} | {r['workers']} | {r['runs']} | {r['seconds']:.1f} | "
+              f"{r['runs_per_s']:.2f} | {r['ratio']:.2f}x | {r['run_s']:.3f} | "
+              f"{r['load']:.2f} |")
+    for workers in args.workers[1:]:
+        ratios = [r["ratio"] for r in rows if r["workers"] == workers]
+        print(f"\n{workers} vs {args.workers[0]} worker(s): median ratio "
+              f"{statistics.median(ratios):.2f}x, best {max(ratios):.2f}x over {len(ratios)} "
+              "repeat(s)")
     return 0
 
 
