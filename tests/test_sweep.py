@@ -403,3 +403,19 @@ def test_killed_worker_run_is_retried_elsewhere_nothing_twice_nothing_lost(clien
     by_key = {f"refimpl-run-{r['id']}": r for r in records}
     redone = [by_key[k] for k in killed["keys"] if by_key[k]["pid"] != killed["pid"]]
     assert redone and all(r["worker"] != killed["address"] for r in redone)
+
+
+def test_a_retried_run_resumes_from_its_own_checkpoint(tmp_path):
+    config = json.loads(json.dumps(parse_sweep(sweep_text(n_seeds=1, epochs=2)).runs[0].config))
+    config["checkpoint"] = True
+    first = run_training(config, str(tmp_path))
+    assert first["status"] == "ok" and first["resumed"] is False
+    assert (tmp_path / "checkpoints" / run_id(config) / "last.npz").is_file()
+    again = run_training(config, str(tmp_path))  # as a retry after a dead worker would
+    assert again["status"] == "ok" and again["resumed"] is True
+    curves = ("train_loss", "val_loss", "val_acc", "lr_epoch")
+    assert {k: again["summary"]["curves"][k] for k in curves} == \
+        {k: first["summary"]["curves"][k] for k in curves}
+    (tmp_path / "checkpoints" / run_id(config) / "last.npz").write_bytes(b"garbage")
+    fresh = run_training(config, str(tmp_path))
+    assert fresh["status"] == "ok" and fresh["resumed"] is False and "resume_error" in fresh

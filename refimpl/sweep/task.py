@@ -187,7 +187,9 @@ def run_training(config: dict, out_dir: str | None = None) -> dict:
         A validated run config (:mod:`refimpl.sweep.config`).
     out_dir : str, optional
         The sweep's output directory; with ``checkpoint = true`` the trainer writes to
-        ``out_dir/checkpoints/<run id>`` (on a remote cluster this must be a shared path).
+        ``out_dir/checkpoints/<run id>`` (on a remote cluster this must be a shared path),
+        and a run retried after its worker died resumes from the last checkpoint there
+        (``resumed`` in the result), or starts afresh when that checkpoint is unreadable.
 
     Returns
     -------
@@ -208,7 +210,7 @@ def run_training(config: dict, out_dir: str | None = None) -> dict:
         train, val = load_data(config)
         trainer = build_run(config, train[0].shape[1:], checkpoint_dir)
         result["backend"] = backend_name(trainer.model.backend)
-        history = trainer.fit(train, val, epochs=config["epochs"])
+        history = _fit(trainer, train, val, config["epochs"], result)
         result.update(status="ok", summary=summarize(history))
     # a failed run is a result, not a reason to stop the sweep
     except Exception as exc:  # noqa: BLE001
@@ -216,6 +218,20 @@ def run_training(config: dict, out_dir: str | None = None) -> dict:
                       traceback=traceback.format_exc())
     result["wall_time"] = time.perf_counter() - start
     return json_safe(result)
+
+
+def _fit(trainer, train, val, epochs: int, result: dict):
+    """``trainer.fit``, resuming from the run's own checkpoint when an earlier attempt left one."""
+    from refimpl.checkpoint import CheckpointError
+
+    path = trainer.checkpoint_path
+    result["resumed"] = path is not None and path.is_file()
+    if result["resumed"]:
+        try:
+            return trainer.fit(train, val, epochs=epochs, resume=path)
+        except CheckpointError as err:  # unreadable: the run is redone from the start
+            result.update(resumed=False, resume_error=str(err))
+    return trainer.fit(train, val, epochs=epochs)
 
 
 def backend_name(requested: str) -> str:
