@@ -47,6 +47,7 @@ def plot_histories(histories: Mapping[str, object], path: str | os.PathLike,
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if not histories:
         raise ValueError("histories is empty; pass at least one {label: History}")
@@ -64,6 +65,7 @@ def plot_histories(histories: Mapping[str, object], path: str | os.PathLike,
     ax_loss.set(xlabel="step", ylabel="training loss", title=f"loss (mean of {window} steps)")
     ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (ax_loss, ax_lr, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
