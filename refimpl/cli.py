@@ -105,7 +105,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default="none",
                    help="none (fixed lr) | step | cosine | greedy | newton | dlrs | ... (see "
                    "refimpl.schedulers.NAMES; 'constant' is torch's ConstantLR), or lrpo for "
-                   "the LRPO protocol")
+                   "the LRPO protocol (its phases set the epochs; pass e.g. "
+                   "--scheduler-args pretrain_epochs=10,finetune_epochs=5)")
     g.add_argument("--scheduler-args", default="", metavar="K=V,...",
                    help="scheduler keyword arguments, e.g. factor=0.9,patience=5 or "
                    "milestones=2;4 (';' makes a list); T_max defaults to the run length")
@@ -271,7 +272,10 @@ def _run_lrpo(args, model, train, val, extra: dict):
         raise CLIError(f"--scheduler lrpo needs refimpl.lrpo, which is not available ({exc})")
     offered = {"model": model, "train": train, "val": val, "seed": args.seed,
                "batch_size": args.batch_size, "lr": args.lr, "backend": args.backend,
-               "progress": not args.no_progress, "checkpoint_dir": args.checkpoint_dir, **extra}
+               "optimizer": args.optimizer, "momentum": args.momentum,
+               "progress": False if args.no_progress else None,
+               "checkpoint_dir": None if args.checkpoint_dir is None else str(args.checkpoint_dir),
+               **extra}
     params = inspect.signature(lrpo.run_lrpo).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     result = lrpo.run_lrpo(**{k: v for k, v in offered.items() if takes_any or k in params})

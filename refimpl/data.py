@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
             raise IDXError(f"{path}: broken gzip stream ({exc}); re-install the file") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise IDXError(

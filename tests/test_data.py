@@ -91,10 +91,18 @@ def test_read_idx_corrupt_raises(tmp_path, mutate, message):
 
 
 def test_read_idx_broken_gzip(tmp_path):
-    packed = gzip.compress(idx_bytes(np.zeros((4, 3, 3), dtype=np.uint8)))
+    raw = idx_bytes(np.random.default_rng(0).integers(0, 256, (4, 9, 9), dtype=np.uint8))
+    packed = gzip.compress(raw)
     (tmp_path / "bad.gz").write_bytes(packed[: len(packed) // 2])
     with pytest.raises(IDXError, match="gzip"):
         data.read_idx(tmp_path / "bad.gz")
+    # one damaged byte anywhere in the deflate stream (zlib.error or a CRC mismatch)
+    for position in range(10, len(packed) - 8, 7):
+        damaged = bytearray(packed)
+        damaged[position] ^= 0x5A
+        (tmp_path / "bad.gz").write_bytes(bytes(damaged))
+        with pytest.raises(IDXError):
+            data.read_idx(tmp_path / "bad.gz")
 
 
 # ----------------------------------------------------------------------------- search order
