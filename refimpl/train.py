@@ -79,20 +79,20 @@ class TrainingInterrupted(KeyboardInterrupt):
 class History:
     """What a run produced, step by step and epoch by epoch.
 
-    Per step: ``loss`` (the batch loss; NaN for a skipped batch) and ``lr`` (the first
-    group's rate used for that step). Per epoch: ``train_loss`` (example-weighted mean of
+    Per step: ``loss`` (the batch loss; NaN for a skipped batch), ``lr`` (the first
+    group's rate used for that step) and ``step_time`` (wall seconds). Per epoch: ``train_loss`` (example-weighted mean of
     the epoch's batch losses), ``train_acc``, ``val_loss``, ``val_acc`` (NaN without a
     validation set or for ``mse``), ``lr_epoch`` (the rate after the epoch's scheduler step)
     and ``epoch_time`` (wall seconds). ``skipped`` lists the steps skipped by
     ``nan_policy="skip-batch"``; ``events`` records rollbacks.
 
-    ``==`` compares every field bit for bit (NaN equal to NaN) **except** ``epoch_time``:
-    wall time is a measurement of the machine, not a result of the run.
+    ``==`` compares every field bit for bit (NaN equal to NaN) **except** the wall times
+    ``step_time`` and ``epoch_time``: they measure the machine, not the run.
     """
 
-    STEP_FIELDS = ("loss", "lr")
+    STEP_FIELDS = ("loss", "lr", "step_time")
     EPOCH_FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr_epoch", "epoch_time")
-    TIMING_FIELDS = ("epoch_time",)
+    TIMING_FIELDS = ("step_time", "epoch_time")
 
     def __init__(self) -> None:
         for name in self.STEP_FIELDS + self.EPOCH_FIELDS:
@@ -330,6 +330,7 @@ class Trainer:
             self._interrupt()
 
     def _train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
+        started = time.perf_counter()
         lr = float(self.optimizer.param_groups[0]["lr"])
         logits = self.model.forward(xb)
         loss, dlogits = self._loss_fn(logits, yb)
@@ -339,10 +340,9 @@ class Trainer:
             grads = self.model.gradients()
             finite = all(np.isfinite(g).all() for g in grads)
         if not finite:
-            return self._non_finite(loss, lr)
+            return self._non_finite(loss, lr, started)
         self.optimizer.step(grads)
-        self.history.loss.append(float(loss))
-        self.history.lr.append(lr)
+        self._record_step(float(loss), lr, started)
         acc = self._acc
         acc["loss_sum"] += float(loss) * len(yb)
         acc["seen"] += len(yb)
@@ -363,7 +363,12 @@ class Trainer:
         if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
             self._checkpoint()
 
-    def _non_finite(self, loss: float, lr: float) -> float:
+    def _record_step(self, loss: float, lr: float, started: float) -> None:
+        self.history.loss.append(loss)
+        self.history.lr.append(lr)
+        self.history.step_time.append(time.perf_counter() - started)
+
+    def _non_finite(self, loss: float, lr: float, started: float) -> float:
         where = (f"loss={loss} at epoch {self.epoch}, batch {self.batch} (step "
                  f"{self.global_step}, lr={lr:g})")
         if self.nan_policy == "raise":
@@ -373,8 +378,7 @@ class Trainer:
             )
         if self.nan_policy == "rollback":
             raise _Rollback(where)
-        self.history.loss.append(float("nan"))
-        self.history.lr.append(lr)
+        self._record_step(float("nan"), lr, started)
         self.history.skipped.append(self.global_step)
         self._advance()
         self._call("on_batch_end", {"epoch": self.epoch, "batch": self.batch - 1,

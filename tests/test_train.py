@@ -77,7 +77,8 @@ def params_bytes(trainer):
 def test_history_shapes_and_values():
     trainer = make_trainer()
     h = trainer.fit(TRAIN, VAL, epochs=3)
-    assert len(h.loss) == len(h.lr) == 3 * BATCHES
+    assert len(h.loss) == len(h.lr) == len(h.step_time) == 3 * BATCHES
+    assert all(t > 0 for t in h.step_time)
     assert len(h.train_loss) == len(h.val_acc) == len(h.epoch_time) == 3
     assert h.lr == [0.1] * (3 * BATCHES)
     # train_loss is the example-weighted mean of the epoch's batch losses
@@ -93,7 +94,8 @@ def test_history_json_round_trip_and_equality():
     again = History.from_dict(json.loads(json.dumps(h.to_dict())))
     assert again == h
     again.epoch_time = [t + 1 for t in again.epoch_time]
-    assert again == h  # wall time is not part of equality
+    again.step_time = [t + 1 for t in again.step_time]
+    assert again == h  # wall times are not part of equality
     again.loss[3] = np.nextafter(again.loss[3], 1.0)
     assert again != h  # one ulp is
 
