@@ -385,6 +385,26 @@ def test_scheduler_failed_load_leaves_it_unchanged(case):
         assert _snapshot(scheduler) == _snapshot(STEPPED[name])
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "gap reported to the schedulers owner: load_state_dict checks keys but not types, so "
+    "e.g. GreedyLR accepts patience='x' and the next step raises TypeError; validate each "
+    "value on load (ValueError naming the key). Remove this mark when fixed."))
+@NO_SHRINK
+@given(scheduler_and_state())
+def test_scheduler_accepted_state_can_step(case):
+    """A state that loads must be usable: the next step may only raise ValueError."""
+    name, state = case
+    scheduler = copy.deepcopy(STEPPED[name])
+    try:
+        scheduler.load_state_dict(state)
+    except (TypeError, ValueError):
+        return
+    try:
+        scheduler.step(*_signal(scheduler, 5))
+    except ValueError:
+        pass
+
+
 # ----------------------------------------------------------------------------- kill -9
 
 WRITER = textwrap.dedent("""
