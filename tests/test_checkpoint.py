@@ -9,6 +9,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from refimpl import checkpoint
 from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -195,3 +198,25 @@ def test_npz_bytes_readable_by_numpy():
         assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in zf.infolist())
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
         np.testing.assert_array_equal(npz["b"], np.eye(2))
+
+
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**62, 2**62), st.text(max_size=5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_]),
+               hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)),
+)
+_states = st.dictionaries(
+    st.text(max_size=5),
+    st.recursive(_leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.integers(-5, 5)), inner, max_size=3)),
+        max_leaves=8),
+    max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(state=_states)
+def test_round_trip_property(tmp_path_factory, state):
+    path = tmp_path_factory.mktemp("prop") / "c.npz"
+    assert_same(load_checkpoint(save_checkpoint(path, state, sidecar=False)), state)
