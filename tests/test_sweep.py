@@ -321,13 +321,15 @@ def test_forty_run_sweep_completes_and_rerun_runs_nothing(client, tmp_path):
     assert path.read_bytes() == before
 
 
-def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_path):
+def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_path, capsys):
     from refimpl.sweep import run_sweep
 
     text = sweep_text(n_seeds=2).replace('{ name = "greedy", factor = 0.9, patience = 1 }',
                                          '{ name = "greedy", factor = 5.0 }')
-    outcome = run_sweep(client, parse_sweep(text), tmp_path, progress=False)
+    outcome = run_sweep(client, parse_sweep(text), tmp_path, progress=True)
     assert (outcome.ok, outcome.failed) == (4, 4)
+    bar = capsys.readouterr().err  # tqdm: done/total, elapsed<remaining (ETA), failures
+    assert "8/8" in bar and "<" in bar and "failed=4" in bar
     failed = [r for r in read_records(tmp_path / "results.jsonl") if r["status"] == "failed"]
     assert all("factor" in r["error"] and "Traceback" in r["traceback"] for r in failed)
     retried = run_sweep(client, parse_sweep(text), tmp_path, progress=False,
