@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import json
 import signal
 import sys
@@ -265,21 +264,26 @@ def cmd_train(args) -> int:
 
 
 def _run_lrpo(args, model, train, val, extra: dict):
-    """Hand the run to ``refimpl.lrpo.run_lrpo`` with the arguments its signature names."""
+    """Hand the run to :func:`refimpl.lrpo.run_lrpo`; print its phase table and alpha.
+
+    ``--scheduler-args`` may set the LRPO plan (``pretrain_epochs``, ``jump_epochs``,
+    ``finetune_epochs``, ``finetune_lr``, ``alpha_max``, ``predictor_steps``); ``--epochs``
+    does not apply, since the plan fixes the epoch count.
+    """
+    from refimpl.lrpo import run_lrpo
+
     try:
-        lrpo = importlib.import_module("refimpl.lrpo")
-    except ImportError as exc:
-        raise CLIError(f"--scheduler lrpo needs refimpl.lrpo, which is not available ({exc})")
-    offered = {"model": model, "train": train, "val": val, "seed": args.seed,
-               "batch_size": args.batch_size, "lr": args.lr, "backend": args.backend,
-               "optimizer": args.optimizer, "momentum": args.momentum,
-               "progress": False if args.no_progress else None,
-               "checkpoint_dir": None if args.checkpoint_dir is None else str(args.checkpoint_dir),
-               **extra}
-    params = inspect.signature(lrpo.run_lrpo).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    result = lrpo.run_lrpo(**{k: v for k, v in offered.items() if takes_any or k in params})
-    return getattr(result, "history", result)
+        result = run_lrpo(
+            model, train, val, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+            backend=args.backend, optimizer=args.optimizer, momentum=args.momentum,
+            progress=False if args.no_progress else None,
+            checkpoint_dir=None if args.checkpoint_dir is None else str(args.checkpoint_dir),
+            **extra,
+        )
+    except TypeError as exc:  # an unknown key in --scheduler-args
+        raise CLIError(f"--scheduler-args: {exc}") from None
+    print(result.summary())
+    return result.history
 
 
 def cmd_demo(args) -> int:
