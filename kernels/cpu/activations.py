@@ -14,51 +14,78 @@ from numba import njit, prange
 
 from refimpl.ops._checks import check_float_any
 
-# Kernel codes, so that one compiled forward and one backward serve every activation.
+# Kernel codes, so that one compiled loop per direction serves every activation.
 RELU, TANH, SIGMOID, SIN, COS = range(5)
+#: Arrays at least this large use the multi-threaded loops (measured: docs/benchmarks.md).
+PARALLEL_MIN_SIZE = 1 << 18
 
 
+@njit(cache=True, inline="always", fastmath=False)
+def _forward_one(v, kind):
+    if kind == RELU:
+        return 0 if v < 0 else v  # noqa: FURB136 -- keeps NaN, as np.maximum(x, 0)
+    if kind == TANH:
+        return math.tanh(v)
+    if kind == SIGMOID:
+        e = math.exp(-abs(v))  # in (0, 1]: never overflows
+        return 1 / (1 + e) if v >= 0 else e / (1 + e)
+    if kind == SIN:
+        return math.sin(v)
+    return math.cos(v)
+
+
+@njit(cache=True, inline="always", fastmath=False)
+def _backward_one(g, c, kind):
+    if kind == RELU:
+        return g if c > 0 else 0  # relu'(0) = 0
+    if kind == TANH:
+        return g * (1 - c * c)
+    if kind == SIGMOID:
+        return g * c * (1 - c)
+    if kind == SIN:
+        return g * math.cos(c)
+    return -g * math.sin(c)
+
+
+# Two loops per direction: threads pay only on large arrays (conv feature maps); on small ones
+# (dense layers) waking a second thread costs more than the loop.
 @njit(cache=True, parallel=True, fastmath=False)
-def _forward(x, kind):
+def _forward_parallel(x, kind):
     y = np.empty_like(x)
     for i in prange(x.size):
-        v = x[i]
-        if kind == RELU:
-            y[i] = 0 if v < 0 else v  # noqa: FURB136 -- keeps NaN, as np.maximum(x, 0)
-        elif kind == TANH:
-            y[i] = math.tanh(v)
-        elif kind == SIGMOID:
-            e = math.exp(-abs(v))  # in (0, 1]: never overflows
-            y[i] = 1 / (1 + e) if v >= 0 else e / (1 + e)
-        elif kind == SIN:
-            y[i] = math.sin(v)
-        else:
-            y[i] = math.cos(v)
+        y[i] = _forward_one(x[i], kind)
+    return y
+
+
+@njit(cache=True, fastmath=False)
+def _forward_serial(x, kind):
+    y = np.empty_like(x)
+    for i in range(x.size):
+        y[i] = _forward_one(x[i], kind)
     return y
 
 
 @njit(cache=True, parallel=True, fastmath=False)
-def _backward(dy, cache, kind):
+def _backward_parallel(dy, cache, kind):
     dx = np.empty_like(dy)
     for i in prange(dy.size):
-        g = dy[i]
-        c = cache[i]
-        if kind == RELU:
-            dx[i] = g if c > 0 else 0  # relu'(0) = 0
-        elif kind == TANH:
-            dx[i] = g * (1 - c * c)
-        elif kind == SIGMOID:
-            dx[i] = g * c * (1 - c)
-        elif kind == SIN:
-            dx[i] = g * math.cos(c)
-        else:
-            dx[i] = -g * math.sin(c)
+        dx[i] = _backward_one(dy[i], cache[i], kind)
+    return dx
+
+
+@njit(cache=True, fastmath=False)
+def _backward_serial(dy, cache, kind):
+    dx = np.empty_like(dy)
+    for i in range(dy.size):
+        dx[i] = _backward_one(dy[i], cache[i], kind)
     return dx
 
 
 def _apply_forward(x: np.ndarray, kind: int) -> np.ndarray:
     check_float_any("x", x)
-    return _forward(np.ascontiguousarray(x).reshape(-1), kind).reshape(x.shape)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    forward = _forward_parallel if flat.size >= PARALLEL_MIN_SIZE else _forward_serial
+    return forward(flat, kind).reshape(x.shape)
 
 
 def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
@@ -73,7 +100,8 @@ def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
             f"cast it with dy.astype(np.{cache.dtype})"
         )
     flat = np.ascontiguousarray(dy).reshape(-1)
-    return _backward(flat, cache.reshape(-1), kind).reshape(dy.shape)
+    backward = _backward_parallel if flat.size >= PARALLEL_MIN_SIZE else _backward_serial
+    return backward(flat, cache.reshape(-1), kind).reshape(dy.shape)
 
 
 def _stash(x: np.ndarray) -> np.ndarray:

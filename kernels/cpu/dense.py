@@ -8,16 +8,17 @@ over the output and agrees with ``relu_forward(dense_forward(...))`` of the orac
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from refimpl.ops._checks import check_float_array, check_same_dtype, check_shape
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+# Dense outputs are small (batch x features): a single thread beats waking a second one.
+@njit(cache=True, fastmath=False)
 def _add_bias(y, b, relu):
     """In place: ``y[n, :] += b``, then ``max(., 0)`` when ``relu`` (NaN kept, as np.maximum)."""
     rows, cols = y.shape
-    for i in prange(rows):
+    for i in range(rows):
         for j in range(cols):
             v = y[i, j] + b[j]
             if relu and v < 0:
@@ -31,12 +32,12 @@ def _forward(x, W, b, relu):
     return y
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, fastmath=False)
 def _relu_mask(dy, y):
     """``dy · [y > 0]`` (y is the relu output, so ``y > 0`` iff the pre-activation was)."""
     out = np.empty_like(dy)
     rows, cols = dy.shape
-    for i in prange(rows):
+    for i in range(rows):
         for j in range(cols):
             out[i, j] = dy[i, j] if y[i, j] > 0 else 0
     return out

@@ -11,19 +11,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from refimpl.ops._checks import check_float_any, check_float_array
 from refimpl.ops.losses import _check_labels
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, fastmath=False)
 def _softmax_cross_entropy(logits, labels):
     """One pass per row: max, exp, sum, log; the row losses are summed in order after."""
     n, n_classes = logits.shape
     dlogits = np.empty_like(logits)
     row_loss = np.empty(n, dtype=logits.dtype)
-    for r in prange(n):
+    for r in range(n):
         top = logits[r, 0]
         for c in range(1, n_classes):
             top = max(top, logits[r, c])

@@ -10,39 +10,37 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from refimpl.ops._checks import check_float_array, check_positive_int, check_shape
 
 
+# Flat views indexed with unsigned integers: no negative-index test on every access.
 @njit(cache=True, parallel=True, fastmath=False)
 def _forward(x, k):
     n_img, channels, height, width = x.shape
     h_out, w_out = height // k, width // k
     y = np.empty((n_img, channels, h_out, w_out), dtype=x.dtype)
     argmax = np.empty((n_img, channels, h_out, w_out), dtype=np.int32)
+    src, out, where = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)
     for task in prange(n_img * channels):
-        n = task // channels
-        c = task % channels
         for i in range(h_out):
             for j in range(w_out):
-                best = x[n, c, i * k, j * k]
+                corner = (task * height + i * k) * width + j * k
+                best = src[uint64(corner)]
                 best_at = -1
                 has_nan = False
                 for u in range(k):
                     for v in range(k):
-                        value = x[n, c, i * k + u, j * k + v]
+                        value = src[uint64(corner + u * width + v)]
                         if math.isnan(value):
                             has_nan = True
                         elif best_at < 0 or value > best:  # strictly greater: first max
                             best = value
                             best_at = u * k + v
-                if has_nan:
-                    y[n, c, i, j] = math.nan
-                    argmax[n, c, i, j] = -1
-                else:
-                    y[n, c, i, j] = best
-                    argmax[n, c, i, j] = best_at
+                at = uint64((task * h_out + i) * w_out + j)
+                out[at] = math.nan if has_nan else best
+                where[at] = -1 if has_nan else best_at
     return y, argmax
 
 
@@ -50,17 +48,18 @@ def _forward(x, k):
 def _backward(dy, argmax, height, width, k):
     n_img, channels, h_out, w_out = dy.shape
     dx = np.zeros((n_img, channels, height, width), dtype=dy.dtype)
+    grad, where, dst = dy.reshape(-1), argmax.reshape(-1), dx.reshape(-1)
     for task in prange(n_img * channels):
-        n = task // channels
-        c = task % channels
         for i in range(h_out):
             for j in range(w_out):
-                g = dy[n, c, i, j]
-                at = argmax[n, c, i, j]
+                at = uint64((task * h_out + i) * w_out + j)
+                g = grad[at]
+                best_at = where[at]
+                corner = (task * height + i * k) * width + j * k
                 for u in range(k):
                     for v in range(k):
                         # g * 0 off the arg-max, as the oracle's dy * mask (NaN dy stays NaN).
-                        dx[n, c, i * k + u, j * k + v] = g if u * k + v == at else g * 0
+                        dst[uint64(corner + u * width + v)] = g if u * k + v == best_at else g * 0
     return dx
 
 
