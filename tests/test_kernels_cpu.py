@@ -59,6 +59,23 @@ def test_dense_relu_equals_dense_then_relu_of_oracle(dtype):
         assert_close(got, want, dtype, "fused dense+relu backward")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "sin", "cos"])
+def test_threaded_activation_loops_agree_with_oracle(activation, dtype):
+    """Arrays from PARALLEL_MIN_SIZE up take the multi-threaded loops."""
+    from kernels.cpu.activations import PARALLEL_MIN_SIZE
+
+    rng = np.random.default_rng(13)
+    x = 3 * _random(rng, (PARALLEL_MIN_SIZE + 5,), dtype)
+    y_ref, cache_ref = getattr(ops, f"{activation}_forward")(x)
+    y, cache = getattr(nb, f"{activation}_forward")(x)
+    assert_close(y, y_ref, dtype, f"{activation} forward")
+    dy = _random(rng, x.shape, dtype)
+    assert_close(getattr(nb, f"{activation}_backward")(dy, cache),
+                 getattr(ops, f"{activation}_backward")(dy, cache_ref), dtype,
+                 f"{activation} backward")
+
+
 # --- random shapes ------------------------------------------------------------------------
 @settings(max_examples=25, deadline=None)
 @given(

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from kernels.cpu.activations import (
+    PARALLEL_MIN_SIZE,
     cos_backward,
     cos_forward,
     relu_backward,
@@ -87,8 +88,9 @@ def warmup(dtypes=(np.float32, np.float64)) -> float:
             (sin_forward, sin_backward),
             (cos_forward, cos_backward),
         ):
-            y, cache = forward(x)
-            backward(y, cache)
+            for size in (x.size, PARALLEL_MIN_SIZE):  # the serial and the threaded loops
+                y, cache = forward(np.zeros(size, dtype))
+                backward(y, cache)
         softmax_cross_entropy(x2, np.array([0, 1]))
         mse(x2, x2 * 0)
     return time.perf_counter() - start
