@@ -219,6 +219,7 @@ def test_checkpoint_loader_fuzz_forged_contents(data):
 toml_keys = st.sampled_from([*RUN_KEYS, "name", "spec", "lr", "factor", "T_max", "n",
                              "strategy", "samples", "results", *DISTRIBUTIONS, "x"])
 toml_scalars = st.one_of(st.booleans(), st.integers(-3, 50), st.floats(-2, 2),
+                         st.sampled_from([math.nan, math.inf, -math.inf]), st.dates(),
                          st.sampled_from(["grid", "random", "blobs", "sgd", "greedy", "cosine",
                                           "dense:4,relu,dense:3", "numpy", "../x", "/abs"]))
 toml_values = st.recursive(

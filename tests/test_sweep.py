@@ -160,6 +160,8 @@ scheduler = [{ name = "none" }, { name = "cosine", T_max = 1 }]
     ("[random]\nseed = [1, 2]", "random", "strategy"),
     ("[sweep]\nmax_runs = 3\n[grid]\nseed = [1, 2, 3, 4]", "sweep.max_runs", "4 runs"),
     ("[base.model]\nname = 'mlp'", "model", "not both"),
+    ("[grid]\noptimizer.lr = [nan]", "grid.optimizer.lr", "finite"),
+    ("[grid]\nseed = [1979-05-27]", "grid.seed", "date value is not allowed"),
 ])
 def test_config_errors_name_the_key(snippet, key, words):
     text = BASE.format(n=100, epochs=1)

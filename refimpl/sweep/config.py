@@ -155,6 +155,7 @@ def expand_sweep(document: dict, source: str = "<sweep>", out_dir: str | Path | 
     if not isinstance(document, dict):
         fail("", f"the sweep must be a table, got {type(document).__name__}")
     _check_known(document, FILE_TABLES, "", fail)
+    _check_plain(document, "", fail)
     if "base" not in document:
         fail("base", "missing; add a [base] table with the settings every run shares")
     settings = _sweep_settings(document.get("sweep", {}), default_name, out_dir, fail)
@@ -203,6 +204,20 @@ def _check_known(table: dict, allowed, prefix: str, fail, what: str = "key") -> 
             hint = difflib.get_close_matches(str(key), list(allowed), n=1)
             fix = f"did you mean {hint[0]!r}?" if hint else f"allowed: {', '.join(allowed)}"
             fail(_join(prefix, key), f"unknown {what}; {fix}")
+
+
+def _check_plain(node: Any, path: str, fail) -> None:
+    """Only JSON-storable values: TOML dates/times and nan/inf have no place in a run config."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_plain(value, _join(path, key), fail)
+    elif isinstance(node, list):
+        for value in node:
+            _check_plain(value, path, fail)
+    elif isinstance(node, float) and not math.isfinite(node):
+        fail(path, f"{node} is not allowed; give a finite number")
+    elif not isinstance(node, (str, int, float, bool)):
+        fail(path, f"a {type(node).__name__} value is not allowed; use a string or a number")
 
 
 def _join(prefix: str, key: Any) -> str:
