@@ -22,7 +22,6 @@ import tempfile
 import textwrap
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +104,7 @@ def test_idx_reader_fuzz(case):
     _check_idx(case)
 
 
-@pytest.mark.xfail(strict=True, raises=zlib.error, reason=(
-    "gap reported to the data owner: read_idx catches OSError/EOFError from gzip but not "
-    "zlib.error (a damaged deflate stream); remove this mark once it raises IDXError"))
-@NO_SHRINK
+@FUZZ
 @given(idx_files(damage_gzip=True))
 def test_idx_reader_fuzz_damaged_gzip(case):
     _check_idx(case)
