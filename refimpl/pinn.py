@@ -34,9 +34,10 @@ Glorot-uniform weights from ``seed``, zero biases.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class HelmholtzPINN:
         rng = np.random.default_rng(seed)
         sizes = [1, *widths, 1]
         self.params: list[np.ndarray] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             self.params += [glorot_uniform(rng, (fan_in, fan_out), np.float64), np.zeros(fan_out)]
 
     # -- the network and its input derivatives ------------------------------------------

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["STUDIES", "get_study", "run_study", "main"]
+__all__ = ["STUDIES", "get_study", "main", "run_study"]
 
 #: study name -> (module, one-line description)
 STUDIES = {

@@ -9,16 +9,19 @@ Markdown and saves as JSON, so docs/results.md, the CLI and the tests read the s
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+from typing_extensions import Self
 
-__all__ = ["Table", "StudyResult", "machine", "new_figure", "save_figure", "fmt", "Timer"]
+__all__ = ["StudyResult", "Table", "Timer", "fmt", "machine", "new_figure", "save_figure"]
 
 
 @dataclass
@@ -105,7 +108,7 @@ def fmt(value: Any) -> str:
     """A table cell: floats to 4 significant digits, everything else as ``str``."""
     if isinstance(value, (float, np.floating)):
         value = float(value)
-        if value != value:
+        if math.isnan(value):
             return "nan"
         if value == 0 or 1e-3 <= abs(value) < 1e5:
             return f"{value:.4g}"
@@ -127,7 +130,7 @@ def machine() -> str:
 class Timer:
     """``with Timer() as t: ...``; then ``t.seconds``."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Self:
         self.start = time.perf_counter()
         return self
 

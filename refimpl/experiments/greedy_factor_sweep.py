@@ -28,10 +28,10 @@ from refimpl.optim import SGD
 from refimpl.schedulers.greedy import GreedyLR
 from refimpl.train import NonFiniteLossError, Trainer
 
-FULL = dict(factors=(0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99), seeds=3,
-            n_train=3000, epochs=6, lr=0.1, variants=((10, 1.0), (1, 10.0)))
-QUICK = dict(factors=(0.1, 0.5, 0.9, 0.99), seeds=1, n_train=1000, epochs=3, lr=0.1,
-             variants=((1, 10.0),))
+FULL = {"factors": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99), "seeds": 3,
+            "n_train": 3000, "epochs": 6, "lr": 0.1, "variants": ((10, 1.0), (1, 10.0))}
+QUICK = {"factors": (0.1, 0.5, 0.9, 0.99), "seeds": 1, "n_train": 1000, "epochs": 3, "lr": 0.1,
+             "variants": ((1, 10.0),)}
 SPEC = "dense:128,relu,dense:10"
 
 

@@ -18,9 +18,9 @@ from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_f
 from refimpl.pinn import HelmholtzPINN, train_pinn
 from refimpl.schedulers.dlrs import DLRS
 
-FULL = dict(frequencies=tuple(range(100, 1001, 100)), n_points=1000, batch_size=100,
-            epochs=500, lr=0.01)
-QUICK = dict(frequencies=(300,), n_points=500, batch_size=50, epochs=60, lr=0.01)
+FULL = {"frequencies": tuple(range(100, 1001, 100)), "n_points": 1000, "batch_size": 100,
+            "epochs": 500, "lr": 0.01}
+QUICK = {"frequencies": (300,), "n_points": 500, "batch_size": 50, "epochs": 60, "lr": 0.01}
 PAPER_NOTE = "< 1% with DLRS at every frequency; fixed-lr Adam fails above 500 Hz"
 
 

@@ -24,15 +24,18 @@ from refimpl.data import load_fashion_mnist
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.model import get_model
 from refimpl.optim import SGD, Adam
-from refimpl.schedulers.newton import (HypergradientAdditiveLR, HypergradientMultiplicativeLR,
-                                       NewtonLR)
+from refimpl.schedulers.newton import (
+    HypergradientAdditiveLR,
+    HypergradientMultiplicativeLR,
+    NewtonLR,
+)
 from refimpl.train import NonFiniteLossError, Trainer
 
 RULES = ("fixed", "hyper-add", "hyper-mul", "tlr")
-FULL = dict(n_train=2000, epochs=2, lrs=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), batches=(32, 128, 512),
-            optimizers=("sgd", "adam"))
-QUICK = dict(n_train=400, epochs=1, lrs=(1e-3, 1e-1), batches=(32,), optimizers=("sgd",),
-             rules=("fixed", "tlr"))
+FULL = {"n_train": 2000, "epochs": 2, "lrs": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), "batches": (32, 128, 512),
+            "optimizers": ("sgd", "adam")}
+QUICK = {"n_train": 400, "epochs": 1, "lrs": (1e-3, 1e-1), "batches": (32,), "optimizers": ("sgd",),
+             "rules": ("fixed", "tlr")}
 UNIFORM_LOSS = math.log(10.0)
 
 
