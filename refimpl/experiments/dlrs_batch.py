@@ -24,7 +24,7 @@ from refimpl.schedulers.dlrs import DLRS, Adacomp
 from refimpl.train import Trainer
 
 METHODS = ("adam", "adam+dlrs", "adam+adacomp")
-FULL = {"n_train": 10_000, "n_test": 2_000, "epochs": 10, "batch_sizes": (64, 128, 256, 512)}
+FULL = {"n_train": 6_000, "n_test": 1_000, "epochs": 10, "batch_sizes": (64, 128, 256, 512)}
 QUICK = {"n_train": 1_000, "n_test": 500, "epochs": 3, "batch_sizes": (64, 256)}
 PAPER_NOTE = ("paper (MNIST, DLA CNN): DLRS's gain is marginal at batch 64 and grows with "
               "the batch size; DLRS reaches a higher accuracy than Adacomp")

@@ -25,7 +25,7 @@ from refimpl.train import Trainer
 
 PAPER = {"time": (477.15, 76.30), "epochs": (100, 16), "val_acc": (0.8845, 0.8645),
          "val_loss": (0.5215, 0.3791), "fit_time": 0.12, "alpha": 1.09}
-FULL = {"n_train": 4000, "n_val": 1000, "trad_epochs": 50, "pretrain": 10, "jump": 1, "finetune": 5}
+FULL = {"n_train": 2000, "n_val": 500, "trad_epochs": 30, "pretrain": 10, "jump": 1, "finetune": 5}
 QUICK = {"n_train": 128, "n_val": 256, "trad_epochs": 8, "pretrain": 3, "jump": 1, "finetune": 1}
 
 
