@@ -14,9 +14,27 @@ composition: ``dense_relu_forward/backward`` and ``conv2d_relu_forward/backward`
 
 from __future__ import annotations
 
+import os
 import time
 
+import numba
 import numpy as np
+
+
+def _prefer_workqueue_threads() -> None:
+    """Use Numba's ``workqueue`` thread pool unless the user chose a threading layer.
+
+    Measured on the 2-core target machine (docs/benchmarks.md): the OpenMP layer's idle
+    threads spin and fight OpenBLAS's pool, which our BLAS products share the cores with;
+    the workqueue layer's threads sleep, and an lrpo_cnn step ran 2x faster. The workqueue
+    layer refuses concurrent parallel launches, which cannot happen through this backend:
+    its kernels hold the GIL. Set ``NUMBA_THREADING_LAYER`` to override.
+    """
+    if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+_prefer_workqueue_threads()
 
 from kernels.cpu.activations import (
     PARALLEL_MIN_SIZE,
