@@ -73,6 +73,13 @@ def test_example_file_is_valid():
     assert len(sweep.runs) == 3 * 2 * 3
 
 
+def test_the_example_in_docs_is_valid():
+    text = (ROOT / "docs" / "sweeps.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    sweep = parse_sweep(example)
+    assert sweep.strategy == "random" and len(sweep.runs) == 20 * 3 * 2 * 3
+
+
 def test_run_id_ignores_key_order_and_sees_every_value():
     config = parse_sweep(sweep_text(n_seeds=1)).runs[0].config
     reordered = json.loads(json.dumps(dict(reversed(list(config.items())))))
