@@ -76,6 +76,24 @@ def test_threaded_activation_loops_agree_with_oracle(activation, dtype):
                  f"{activation} backward")
 
 
+@pytest.mark.parametrize("op", ["dense", "dense_relu", "conv2d", "conv2d_relu"])
+def test_need_dx_false_skips_only_the_input_gradient(op):
+    rng = np.random.default_rng(14)
+    if op.startswith("dense"):
+        args = (_random(rng, (5, 6), np.float64), _random(rng, (6, 3), np.float64), np.zeros(3))
+    else:
+        args = (_random(rng, (2, 3, 6, 6), np.float64), _random(rng, (4, 3, 3, 3), np.float64),
+                np.zeros(4), 1, 1)
+    forward, backward = getattr(nb, f"{op}_forward"), getattr(nb, f"{op}_backward")
+    y, cache = forward(*args)
+    dy = _random(rng, y.shape, np.float64)
+    dx, dW, db = backward(dy, cache)
+    none, dW_only, db_only = backward(dy, cache, need_dx=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(dW_only, dW)
+    np.testing.assert_array_equal(db_only, db)
+
+
 # --- random shapes ------------------------------------------------------------------------
 @settings(max_examples=25, deadline=None)
 @given(

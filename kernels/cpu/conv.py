@@ -3,15 +3,16 @@
 Same math as :mod:`refimpl.ops.conv` (cross-correlation, zero padding, stride):
 ``y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] x̃[n, c, s i + u, s j + v]``.
 
-Layout (chosen by measurement, see docs/benchmarks.md): the im2col matrix is stored
-transposed, ``cols`` of shape (C_in kh kw, N H_out W_out), so every copy in im2col and
-col2im runs along contiguous image rows, and the three products are
+Layout: the im2col matrix is stored transposed, ``cols`` of shape (C_in kh kw, N H_out W_out),
+so every copy in im2col and col2im runs along image rows, and the three products (NumPy's
+BLAS, which releases the GIL and uses its own thread pool) are
 
 * forward  ``Y = W_m cols``          (C_out, N H_out W_out), then bias (+ relu) into NCHW,
 * backward ``dW = dY colsᵀ``,  ``dcols = W_mᵀ dY``,  ``dx = col2im(dcols)``,
 
-with ``W_m`` = W reshaped to (C_out, C_in kh kw). Direct loops were measured slower than
-this on every layer of ``lrpo_cnn``, including the 1-channel first layer.
+with ``W_m`` = W reshaped to (C_out, C_in kh kw). On ``lrpo_cnn`` the products take about
+half of a conv layer's time and im2col/col2im the rest (single-thread profile in
+docs/benchmarks.md); col2im adds the kernel offsets in the oracle's order.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def _run_forward(x, W, b, stride, padding, relu):
     return y, (cols, W, x.shape, stride, padding, y if relu else None)
 
 
-def _run_backward(dy, cache):
+def _run_backward(dy, cache, need_dx):
     cols, W, x_shape, stride, padding, y = cache
     c_out, c_in, kh, kw = W.shape
     n, _, h, w = x_shape
@@ -180,6 +181,8 @@ def _run_backward(dy, cache):
     dy_rows = _nchw_to_rows(dy, y.reshape(dy.shape) if relu else dy, relu)
     db = dy_rows.sum(axis=1)
     dW = (dy_rows @ cols.T).reshape(W.shape)
+    if not need_dx:
+        return None, dW, db
     dcols = W.reshape(c_out, -1).T @ dy_rows
     dx = _col2im(dcols, n, c_in, h, w, kh, kw, stride, padding, h_out, w_out)
     return dx, dW, db
@@ -196,9 +199,15 @@ def conv2d_forward(
     return _run_forward(x, W, b, stride, padding, False)
 
 
-def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``dW = dY colsᵀ``, ``db = Σ_{n,i,j} dy``, ``dx = col2im(W_mᵀ dY)``."""
-    return _run_backward(dy, cache)
+def conv2d_backward(
+    dy: np.ndarray, cache: tuple, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``dW = dY colsᵀ``, ``db = Σ_{n,i,j} dy``, ``dx = col2im(W_mᵀ dY)``.
+
+    ``need_dx=False`` (an extension beyond the contract) skips the product and col2im of
+    ``dx`` and returns None for it, for a model's first layer.
+    """
+    return _run_backward(dy, cache, need_dx)
 
 
 def conv2d_relu_forward(
@@ -208,6 +217,8 @@ def conv2d_relu_forward(
     return _run_forward(x, W, b, stride, padding, True)
 
 
-def conv2d_relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv2d_relu_backward(
+    dy: np.ndarray, cache: tuple, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of the fused pair: the conv backward of ``dy · [y > 0]``."""
-    return _run_backward(dy, cache)
+    return _run_backward(dy, cache, need_dx)

@@ -43,8 +43,8 @@ def _relu_mask(dy, y):
     return out
 
 
-def _backward(dy, x, W):
-    return dy @ W.T, x.T @ dy, dy.sum(axis=0)
+def _backward(dy, x, W, need_dx):
+    return (dy @ W.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
 
 
 def _check_inputs(x, W, b) -> None:
@@ -75,10 +75,16 @@ def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarr
     return _forward(x, W, b, False), (x, W)
 
 
-def dense_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_n dy``."""
+def dense_backward(
+    dy: np.ndarray, cache: tuple, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_n dy``.
+
+    ``need_dx=False`` (an extension beyond the contract) skips ``dx`` and returns None for
+    it: the first layer of a model needs no input gradient, and it is a third of its cost.
+    """
     x, W = cache
-    return _backward(_check_grad(dy, x, W), x, W)
+    return _backward(_check_grad(dy, x, W), x, W, need_dx)
 
 
 def dense_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -89,7 +95,9 @@ def dense_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.
     return y, (x, W, y)
 
 
-def dense_relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dense_relu_backward(
+    dy: np.ndarray, cache: tuple, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of the fused pair: the dense backward of ``dy · [y > 0]``."""
     x, W, y = cache
-    return _backward(_relu_mask(_check_grad(dy, x, W), y), x, W)
+    return _backward(_relu_mask(_check_grad(dy, x, W), y), x, W, need_dx)
