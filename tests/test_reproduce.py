@@ -150,12 +150,14 @@ def test_greedy_factor_sweep_quick_threshold(out):
 # ----------------------------------------------------------------------------- TLR
 
 @pytest.mark.slow
-def test_tlr_robustness_quick_runs(out):
+def test_tlr_robustness_quick_claim(out):
     result = experiments.run_study("tlr-robustness", quick=True, out=out)
     table = result.table("Final training loss over the initial rates")
-    assert [row[0] for row in table.rows] == ["sgd+fixed", "sgd+tlr"]
-    for row in table.rows:
-        assert row[2] < math.log(10) + 0.1 and row[3] >= 0
+    fixed, tlr = table.row("sgd+fixed"), table.row("sgd+tlr")
+    # Paper: TLR's result hardly depends on the initial rate. Quick size (lr 1e-4 and 0.1,
+    # 2 epochs): TLR narrows the spread (measured std 0.54 vs 0.77) but does not remove it.
+    assert tlr["std"] < 0.8 * fixed["std"]
+    assert tlr["std"] > 0.2
 
 
 def test_study_result_round_trips_through_json(tmp_path):

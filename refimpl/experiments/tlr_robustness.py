@@ -34,8 +34,10 @@ from refimpl.train import NonFiniteLossError, Trainer
 RULES = ("fixed", "hyper-add", "hyper-mul", "tlr")
 FULL = {"n_train": 2000, "epochs": 2, "lrs": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), "batches": (32, 128, 512),
             "optimizers": ("sgd", "adam")}
-QUICK = {"n_train": 400, "epochs": 1, "lrs": (1e-3, 1e-1), "batches": (32,), "optimizers": ("sgd",),
-             "rules": ("fixed", "tlr")}
+QUICK = {
+    "n_train": 600, "epochs": 2, "lrs": (1e-4, 1e-1), "batches": (32,), "optimizers": ("sgd",),
+    "rules": ("fixed", "tlr"),
+}
 UNIFORM_LOSS = math.log(10.0)
 
 
@@ -112,7 +114,7 @@ def _figure(cfg, finals, out, figures) -> None:
     for ax, optimizer in zip(axes, cfg["optimizers"]):
         for rule in cfg["rules"]:
             batch = cfg["batches"][len(cfg["batches"]) // 2]
-            ax.semilogx(cfg["lrs"], finals[(optimizer, rule, batch)], marker="o", label=rule)
+            ax.loglog(cfg["lrs"], finals[(optimizer, rule, batch)], marker="o", label=rule)
         ax.set_title(f"{optimizer}, batch {batch}")
         ax.set_xlabel("initial lr")
         ax.set_ylabel("final train loss")
