@@ -110,19 +110,27 @@ def test_passthrough_missing_module(monkeypatch, capsys):
     assert "refimpl_no_such_module cannot be imported" in capsys.readouterr().err
 
 
-def test_lrpo_missing_or_forwarded(monkeypatch, tmp_path):
+def test_lrpo_is_forwarded_and_its_summary_printed(monkeypatch, capsys):
     calls = {}
 
-    def run_lrpo(model, train, val, seed, lr):
-        calls.update(seed=seed, lr=lr, n=len(train[1]))
-        return types.SimpleNamespace(history=History())
+    def run_lrpo(model, train, val, *, seed, lr, **kwargs):
+        calls.update(seed=seed, lr=lr, n=len(train[1]), finetune_lr=kwargs["finetune_lr"])
+        return types.SimpleNamespace(history=History(), summary=lambda: "alpha=1.0900")
 
     fake = types.ModuleType("refimpl.lrpo")
     fake.run_lrpo = run_lrpo
     monkeypatch.setitem(sys.modules, "refimpl.lrpo", fake)
     history = cli._run_lrpo(cli.build_parser().parse_args(SMALL + ["--seed", "4"]), None,
-                            ([0], [1, 2]), None, {})
-    assert isinstance(history, History) and calls == {"seed": 4, "lr": 0.1, "n": 2}
+                            ([0], [1, 2]), None, {"finetune_lr": 0.002})
+    assert isinstance(history, History)
+    assert calls == {"seed": 4, "lr": 0.1, "n": 2, "finetune_lr": 0.002}
+    assert "alpha=1.0900" in capsys.readouterr().out
+
+
+def test_lrpo_unknown_scheduler_arg_is_a_clear_error():
+    args = cli.build_parser().parse_args(SMALL)
+    with pytest.raises(cli.CLIError, match="--scheduler-args"):
+        cli._run_lrpo(args, None, ([0], [1, 2]), None, {"no_such_option": 1})
 
 
 def test_demo_writes_plot_and_table(tmp_path, capsys):
