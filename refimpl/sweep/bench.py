@@ -7,7 +7,12 @@ process), with the machine, the load average before and after, and the versions.
 Each measurement starts a fresh embedded cluster, warms every worker up with one run (so
 imports and first-call costs are not timed), then times a sweep of ``--runs`` real
 trainings (tiny MLP, synthetic blobs) into a fresh results file: submit to last record
-written, the client's fsync per record included.
+written.
+
+Baseline, measured in the same repeat: the same runs on a plain
+``concurrent.futures.ProcessPoolExecutor`` with as many processes (no Dask, no results
+file). Its 1-to-N ratio is what the machine can give right now (on a shared machine,
+often far less than N); the sweep's ratio is judged against it.
 """
 
 from __future__ import annotations
@@ -68,6 +73,31 @@ def measure(workers: int, n_runs: int, n_samples: int = 2000) -> dict:
             "runs_per_s": n_runs / elapsed, "run_s": statistics.fmean(run_times)}
 
 
+def measure_pool(workers: int, n_runs: int, n_samples: int = 2000) -> dict:
+    """Runs per second of the same runs on a plain process pool (the no-Dask baseline)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    configs = [run.config for run in quick_sweep(n_runs, n_samples).runs]
+    warm_up = quick_sweep(4, n_samples, offset=10**6).runs[0].config
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads) as pool:
+        list(pool.map(run_training, [warm_up] * workers))
+        start = time.perf_counter()
+        results = list(pool.map(run_training, configs, chunksize=1))
+        elapsed = time.perf_counter() - start
+    if any(r["status"] != "ok" for r in results):
+        raise RuntimeError("a baseline run failed")
+    return {"workers": workers, "runs": n_runs, "seconds": elapsed,
+            "runs_per_s": n_runs / elapsed}
+
+
+def _set_threads() -> None:
+    from .runner import WORKER_ENV
+
+    os.environ.update(WORKER_ENV)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m refimpl.sweep.bench",
                                      description=__doc__.splitlines()[0])
@@ -82,30 +112,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     rows = []
     for repeat in range(1, args.repeats + 1):
-        baseline = None
+        baseline = pool_baseline = None
         for workers in args.workers:
             result = measure(workers, args.runs, args.samples)
+            pool = measure_pool(workers, args.runs, args.samples)
             baseline = baseline or result["runs_per_s"]
+            pool_baseline = pool_baseline or pool["runs_per_s"]
             result.update(repeat=repeat, ratio=result["runs_per_s"] / baseline,
+                          pool_runs_per_s=pool["runs_per_s"],
+                          pool_ratio=pool["runs_per_s"] / pool_baseline,
                           load=os.getloadavg()[0])
             rows.append(result)
             print(f"  repeat {repeat}, {workers} worker(s): {result['runs_per_s']:.2f} runs/s "
-                  f"({result['seconds']:.1f} s, {result['run_s']:.3f} s per run, load "
-                  f"{result['load']:.2f})", flush=True)
+                  f"({result['seconds']:.1f} s, {result['run_s']:.3f} s per run); process "
+                  f"pool {pool['runs_per_s']:.2f} runs/s; load {result['load']:.2f}",
+                  flush=True)
     print(f"\nmachine: {platform.node()}, {os.cpu_count()} CPUs; load average (1 min) before "
           f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"versions: {versions()}")
-    print("\n| repeat | workers | runs | seconds | runs/s | ratio | mean s per run | load |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("\n| repeat | workers | seconds | runs/s | ratio | mean s per run | pool runs/s "
+          "| pool ratio | load |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['repeat']} | {r['workers']} | {r['runs']} | {r['seconds']:.1f} | "
+        print(f"| {r['repeat']} | {r['workers']} | {r['seconds']:.1f} | "
               f"{r['runs_per_s']:.2f} | {r['ratio']:.2f}x | {r['run_s']:.3f} | "
-              f"{r['load']:.2f} |")
+              f"{r['pool_runs_per_s']:.2f} | {r['pool_ratio']:.2f}x | {r['load']:.2f} |")
     for workers in args.workers[1:]:
         ratios = [r["ratio"] for r in rows if r["workers"] == workers]
-        print(f"\n{workers} vs {args.workers[0]} worker(s): median ratio "
-              f"{statistics.median(ratios):.2f}x, best {max(ratios):.2f}x over {len(ratios)} "
-              "repeat(s)")
+        pool = [r["pool_ratio"] for r in rows if r["workers"] == workers]
+        print(f"\n{workers} vs {args.workers[0]} worker(s), {args.runs} runs: sweep ratio median "
+              f"{statistics.median(ratios):.2f}x (best {max(ratios):.2f}x), process-pool "
+              f"baseline median {statistics.median(pool):.2f}x, over {len(ratios)} repeat(s)")
     return 0
 
 
