@@ -8,12 +8,14 @@ Inputs are small so that the whole file stays well under a minute.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import gzip
 import io
 import json
 import math
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -41,7 +43,8 @@ FUZZ = settings(max_examples=500, deadline=None, derandomize=True, database=None
 #: for tests marked xfail (a known gap): stop at the first failure, do not shrink it
 NO_SHRINK = settings(FUZZ, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="refimpl-fuzz-"))
+SCRATCH = Path(tempfile.mkdtemp(prefix="refimpl-fuzz-"))  # one small file, rewritten per example
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
                          st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6))
