@@ -47,9 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from refimpl.safety import resolve_inside
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
 
 
 class SweepConfigError(ValueError):
