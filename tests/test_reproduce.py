@@ -2,7 +2,8 @@
 
 Where the paper's claim holds at the quick size the test asserts the claim; where it does
 not, the test asserts the measured figure (docs/results.md explains the difference). The
-quick configurations are fixed, seeded and deterministic, so the measured figures are too.
+quick configurations are fixed, seeded and use the embedded Fashion-MNIST sample, so the
+measured figures are the same on every machine.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def test_dlrs_batch_quick_runs_and_dlrs_acts(out):
         assert row[-1] != 0.01  # DLRS moved the rate
     assert len(result.figures) == 2
     # Paper: DLRS's gain over Adam grows with the batch size. Measured at the quick size
-    # (1,000 images, 3 epochs): at batch 256 DLRS ends *above* plain Adam (4.63 vs 1.58; its
+    # (1,000 images, 3 epochs): at batch 256 DLRS ends *above* plain Adam (3.97 vs 1.91; its
     # early raise of the rate sets off a loss spike), so the claim does not hold here.
     big = table.row(256)
     assert big["loss adam+dlrs"] > big["loss adam"]
@@ -160,9 +161,10 @@ def test_tlr_robustness_quick_claim(out):
     table = result.table("Final training loss over the initial rates")
     fixed, tlr = table.row("sgd+fixed"), table.row("sgd+tlr")
     # Paper: TLR's result hardly depends on the initial rate. Quick size (lr 1e-4 and 0.1,
-    # 2 epochs): TLR narrows the spread (measured std 0.54 vs 0.77) but does not remove it.
-    assert tlr["std"] < 0.8 * fixed["std"]
-    assert tlr["std"] > 0.2
+    # 2 epochs, embedded sample): TLR narrows the spread only a little (measured std 0.71 vs
+    # 0.77), far from removing it.
+    assert tlr["std"] < fixed["std"]
+    assert tlr["std"] > 0.5
 
 
 def test_study_result_round_trips_through_json(tmp_path):

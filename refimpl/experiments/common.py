@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 from typing_extensions import Self
 
-__all__ = ["StudyResult", "Table", "Timer", "fmt", "machine", "new_figure", "save_figure"]
+__all__ = [
+    "StudyResult",
+    "Table",
+    "Timer",
+    "data_source",
+    "fmt",
+    "machine",
+    "new_figure",
+    "save_figure",
+]
 
 
 @dataclass
@@ -114,6 +123,13 @@ def fmt(value: Any) -> str:
             return f"{value:.4g}"
         return f"{value:.3e}"
     return str(value)
+
+
+def data_source(quick: bool) -> str:
+    """Where a study's Fashion-MNIST images come from: the embedded sample for ``--quick``
+    (so the quick figures that tests assert are the same on every machine), the full IDX
+    files otherwise (an error naming the searched places when they are absent)."""
+    return "sample" if quick else "full"
 
 
 def machine() -> str:

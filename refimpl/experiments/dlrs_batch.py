@@ -17,6 +17,7 @@ import numpy as np
 
 from refimpl.data import load_fashion_mnist
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
+from refimpl.experiments.common import data_source as _source
 from refimpl.model import get_model
 from refimpl.optim import Adam
 from refimpl.plotting import moving_average
@@ -42,8 +43,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
         backend: str = "numba", **overrides) -> StudyResult:
     """Train every (batch size, method); table of final loss and test accuracy."""
     cfg = {**(QUICK if quick else FULL), **overrides}
-    train = load_fashion_mnist("train", subset=cfg["n_train"], seed=seed, flatten=True)
-    test = load_fashion_mnist("test", subset=cfg["n_test"], seed=seed, flatten=True)
+    train = load_fashion_mnist("train", source=_source(quick), subset=cfg["n_train"], seed=seed, flatten=True)
+    test = load_fashion_mnist("test", source=_source(quick), subset=cfg["n_test"], seed=seed, flatten=True)
     result = StudyResult("dlrs-batch", quick, machine=machine())
     result.scale = (f"Fashion-MNIST {cfg['n_train']} train / {cfg['n_test']} test images, "
                     f"MLP 784-1000-10, Adam lr 0.01, {cfg['epochs']} epochs, batch sizes "

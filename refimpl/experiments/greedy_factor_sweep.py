@@ -23,6 +23,7 @@ import numpy as np
 
 from refimpl.data import load_fashion_mnist
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
+from refimpl.experiments.common import data_source as _source
 from refimpl.model import build
 from refimpl.optim import SGD
 from refimpl.schedulers.greedy import GreedyLR
@@ -59,7 +60,7 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
         backend: str = "numba", **overrides) -> StudyResult:
     """Sweep F; table of final loss per F, the threshold and the spread above it."""
     cfg = {**(QUICK if quick else FULL), **overrides}
-    train = load_fashion_mnist("train", subset=cfg["n_train"], seed=seed, flatten=True)
+    train = load_fashion_mnist("train", source=_source(quick), subset=cfg["n_train"], seed=seed, flatten=True)
     result = StudyResult("greedy-factor-sweep", quick, machine=machine())
     result.scale = (f"MLP 784-128-10, {cfg['n_train']} Fashion-MNIST images, SGD lr0 "
                     f"{cfg['lr']}, batch 32, {cfg['epochs']} epochs, GreedyLR "

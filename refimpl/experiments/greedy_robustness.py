@@ -265,7 +265,7 @@ def _figure(final, curves, out, figures) -> None:
     steps = np.arange(STEPS)
     for name, traces in curves.items():
         with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log10(np.maximum(np.asarray(traces), 1e-16))
+            logs = np.log10(np.clip(np.asarray(traces), 1e-16, DIVERGED))
         lo, mid, hi = np.nanpercentile(logs, [10, 50, 90], axis=0)
         ax_curve.plot(steps, mid, label=name)
         ax_curve.fill_between(steps, lo, hi, alpha=0.15)

@@ -18,6 +18,7 @@ import numpy as np
 
 from refimpl.data import load_fashion_mnist
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
+from refimpl.experiments.common import data_source as _source
 from refimpl.lrpo import run_lrpo
 from refimpl.model import get_model
 from refimpl.optim import SGD
@@ -33,8 +34,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
         backend: str = "numba", **overrides) -> StudyResult:
     """Run both trainings; return the comparison table (paper beside ours)."""
     cfg = {**(QUICK if quick else FULL), **overrides}
-    train = load_fashion_mnist("train", subset=cfg["n_train"], seed=seed)
-    val = load_fashion_mnist("test", subset=cfg["n_val"], seed=seed)
+    train = load_fashion_mnist("train", source=_source(quick), subset=cfg["n_train"], seed=seed)
+    val = load_fashion_mnist("test", source=_source(quick), subset=cfg["n_val"], seed=seed)
     result = StudyResult("lrpo", quick, machine=machine())
     result.scale = (f"{cfg['n_train']} train / {cfg['n_val']} val images, traditional "
                     f"{cfg['trad_epochs']} epochs, LRPO {cfg['pretrain']}+{cfg['jump']}+"

@@ -22,6 +22,7 @@ import numpy as np
 
 from refimpl.data import load_fashion_mnist
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
+from refimpl.experiments.common import data_source as _source
 from refimpl.model import get_model
 from refimpl.optim import SGD, Adam
 from refimpl.schedulers.newton import (
@@ -69,7 +70,7 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
         backend: str = "numba", **overrides) -> StudyResult:
     """Grid over rule x optimizer x batch x initial lr; mean +- std over the initial lrs."""
     cfg = {"rules": RULES, **(QUICK if quick else FULL), **overrides}
-    train = load_fashion_mnist("train", subset=cfg["n_train"], seed=seed, flatten=True)
+    train = load_fashion_mnist("train", source=_source(quick), subset=cfg["n_train"], seed=seed, flatten=True)
     result = StudyResult("tlr-robustness", quick, machine=machine())
     result.scale = (f"MLP 784-1000-10, {cfg['n_train']} Fashion-MNIST images, {cfg['epochs']} "
                     f"epochs, initial lr {list(cfg['lrs'])}, batch {list(cfg['batches'])}, "
