@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refimpl import schedulers
@@ -40,8 +40,6 @@ from refimpl.sweep.config import DISTRIBUTIONS, RUN_KEYS
 FUZZ = settings(max_examples=500, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-#: for tests marked xfail (a known gap): stop at the first failure, do not shrink it
-NO_SHRINK = settings(FUZZ, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="refimpl-fuzz-"))  # one small file, rewritten per example
 atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
@@ -369,12 +367,7 @@ def test_scheduler_load_state_dict_fuzz(case):
         pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gap reported to the schedulers owner: load_state_dict assigns as it goes, so a load "
-    "that raises leaves a half-loaded scheduler (e.g. HypergradientAdditiveLR with "
-    "prev=False: the base class stores it, the subclass then raises TypeError); validate "
-    "into locals first, then assign. Remove this mark when fixed."))
-@NO_SHRINK
+@FUZZ
 @given(scheduler_and_state())
 def test_scheduler_failed_load_leaves_it_unchanged(case):
     name, state = case
@@ -385,11 +378,7 @@ def test_scheduler_failed_load_leaves_it_unchanged(case):
         assert _snapshot(scheduler) == _snapshot(STEPPED[name])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gap reported to the schedulers owner: load_state_dict checks keys but not types, so "
-    "e.g. GreedyLR accepts patience='x' and the next step raises TypeError; validate each "
-    "value on load (ValueError naming the key). Remove this mark when fixed."))
-@NO_SHRINK
+@FUZZ
 @given(scheduler_and_state())
 def test_scheduler_accepted_state_can_step(case):
     """A state that loads must be usable: the next step may only raise ValueError."""

@@ -46,7 +46,7 @@ NAMES = {
     "adacomp": "Adacomp",
 }
 
-__all__ = ["Scheduler", "make", "NAMES", *_CLASSES]
+__all__ = ["Scheduler", "make", "NAMES", *_CLASSES]  # noqa: PLE0604
 
 
 def __getattr__(name: str):

@@ -21,7 +21,8 @@ needs to drive any scheduler without knowing its class:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def check_lr(value: Any, name: str = "lr") -> float:
@@ -86,6 +87,13 @@ class Scheduler:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state saved by ``state_dict``: all or nothing.
+
+        Every value is checked against the kind of value this scheduler holds under the same
+        key (a number where a number is held, an int where an int is, a list of numbers where
+        a list of numbers is, ...) before anything is assigned, so a bad state raises
+        ``ValueError`` or ``TypeError`` and leaves the scheduler exactly as it was.
+        """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         cls = state.get("class")
@@ -98,10 +106,79 @@ class Scheduler:
         missing = [k for k in required if k not in state]
         if missing:
             raise ValueError(f"state dict for {cls} is missing keys {missing}")
-        self.base_lrs = [float(v) for v in state["base_lrs"]]
-        self.lrs = [float(v) for v in state["lrs"]]
+        # the group count comes from the state, like every hyper-parameter
+        n_groups = len(state["base_lrs"]) if isinstance(state["base_lrs"], list) else 0
+        new = {key: _rates(state[key], max(n_groups, 1), key) for key in ("base_lrs", "lrs")}
         for key in self._state_keys:
-            setattr(self, key, _from_plain(state[key]))
+            new[key] = _conform(_from_plain(state[key]), _to_plain(getattr(self, key)), key)
+        before = {key: getattr(self, key) for key in new}
+        try:  # a property setter or the hook may still refuse a value: then undo it all
+            for key, value in new.items():
+                setattr(self, key, value)
+            self._after_load()
+        except (TypeError, ValueError):
+            for key, value in before.items():
+                setattr(self, key, value)
+            raise
+
+    def _after_load(self) -> None:
+        """Hook for subclasses: rebuild derived objects (arrays) and check invariants after
+        a load; raising ``ValueError``/``TypeError`` here undoes the load."""
+
+
+def _rates(value: Any, n_groups: int, key: str) -> list[float]:
+    if not isinstance(value, list) or len(value) != n_groups:
+        raise ValueError(f"state[{key!r}] must be a list of {n_groups} rates, got {value!r}")
+    return [check_lr(v, f"state[{key!r}]") for v in value]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_numeric_tree(value: Any) -> bool:
+    """None, a number, or lists / string-keyed dicts nesting those: what a not-yet-filled slot
+    may receive (subclasses check the structure further in their setters or ``_after_load``)."""
+    if value is None or _is_number(value):
+        return True
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_numeric_tree(v) for k, v in value.items())
+    return isinstance(value, list) and all(_is_numeric_tree(v) for v in value)
+
+
+def _conform(new: Any, old: Any, key: str) -> Any:
+    """Return ``new`` if it is the same kind of value as ``old`` (both in plain form)."""
+    if old is None:
+        ok = _is_numeric_tree(new)
+    elif isinstance(old, bool):
+        ok = isinstance(new, bool)
+    elif isinstance(old, int):
+        ok = isinstance(new, int) and not isinstance(new, bool)
+    elif isinstance(old, float):
+        ok = _is_number(new)
+    elif isinstance(old, str):
+        ok = isinstance(new, str)
+    elif isinstance(old, list):
+        ok = isinstance(new, list)
+        if ok and old:
+            if len(old) == len(new) and not all(_is_number(v) for v in old):
+                new = [_conform(n, o, key) for n, o in zip(new, old)]
+            else:  # a list whose length may change: every entry like the first one held
+                new = [_conform(n, old[0], key) for n in new]
+        elif ok:
+            ok = all(_is_numeric_tree(v) for v in new)
+    elif isinstance(old, dict):
+        ok = isinstance(new, dict) and set(new) == set(old)
+        if ok:
+            new = {k: _conform(new[k], old[k], key) for k in old}
+    else:
+        ok = type(new) is type(old)
+    if not ok:
+        raise ValueError(
+            f"state[{key!r}] = {new!r} is not the kind of value this scheduler keeps there "
+            f"(it holds {old!r}); load a state saved by the same scheduler"
+        )
+    return new
 
 
 def _to_plain(value: Any) -> Any:

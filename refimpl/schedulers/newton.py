@@ -201,8 +201,7 @@ class NewtonLR(Scheduler):
             self.u_prev[i] = u
         return a, b
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def _after_load(self) -> None:
         self.cached = [np.asarray(c, dtype=np.float64) for c in self.cached]
         self.u_prev = [np.asarray(u, dtype=np.float64) for u in self.u_prev]
 
@@ -251,8 +250,7 @@ class _HypergradientLR(Scheduler):
             self.prev[i] = g64
         return gp, gg, pp
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def _after_load(self) -> None:
         if self.prev is not None:
             self.prev = [np.asarray(g, dtype=np.float64) for g in self.prev]
 
