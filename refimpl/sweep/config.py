@@ -47,12 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from refimpl.safety import resolve_inside
+import tomllib  # Python >= 3.11 (setup.cfg's python_requires)
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10: the same parser, as the tomli package
-    import tomli as tomllib
+from refimpl.safety import resolve_inside
 
 
 class SweepConfigError(ValueError):
