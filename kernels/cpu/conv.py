@@ -20,13 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from refimpl.ops._checks import (
-    check_float_array,
-    check_positive_int,
-    check_same_dtype,
-    check_shape,
-)
-from refimpl.ops.conv import conv2d_output_size
+from refimpl.ops._checks import check_conv2d_args, check_conv2d_grad
 
 
 @njit(cache=True, fastmath=False)
@@ -131,34 +125,8 @@ def _nchw_to_rows(dy, y, relu):
     return rows
 
 
-def _check_inputs(x, W, b, stride, padding) -> tuple[int, int, int, int]:
-    """The oracle's argument checks; returns (stride, padding, H_out, W_out)."""
-    check_float_array("x", x, "(N, C_in, H, W)")
-    check_float_array("W", W, "(C_out, C_in, kh, kw)")
-    check_float_array("b", b, "(C_out,)")
-    stride = check_positive_int("stride", stride, 1)
-    padding = check_positive_int("padding", padding, 0)
-    c_out, c_in, kh, kw = W.shape
-    if c_in != x.shape[1]:
-        raise ValueError(
-            f"W must have shape (C_out, C_in={x.shape[1]}, kh, kw) to match x of shape "
-            f"{x.shape}, got {W.shape}"
-        )
-    check_shape("b", b, (c_out,), "C_out of W")
-    check_same_dtype("W", W, "x", x)
-    check_same_dtype("b", b, "x", x)
-    h_out = conv2d_output_size(x.shape[2], kh, stride, padding)
-    w_out = conv2d_output_size(x.shape[3], kw, stride, padding)
-    if h_out < 1 or w_out < 1:
-        raise ValueError(
-            f"x of shape {x.shape} is smaller than the kernel {kh}x{kw} with padding "
-            f"{padding}; use a larger input or more padding"
-        )
-    return stride, padding, h_out, w_out
-
-
 def _run_forward(x, W, b, stride, padding, relu):
-    stride, padding, h_out, w_out = _check_inputs(x, W, b, stride, padding)
+    stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
     n, c_out, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
     cols = _im2col(x, kh, kw, stride, padding, h_out, w_out)
@@ -171,11 +139,7 @@ def _run_backward(dy, cache, need_dx):
     cols, W, x_shape, stride, padding, y = cache
     c_out, c_in, kh, kw = W.shape
     n, _, h, w = x_shape
-    h_out = conv2d_output_size(h, kh, stride, padding)
-    w_out = conv2d_output_size(w, kw, stride, padding)
-    check_float_array("dy", dy, "(N, C_out, H_out, W_out)")
-    check_shape("dy", dy, (n, c_out, h_out, w_out), "the shape of the forward output y")
-    check_same_dtype("dy", dy, "W", W)
+    h_out, w_out = check_conv2d_grad(dy, x_shape, W, stride, padding)
     dy = np.ascontiguousarray(dy).reshape(n, c_out, h_out * w_out)
     relu = y is not None
     dy_rows = _nchw_to_rows(dy, y.reshape(dy.shape) if relu else dy, relu)

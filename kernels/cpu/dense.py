@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from refimpl.ops._checks import check_float_array, check_same_dtype, check_shape
+from refimpl.ops._checks import check_dense_args, check_dense_grad
 
 
 # Dense outputs are small (batch x features): a single thread beats waking a second one.
@@ -47,30 +47,14 @@ def _backward(dy, x, W, need_dx):
     return (dy @ W.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
 
 
-def _check_inputs(x, W, b) -> None:
-    check_float_array("x", x, "(N, in_features)")
-    check_float_array("W", W, "(in_features, out_features)")
-    check_float_array("b", b, "(out_features,)")
-    if W.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"W must have shape (in_features={x.shape[1]}, out_features) to match x of shape "
-            f"{x.shape}, got {W.shape}"
-        )
-    check_shape("b", b, (W.shape[1],), "out_features of W")
-    check_same_dtype("W", W, "x", x)
-    check_same_dtype("b", b, "x", x)
-
-
 def _check_grad(dy, x, W) -> np.ndarray:
-    check_float_array("dy", dy, "(N, out_features)")
-    check_shape("dy", dy, (x.shape[0], W.shape[1]), "the shape of the forward output y")
-    check_same_dtype("dy", dy, "x", x)
+    check_dense_grad(dy, x, W)
     return np.ascontiguousarray(dy)
 
 
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
     """``y = x W + b``; x (N, in), W (in, out), b (out,) -> y (N, out), cache."""
-    _check_inputs(x, W, b)
+    check_dense_args(x, W, b)
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
     return _forward(x, W, b, False), (x, W)
 
@@ -89,7 +73,7 @@ def dense_backward(
 
 def dense_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
     """Fused ``y = max(x W + b, 0)``; equals ``relu_forward(dense_forward(x, W, b)[0])``."""
-    _check_inputs(x, W, b)
+    check_dense_args(x, W, b)
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
     y = _forward(x, W, b, True)
     return y, (x, W, y)

@@ -13,8 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from refimpl.ops._checks import check_float_any, check_float_array
-from refimpl.ops.losses import _check_labels
+from refimpl.ops._checks import check_cross_entropy_args, check_mse_args
 
 
 @njit(cache=True, fastmath=False)
@@ -56,11 +55,7 @@ def _mse(pred, target):
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy; logits (N, C), integer labels (N,) -> (loss, dlogits)."""
-    check_float_array("logits", logits, "(N, C)")
-    n, n_classes = logits.shape
-    if n == 0:
-        raise ValueError("logits must hold at least one row (N >= 1), got shape (0, C)")
-    labels = _check_labels(labels, n, n_classes)
+    labels = check_cross_entropy_args(logits, labels)
     loss, dlogits = _softmax_cross_entropy(
         np.ascontiguousarray(logits), np.ascontiguousarray(labels, dtype=np.int64)
     )
@@ -69,16 +64,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
 
 def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean squared error over all elements -> (loss, dpred)."""
-    check_float_any("pred", pred)
-    if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.number):
-        raise ValueError(
-            "target must be a numeric numpy.ndarray with the shape of pred; "
-            "convert it with np.asarray(target, dtype=pred.dtype)"
-        )
-    if target.shape != pred.shape:
-        raise ValueError(f"target must have the shape of pred {pred.shape}, got {target.shape}")
-    if pred.size == 0:
-        raise ValueError("pred must hold at least one element")
+    check_mse_args(pred, target)
     flat_pred = np.ascontiguousarray(pred).reshape(-1)
     flat_target = np.ascontiguousarray(target, dtype=pred.dtype).reshape(-1)
     loss, dpred = _mse(flat_pred, flat_target)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from refimpl.ops._checks import check_float_array, check_positive_int, check_shape
+from refimpl.ops._checks import check_maxpool2d_args, check_maxpool2d_grad
 
 
 # Flat views indexed with unsigned integers: no negative-index test on every access.
@@ -65,12 +65,7 @@ def _backward(dy, argmax, height, width, k):
 
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
     """x (N, C, H, W) -> y (N, C, H // k, W // k), cache (window arg-max offsets)."""
-    check_float_array("x", x, "(N, C, H, W)")
-    k = check_positive_int("k", k, 1)
-    if x.shape[2] < k or x.shape[3] < k:
-        raise ValueError(
-            f"x of shape {x.shape} is smaller than the pooling window k={k}; use a smaller k"
-        )
+    k = check_maxpool2d_args(x, k)[0]
     y, argmax = _forward(np.ascontiguousarray(x), k)
     return y, (argmax, x.shape, k)
 
@@ -78,7 +73,6 @@ def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
 def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     """Route each ``dy[n, c, i, j]`` to its window's first arg-max; zero elsewhere."""
     argmax, x_shape, k = cache
-    n, c, h, w = x_shape
-    check_float_array("dy", dy, "(N, C, H_out, W_out)")
-    check_shape("dy", dy, (n, c, h // k, w // k), "the shape of the forward output y")
+    h, w = x_shape[2:]
+    check_maxpool2d_grad(dy, x_shape, k)
     return _backward(np.ascontiguousarray(dy), argmax, h, w, k)

@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import (
-    check_float_array,
-    check_positive_int,
-    check_same_dtype,
-    check_shape,
-)
+from refimpl.ops._checks import check_conv2d_args, check_conv2d_grad, conv2d_output_size
 
-
-def conv2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """Output length along one axis: ``(size + 2 padding - kernel) // stride + 1``."""
-    return (size + 2 * padding - kernel) // stride + 1
+__all__ = ["col2im", "conv2d_backward", "conv2d_forward", "conv2d_output_size", "im2col"]
 
 
 def im2col(x_padded: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
@@ -84,28 +76,9 @@ def conv2d_forward(
         ``H_out = (H + 2 padding - kh) // stride + 1`` (same for W)
     cache : opaque, for :func:`conv2d_backward`
     """
-    check_float_array("x", x, "(N, C_in, H, W)")
-    check_float_array("W", W, "(C_out, C_in, kh, kw)")
-    check_float_array("b", b, "(C_out,)")
-    stride = check_positive_int("stride", stride, 1)
-    padding = check_positive_int("padding", padding, 0)
-    c_out, c_in, kh, kw = W.shape
-    if c_in != x.shape[1]:
-        raise ValueError(
-            f"W must have shape (C_out, C_in={x.shape[1]}, kh, kw) to match x of shape "
-            f"{x.shape}, got {W.shape}"
-        )
-    check_shape("b", b, (c_out,), "C_out of W")
-    check_same_dtype("W", W, "x", x)
-    check_same_dtype("b", b, "x", x)
-    n, _, h, w = x.shape
-    h_out = conv2d_output_size(h, kh, stride, padding)
-    w_out = conv2d_output_size(w, kw, stride, padding)
-    if h_out < 1 or w_out < 1:
-        raise ValueError(
-            f"x of shape {x.shape} is smaller than the kernel {kh}x{kw} with padding "
-            f"{padding}; use a larger input or more padding"
-        )
+    stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
+    c_out, _, kh, kw = W.shape
+    n = x.shape[0]
     pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
     x_padded = np.pad(x, pad) if padding else x
     cols = im2col(x_padded, kh, kw, stride)  # (C_in kh kw, N H_out W_out)
@@ -115,7 +88,9 @@ def conv2d_forward(
     return y, (cols, W, x.shape, x_padded.shape, stride, padding)
 
 
-def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv2d_backward(
+    dy: np.ndarray, cache: tuple, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward`.
 
     With ``X`` the im2col matrix (C_in kh kw, N H_out W_out), ``dY`` the output gradient
@@ -123,21 +98,27 @@ def conv2d_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarra
     ``dW = dY Xᵀ``, ``db[o] = Σ_{n,i,j} dy[n, o, i, j]`` and ``dx = col2im(Wᵀ dY)`` with the
     padding cropped off.
 
+    Parameters
+    ----------
+    dy : ndarray, shape (N, C_out, H_out, W_out)
+    cache : from :func:`conv2d_forward`
+    need_dx : bool, keyword-only, default True
+        False skips the product and col2im of ``dx`` (returned as None), for a model's
+        first layer. An extension beyond the ops contract, accepted by every backend.
+
     Returns
     -------
-    dx : (N, C_in, H, W), dW : (C_out, C_in, kh, kw), db : (C_out,)
+    dx : (N, C_in, H, W) or None, dW : (C_out, C_in, kh, kw), db : (C_out,)
     """
     cols, W, x_shape, padded_shape, stride, padding = cache
     c_out, c_in, kh, kw = W.shape
     n, _, h, w = x_shape
-    h_out = conv2d_output_size(h, kh, stride, padding)
-    w_out = conv2d_output_size(w, kw, stride, padding)
-    check_float_array("dy", dy, "(N, C_out, H_out, W_out)")
-    check_shape("dy", dy, (n, c_out, h_out, w_out), "the shape of the forward output y")
-    check_same_dtype("dy", dy, "W", W)
+    h_out, w_out = check_conv2d_grad(dy, x_shape, W, stride, padding)
     dy_matrix = dy.transpose(1, 0, 2, 3).reshape(c_out, n * h_out * w_out)
     dW = (dy_matrix @ cols.T).reshape(W.shape)
     db = dy.sum(axis=(0, 2, 3))
+    if not need_dx:
+        return None, dW, db
     dcols = (W.reshape(c_out, -1).T @ dy_matrix).reshape(c_in, kh, kw, n, h_out, w_out)
     dx_padded = col2im(dcols, padded_shape, kh, kw, stride)
     dx = dx_padded[:, :, padding : padding + h, padding : padding + w]

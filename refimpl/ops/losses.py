@@ -4,30 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import check_float_any, check_float_array
-
-
-def _check_labels(labels: object, n: int, n_classes: int) -> np.ndarray:
-    if (
-        not isinstance(labels, np.ndarray)
-        or labels.dtype == bool
-        or not np.issubdtype(labels.dtype, np.integer)
-    ):
-        got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
-        raise ValueError(
-            f"labels must be an integer numpy.ndarray of shape (N,), got {got}; "
-            "convert class indices with np.asarray(labels, dtype=np.int64)"
-        )
-    if labels.shape != (n,):
-        raise ValueError(
-            f"labels must have shape (N,) = ({n},) to match logits, got {labels.shape}"
-        )
-    if n and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"labels must lie in [0, {n_classes}) for logits with {n_classes} classes, "
-            f"got values in [{labels.min()}, {labels.max()}]"
-        )
-    return labels
+from refimpl.ops._checks import check_cross_entropy_args, check_mse_args
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
@@ -46,11 +23,8 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
     loss : float
     dlogits : ndarray, shape (N, C), dtype of ``logits``
     """
-    check_float_array("logits", logits, "(N, C)")
-    n, n_classes = logits.shape
-    if n == 0:
-        raise ValueError("logits must hold at least one row (N >= 1), got shape (0, C)")
-    labels = _check_labels(labels, n, n_classes)
+    labels = check_cross_entropy_args(logits, labels)
+    n = logits.shape[0]
     rows = np.arange(n)
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -78,16 +52,7 @@ def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     loss : float
     dpred : ndarray, the shape and dtype of ``pred``
     """
-    check_float_any("pred", pred)
-    if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.number):
-        raise ValueError(
-            "target must be a numeric numpy.ndarray with the shape of pred; "
-            "convert it with np.asarray(target, dtype=pred.dtype)"
-        )
-    if target.shape != pred.shape:
-        raise ValueError(f"target must have the shape of pred {pred.shape}, got {target.shape}")
-    if pred.size == 0:
-        raise ValueError("pred must hold at least one element")
+    check_mse_args(pred, target)
     diff = pred - target.astype(pred.dtype, copy=False)
     loss = float(np.mean(diff * diff))
     return loss, diff * (2 / pred.size)

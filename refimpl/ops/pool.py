@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import check_float_array, check_positive_int, check_shape
+from refimpl.ops._checks import check_maxpool2d_args, check_maxpool2d_grad
 
 
 def _offset_view(x: np.ndarray, u: int, v: int, k: int, h_out: int, w_out: int) -> np.ndarray:
@@ -32,13 +32,7 @@ def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
     cache : opaque, for :func:`maxpool2d_backward`; it records, per window, the position
         ``u k + v`` of the first maximum in row-major order (the tie rule of torch)
     """
-    check_float_array("x", x, "(N, C, H, W)")
-    k = check_positive_int("k", k, 1)
-    h_out, w_out = x.shape[2] // k, x.shape[3] // k
-    if h_out < 1 or w_out < 1:
-        raise ValueError(
-            f"x of shape {x.shape} is smaller than the pooling window k={k}; use a smaller k"
-        )
+    k, h_out, w_out = check_maxpool2d_args(x, k)
     y = _offset_view(x, 0, 0, k, h_out, w_out).copy()
     for u in range(k):
         for v in range(k):
@@ -62,10 +56,7 @@ def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     dx : ndarray, shape (N, C, H, W)
     """
     argmax, x_shape, k = cache
-    n, c, h, w = x_shape
-    h_out, w_out = h // k, w // k
-    check_float_array("dy", dy, "(N, C, H_out, W_out)")
-    check_shape("dy", dy, (n, c, h_out, w_out), "the shape of the forward output y")
+    h_out, w_out = check_maxpool2d_grad(dy, x_shape, k)
     dx = np.zeros(x_shape, dtype=dy.dtype)
     for u in range(k):
         for v in range(k):
