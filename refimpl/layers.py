@@ -6,6 +6,11 @@ is :mod:`refimpl.ops`). ``forward`` keeps the op's cache; ``backward`` reads it,
 parameter gradients **into** ``grads`` and returns the input gradient. Because the arrays are
 never re-bound, ``Sequential.parameters()`` / ``gradients()`` return the same objects on
 every call and an optimizer may update them in place.
+
+Two speed-ups change no number: a backend listing fused pairs in ``FUSED`` (``kernels.cpu``)
+runs a ``Conv2d`` / ``Dense`` directly followed by ``Activation("relu")`` as one fused op
+(bias and relu in one pass), and ``Sequential.backward(dlogits, input_grad=False)`` skips
+the input gradient of the first layer with parameters (and every layer before it).
 """
 
 from __future__ import annotations
@@ -43,8 +48,13 @@ class Layer:
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """Fill ``grads`` from ``dy`` and return the input gradient.
+
+        ``need_dx=False`` lets a layer with parameters skip the input gradient and return
+        None (:meth:`Sequential.backward` asks it of the first such layer only).
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def output_shape(self, input_shape: Shape) -> Shape:
         """Per-sample output shape for a per-sample ``input_shape`` (no batch axis)."""
@@ -104,12 +114,18 @@ class Dense(Layer):
         self.params["b"] = np.zeros(out_features, dtype=dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self._cache = self.backend.dense_forward(x, self.params["W"], self.params["b"])
+    def forward(self, x: np.ndarray, *, relu: bool = False) -> np.ndarray:
+        """``x W + b``; ``relu=True`` returns ``max(x W + b, 0)`` through the backend's fused
+        ``dense_relu_forward`` (only :class:`Sequential` asks, when the backend has it)."""
+        op = self.backend.dense_relu_forward if relu else self.backend.dense_forward
+        y, cache = op(x, self.params["W"], self.params["b"])
+        self._cache = (cache, relu)
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dW, db = self.backend.dense_backward(dy, self._take_cache())
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        cache, relu = self._take_cache()
+        op = self.backend.dense_relu_backward if relu else self.backend.dense_backward
+        dx, dW, db = op(dy, cache, need_dx=need_dx)
         self._store_grads(W=dW, b=db)
         return dx
 
@@ -157,14 +173,18 @@ class Conv2d(Layer):
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.stride, self.padding = stride, padding
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self._cache = self.backend.conv2d_forward(
-            x, self.params["W"], self.params["b"], self.stride, self.padding
-        )
+    def forward(self, x: np.ndarray, *, relu: bool = False) -> np.ndarray:
+        """The convolution; ``relu=True`` applies ``max(., 0)`` through the backend's fused
+        ``conv2d_relu_forward`` (only :class:`Sequential` asks, when the backend has it)."""
+        op = self.backend.conv2d_relu_forward if relu else self.backend.conv2d_forward
+        y, cache = op(x, self.params["W"], self.params["b"], self.stride, self.padding)
+        self._cache = (cache, relu)
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dW, db = self.backend.conv2d_backward(dy, self._take_cache())
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        cache, relu = self._take_cache()
+        op = self.backend.conv2d_relu_backward if relu else self.backend.conv2d_backward
+        dx, dW, db = op(dy, cache, need_dx=need_dx)
         self._store_grads(W=dW, b=db)
         return dx
 
@@ -195,7 +215,7 @@ class MaxPool2d(Layer):
         y, self._cache = self.backend.maxpool2d_forward(x, self.k)
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray:
         return self.backend.maxpool2d_backward(dy, self._take_cache())
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -226,7 +246,7 @@ class Activation(Layer):
         y, self._cache = self._pair()[0](x)
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray:
         return self._pair()[1](dy, self._take_cache())
 
     def __repr__(self) -> str:
@@ -242,7 +262,7 @@ class Flatten(Layer):
         self._cache = x.shape
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray:
         return dy.reshape(self._take_cache())
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -270,22 +290,62 @@ class Sequential:
                 raise ValueError(  # noqa: TRY004 - bad input is a ValueError throughout
                     f"layers[{i}] must be a refimpl.layers.Layer, got {layer!r}"
                 )
+        self._ran: list[Layer] | None = None  # set by forward: the layers run, in order
         self.set_backend(backend)
 
     # -- computation -------------------------------------------------------------------
+    def _fuses_relu(self, i: int) -> bool:
+        """Whether layer ``i`` (Dense or Conv2d) runs together with the relu after it."""
+        layer = self.layers[i]
+        if not isinstance(layer, (Dense, Conv2d)) or i + 1 == len(self.layers):
+            return False
+        after = self.layers[i + 1]
+        if not (isinstance(after, Activation) and after.name == "relu"):
+            return False
+        op = "dense_relu_forward" if isinstance(layer, Dense) else "conv2d_relu_forward"
+        return op in getattr(layer.backend, "FUSED", ())
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run every layer; returns the logits (or whatever the last layer outputs)."""
-        for layer in self.layers:
-            x = layer.forward(x)
+        """Run every layer; returns the logits (or whatever the last layer outputs).
+
+        A Dense/Conv2d followed by ``Activation("relu")`` runs as the backend's fused op
+        when it has one; the result is identical to the two layers in turn.
+        """
+        self._ran = []
+        i = 0
+        while i < len(self.layers):
+            layer = self.layers[i]
+            if self._fuses_relu(i):
+                x = layer.forward(x, relu=True)
+                i += 2
+            else:
+                x = layer.forward(x)
+                i += 1
+            self._ran.append(layer)
         return x
 
     __call__ = forward
 
-    def backward(self, dlogits: np.ndarray) -> np.ndarray:
-        """Back-propagate ``dlogits`` through the layers (after a ``forward``), filling grads."""
+    def backward(self, dlogits: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``dlogits`` through the layers (after a ``forward``), filling grads.
+
+        Returns the gradient w.r.t. the model input; with ``input_grad=False`` it returns
+        None and skips what only that gradient needs: the input gradient of the first layer
+        with parameters and every layer before it (a training step wants ``input_grad=False``).
+        """
+        ran = self._ran
+        if ran is None:
+            raise RuntimeError("Sequential.backward called before forward")
+        first = next((k for k, layer in enumerate(ran) if layer.params), 0)
         grad = dlogits
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        for k in reversed(range(len(ran))):
+            if input_grad or k > first:
+                grad = ran[k].backward(grad)
+            else:
+                ran[k].backward(grad, need_dx=False)
+                for earlier in ran[:k]:
+                    earlier._cache = None  # their gradients are not needed
+                return None
         return grad
 
     # -- parameters --------------------------------------------------------------------

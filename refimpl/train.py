@@ -336,7 +336,7 @@ class Trainer:
         loss, dlogits = self._loss_fn(logits, yb)
         finite = math.isfinite(loss)
         if finite:
-            self.model.backward(dlogits)
+            self.model.backward(dlogits, input_grad=False)  # no one reads d loss / d x
             grads = self.model.gradients()
             finite = all(np.isfinite(g).all() for g in grads)
         if not finite:

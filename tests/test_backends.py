@@ -198,3 +198,25 @@ def test_lrpo_cnn_training_run_is_the_same_on_numba_and_numpy():
     for name, value in numpy_state.items():
         scale = np.max(np.abs(value))
         assert np.max(np.abs(numba_state[name] - value)) <= 1e-9 * scale, name
+
+
+@pytest.mark.parametrize("op", ["dense", "conv2d"])
+@pytest.mark.parametrize("name", kernels.available())
+def test_need_dx_false_returns_none_and_the_same_parameter_gradients(name, op):
+    """Every backend (the oracle too) accepts ``need_dx=False`` and then only drops dx."""
+    backend = kernels.get_backend(name)
+    rng = np.random.default_rng(15)
+    if op == "dense":
+        args = (rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3))
+    else:
+        args = (rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)),
+                rng.standard_normal(3), 1, 1)
+    forward, backward = getattr(backend, f"{op}_forward"), getattr(backend, f"{op}_backward")
+    y, cache = forward(*args)
+    dy = rng.standard_normal(np.shape(y))
+    dx, dW, db = backward(dy, cache)
+    y, cache = forward(*args)  # a fresh cache: a backend may consume it
+    none, dW_only, db_only = backward(dy, cache, need_dx=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(dW_only, dW)
+    np.testing.assert_array_equal(db_only, db)

@@ -174,3 +174,53 @@ def test_layer_misuse_errors():
         Sequential([Dense(2, 2, rng=0), "relu"])
     with pytest.raises(ValueError, match="^activation must be one of"):
         Activation("gelu")
+
+
+def _run_layers_one_by_one(model, x, dlogits):
+    """The unfused reference: every layer's own forward and backward, in turn."""
+    for layer in model.layers:
+        x = layer.forward(x)
+    grad = dlogits
+    for layer in reversed(model.layers):
+        grad = layer.backward(grad)
+    return x, grad, [g.copy() for g in model.gradients()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_relu_layers_give_identical_logits_and_gradients(dtype):
+    """With the numba backend, conv+relu and dense+relu run as the fused kernels; the result
+    must be bit-identical to the layers one by one (same products, same bias/relu values)."""
+    spec = "conv:4x3p1,relu,pool2,conv:3x3,relu,flatten,dense:6,relu,dense:3"
+    model = build(spec, (2, 9, 9), seed=3, dtype=dtype, backend="numba")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 2, 9, 9)).astype(dtype)
+    dlogits = rng.standard_normal((5, 3)).astype(dtype)
+    logits = model.forward(x)
+    assert len(model._ran) == len(model.layers) - 3, "the three relu layers were not fused"
+    dx = model.backward(dlogits)
+    grads = [g.copy() for g in model.gradients()]
+    ref_logits, ref_dx, ref_grads = _run_layers_one_by_one(model, x, dlogits)
+    np.testing.assert_array_equal(logits, ref_logits)
+    np.testing.assert_array_equal(dx, ref_dx)
+    for got, want in zip(grads, ref_grads):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_backward_without_input_grad_fills_the_same_gradients(backend):
+    """input_grad=False returns None and skips only what the input gradient needs."""
+    model = build("pool2,conv:3x3,relu,flatten,dense:4", (1, 10, 10), seed=5,
+                  dtype=np.float64, backend=backend)
+    rng = np.random.default_rng(6)
+    x, dlogits = rng.standard_normal((3, 1, 10, 10)), rng.standard_normal((3, 4))
+    model.forward(x)
+    dx = model.backward(dlogits)
+    want = [g.copy() for g in model.gradients()]
+    model.forward(x)
+    assert dx.shape == x.shape and model.backward(dlogits, input_grad=False) is None
+    for got, ref in zip(model.gradients(), want):
+        np.testing.assert_array_equal(got, ref)
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(dlogits)  # every cache was consumed or dropped
+    with pytest.raises(RuntimeError, match="before forward"):
+        Sequential([Dense(2, 2)]).backward(np.zeros((1, 2)))

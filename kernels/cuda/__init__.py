@@ -82,9 +82,15 @@ def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarr
     return to_host(y), cache
 
 
-def dense_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``dx = dy Wᵀ, dW = xᵀ dy, db = Σ dy``; see :func:`kernels.cuda.dense.dense_backward`."""
-    return tuple(to_host(g) for g in device.dense_backward(to_device(dy, "dy"), cache))
+def dense_backward(
+    dy: np.ndarray, cache: Any, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``dx = dy Wᵀ, dW = xᵀ dy, db = Σ dy``; see :func:`kernels.cuda.dense.dense_backward`.
+
+    ``need_dx=False`` returns None for ``dx`` (computed on the device, not copied back).
+    """
+    dx, dW, db = device.dense_backward(to_device(dy, "dy"), cache)
+    return (to_host(dx) if need_dx else None), to_host(dW), to_host(db)
 
 
 def conv2d_forward(
@@ -97,9 +103,15 @@ def conv2d_forward(
     return to_host(y), cache
 
 
-def conv2d_backward(dy: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dx, dW, db)``; see :func:`kernels.cuda.conv.conv2d_backward`."""
-    return tuple(to_host(g) for g in device.conv2d_backward(to_device(dy, "dy"), cache))
+def conv2d_backward(
+    dy: np.ndarray, cache: Any, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(dx, dW, db)``; see :func:`kernels.cuda.conv.conv2d_backward`.
+
+    ``need_dx=False`` returns None for ``dx`` (computed on the device, not copied back).
+    """
+    dx, dW, db = device.conv2d_backward(to_device(dy, "dy"), cache)
+    return (to_host(dx) if need_dx else None), to_host(dW), to_host(db)
 
 
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, Any]:
