@@ -161,10 +161,9 @@ def test_tlr_robustness_quick_claim(out):
     table = result.table("Final training loss over the initial rates")
     fixed, tlr = table.row("sgd+fixed"), table.row("sgd+tlr")
     # Paper: TLR's result hardly depends on the initial rate. Quick size (lr 1e-4 and 0.1,
-    # 2 epochs, embedded sample): TLR narrows the spread only a little (measured std 0.71 vs
-    # 0.77), far from removing it.
-    assert tlr["std"] < fixed["std"]
-    assert tlr["std"] > 0.5
+    # 6 epochs of 600 sample images): measured std 0.11 for TLR vs 0.90 for the fixed rate.
+    assert tlr["std"] < 0.25 * fixed["std"]
+    assert tlr["max"] < 0.8 < fixed["max"]  # the 1e-4 start catches up only with TLR
 
 
 def test_study_result_round_trips_through_json(tmp_path):

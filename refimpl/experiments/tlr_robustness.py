@@ -33,10 +33,10 @@ from refimpl.schedulers.newton import (
 from refimpl.train import NonFiniteLossError, Trainer
 
 RULES = ("fixed", "hyper-add", "hyper-mul", "tlr")
-FULL = {"n_train": 2000, "epochs": 2, "lrs": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), "batches": (32, 128, 512),
+FULL = {"n_train": 2000, "epochs": 8, "lrs": (1e-4, 1e-3, 1e-2, 1e-1, 1.0), "batches": (32, 128, 512),
             "optimizers": ("sgd", "adam")}
 QUICK = {
-    "n_train": 600, "epochs": 2, "lrs": (1e-4, 1e-1), "batches": (32,), "optimizers": ("sgd",),
+    "n_train": 600, "epochs": 6, "lrs": (1e-4, 1e-1), "batches": (32,), "optimizers": ("sgd",),
     "rules": ("fixed", "tlr"),
 }
 UNIFORM_LOSS = math.log(10.0)
