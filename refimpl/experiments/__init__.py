@@ -70,7 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed < 0:
         print("refimpl reproduce: --seed must be >= 0", file=sys.stderr)
         return 2
-    result = run_study(args.name, quick=args.quick, out=args.out, seed=args.seed)
+    from refimpl.data import DataNotFoundError
+
+    try:
+        result = run_study(args.name, quick=args.quick, out=args.out, seed=args.seed)
+    except DataNotFoundError as exc:  # full runs need the Fashion-MNIST files
+        print(f"refimpl reproduce {args.name}: {exc}\n(--quick runs on the embedded sample)",
+              file=sys.stderr)
+        return 2
     print(result.markdown())
     print(f"record: {result.save(args.out)}")
     return 0
