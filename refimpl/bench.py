@@ -80,7 +80,7 @@ class _RefimplRunner:
     def step(self, xb: np.ndarray, yb: np.ndarray) -> float:
         logits = self.model.forward(xb)
         loss, dlogits = self.ops.softmax_cross_entropy(logits, yb)
-        self.model.backward(dlogits)
+        self.model.backward(dlogits, input_grad=False)  # as the Trainer; torch skips it too
         self.optimizer.step(self.model.gradients())
         return loss
 

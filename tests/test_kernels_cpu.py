@@ -230,3 +230,36 @@ def test_warmup_reports_seconds_and_dispatchers_are_listed():
     assert nb.warmup(dtypes=(np.float64,)) >= 0
     names = nb.dispatchers()
     assert "kernels.cpu.conv._im2col" in names and "kernels.cpu.pool._forward" in names
+
+
+# --- thread policy (kernels/cpu/_threads.py) ----------------------------------------------
+def test_blas_threads_reads_the_openblas_then_omp_variables(monkeypatch):
+    from kernels.cpu import _threads
+
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert _threads.blas_threads() == 3
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    assert _threads.blas_threads() == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert _threads.blas_threads() == (os.cpu_count() or 1)
+
+
+def test_loop_threads_runs_numba_loops_on_one_thread_and_restores(monkeypatch):
+    import numba
+
+    from kernels.cpu import _threads
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has a single thread here (NUMBA_NUM_THREADS=1)")
+    numba.set_num_threads(2)
+    monkeypatch.setattr(_threads, "SERIAL_LOOPS", True)
+    with _threads.loop_threads():
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == 2
+    with pytest.raises(KeyError), _threads.loop_threads():
+        raise KeyError("restored on errors too")
+    assert numba.get_num_threads() == 2
+    monkeypatch.setattr(_threads, "SERIAL_LOOPS", False)
+    with _threads.loop_threads():
+        assert numba.get_num_threads() == 2

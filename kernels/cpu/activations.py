@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from kernels.cpu._threads import loop_threads
 from refimpl.ops._checks import check_float_any
 
 # Kernel codes, so that one compiled loop per direction serves every activation.
@@ -85,7 +86,8 @@ def _apply_forward(x: np.ndarray, kind: int) -> np.ndarray:
     check_float_any("x", x)
     flat = np.ascontiguousarray(x).reshape(-1)
     forward = _forward_parallel if flat.size >= PARALLEL_MIN_SIZE else _forward_serial
-    return forward(flat, kind).reshape(x.shape)
+    with loop_threads():
+        return forward(flat, kind).reshape(x.shape)
 
 
 def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
@@ -101,7 +103,8 @@ def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
         )
     flat = np.ascontiguousarray(dy).reshape(-1)
     backward = _backward_parallel if flat.size >= PARALLEL_MIN_SIZE else _backward_serial
-    return backward(flat, cache.reshape(-1), kind).reshape(dy.shape)
+    with loop_threads():
+        return backward(flat, cache.reshape(-1), kind).reshape(dy.shape)
 
 
 def _stash(x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
+from kernels.cpu._threads import loop_threads
 from refimpl.ops._checks import check_conv2d_args, check_conv2d_grad
 
 
@@ -129,8 +130,9 @@ def _run_forward(x, W, b, stride, padding, relu):
     stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
     n, c_out, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
-    cols = _im2col(x, kh, kw, stride, padding, h_out, w_out)
-    y = _rows_to_nchw(W.reshape(c_out, -1) @ cols, b, n, relu)
+    with loop_threads():
+        cols = _im2col(x, kh, kw, stride, padding, h_out, w_out)
+        y = _rows_to_nchw(W.reshape(c_out, -1) @ cols, b, n, relu)
     y = y.reshape(n, c_out, h_out, w_out)
     return y, (cols, W, x.shape, stride, padding, y if relu else None)
 
@@ -142,13 +144,15 @@ def _run_backward(dy, cache, need_dx):
     h_out, w_out = check_conv2d_grad(dy, x_shape, W, stride, padding)
     dy = np.ascontiguousarray(dy).reshape(n, c_out, h_out * w_out)
     relu = y is not None
-    dy_rows = _nchw_to_rows(dy, y.reshape(dy.shape) if relu else dy, relu)
+    with loop_threads():
+        dy_rows = _nchw_to_rows(dy, y.reshape(dy.shape) if relu else dy, relu)
     db = dy_rows.sum(axis=1)
     dW = (dy_rows @ cols.T).reshape(W.shape)
     if not need_dx:
         return None, dW, db
     dcols = W.reshape(c_out, -1).T @ dy_rows
-    dx = _col2im(dcols, n, c_in, h, w, kh, kw, stride, padding, h_out, w_out)
+    with loop_threads():
+        dx = _col2im(dcols, n, c_in, h, w, kh, kw, stride, padding, h_out, w_out)
     return dx, dW, db
 
 

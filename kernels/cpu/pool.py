@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
+from kernels.cpu._threads import loop_threads
 from refimpl.ops._checks import check_maxpool2d_args, check_maxpool2d_grad
 
 
@@ -66,7 +67,8 @@ def _backward(dy, argmax, height, width, k):
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
     """x (N, C, H, W) -> y (N, C, H // k, W // k), cache (window arg-max offsets)."""
     k = check_maxpool2d_args(x, k)[0]
-    y, argmax = _forward(np.ascontiguousarray(x), k)
+    with loop_threads():
+        y, argmax = _forward(np.ascontiguousarray(x), k)
     return y, (argmax, x.shape, k)
 
 
@@ -75,4 +77,5 @@ def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     argmax, x_shape, k = cache
     h, w = x_shape[2:]
     check_maxpool2d_grad(dy, x_shape, k)
-    return _backward(np.ascontiguousarray(dy), argmax, h, w, k)
+    with loop_threads():
+        return _backward(np.ascontiguousarray(dy), argmax, h, w, k)
