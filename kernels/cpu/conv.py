@@ -44,28 +44,34 @@ def _im2col(x, kh, kw, stride, padding, h_out, w_out):
     n_cols = n_img * plane
     cols = np.empty((channels * kh * kw, n_cols), dtype=x.dtype)
     src, dst = x.reshape(-1), cols.reshape(-1)
-    for task in prange(channels * kh * kw * n_img):
-        row = task // n_img
+    # One task per (channel, image): its plane is read kh * kw times while it is in cache
+    # (measured 1.4-1.7x faster on lrpo_cnn's shapes than one task per (row, image)).
+    for task in prange(channels * n_img):
+        c = task // n_img
         n = task % n_img
-        c = row // (kh * kw)
-        u = (row // kw) % kh
-        v = row % kw
-        j_lo, j_hi = _valid_range(v - padding, stride, width, w_out)
         image = (n * channels + c) * height * width
-        for i in range(h_out):
-            start = row * n_cols + n * plane + i * w_out
-            r = i * stride + u - padding
-            if r < 0 or r >= height:
-                j_lo_row, j_hi_row = w_out, w_out
-            else:
-                j_lo_row, j_hi_row = j_lo, j_hi
-            for j in range(j_lo_row):
-                dst[uint64(start + j)] = 0
-            first = image + r * width + v - padding
-            for j in range(j_lo_row, j_hi_row):
-                dst[uint64(start + j)] = src[uint64(first + j * stride)]
-            for j in range(j_hi_row, w_out):
-                dst[uint64(start + j)] = 0
+        for u in range(kh):
+            for v in range(kw):
+                row = (c * kh + u) * kw + v
+                j_lo, j_hi = _valid_range(v - padding, stride, width, w_out)
+                for i in range(h_out):
+                    start = row * n_cols + n * plane + i * w_out
+                    r = i * stride + u - padding
+                    if r < 0 or r >= height:
+                        j_lo_row, j_hi_row = w_out, w_out
+                    else:
+                        j_lo_row, j_hi_row = j_lo, j_hi
+                    for j in range(j_lo_row):
+                        dst[uint64(start + j)] = 0
+                    first = image + r * width + v - padding
+                    if stride == 1:  # contiguous on both sides: LLVM vectorises this copy
+                        for j in range(j_lo_row, j_hi_row):
+                            dst[uint64(start + j)] = src[uint64(first + j)]
+                    else:
+                        for j in range(j_lo_row, j_hi_row):
+                            dst[uint64(start + j)] = src[uint64(first + j * stride)]
+                    for j in range(j_hi_row, w_out):
+                        dst[uint64(start + j)] = 0
     return cols
 
 
@@ -76,10 +82,12 @@ def _col2im(dcols, n_img, channels, height, width, kh, kw, stride, padding, h_ou
     n_cols = n_img * plane
     dx = np.zeros((n_img, channels, height, width), dtype=dcols.dtype)
     src, dst = dcols.reshape(-1), dx.reshape(-1)
-    for task in prange(n_img * channels):
-        n = task // channels
-        c = task % channels
-        image = task * height * width
+    # Channel-major tasks: consecutive tasks read the same kh * kw rows of ``dcols`` at
+    # consecutive offsets, sequential streams the prefetcher follows (as in _im2col).
+    for task in prange(channels * n_img):
+        c = task // n_img
+        n = task % n_img
+        image = (n * channels + c) * height * width
         for u in range(kh):
             i_lo, i_hi = _valid_range(u - padding, stride, height, h_out)
             for v in range(kw):
@@ -88,8 +96,12 @@ def _col2im(dcols, n_img, channels, height, width, kh, kw, stride, padding, h_ou
                 for i in range(i_lo, i_hi):
                     first = image + (i * stride + u - padding) * width + v - padding
                     start = row + i * w_out
-                    for j in range(j_lo, j_hi):
-                        dst[uint64(first + j * stride)] += src[uint64(start + j)]
+                    if stride == 1:  # contiguous on both sides: vectorised
+                        for j in range(j_lo, j_hi):
+                            dst[uint64(first + j)] += src[uint64(start + j)]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            dst[uint64(first + j * stride)] += src[uint64(start + j)]
     return dx
 
 
