@@ -32,6 +32,8 @@ PASSTHROUGH = {
     "bench": ("refimpl.bench", "numpy / numba / torch timings, ratios and peak memory"),
     "theory": ("refimpl.theory.cli", "numerical checks of the papers' theorems"),
     "sweep": ("refimpl.sweep", "many trainings from a config, on a Dask cluster"),
+    "reproduce": ("refimpl.experiments",
+                  "reproduce a paper's study: tables (paper beside ours) and figures"),
 }
 DATASETS = ("fashion-mnist", "fashion-mnist-sample", "blobs", "spirals")
 
