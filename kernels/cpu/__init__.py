@@ -4,6 +4,8 @@ Each op has the name, signature and result of its oracle in :mod:`refimpl.ops` (
 checks included: they are the oracle's own helpers); caches are private to this backend.
 Kernels are ``@njit(cache=True, fastmath=False)``, ``parallel=True`` where a loop over
 images, channels or elements pays, and matrix products go to BLAS through ``np.dot``.
+While the BLAS pool is threaded those loops run on one thread (``kernels.cpu._threads``:
+OpenBLAS's spinning workers hold the other core; measured in docs/benchmarks.md).
 Compiled code is cached on disk (``__pycache__`` beside the sources, or
 ``$NUMBA_CACHE_DIR``), so only the first process on a machine pays the compile time;
 :func:`warmup` compiles (or loads) every kernel up front and returns the time it took.
