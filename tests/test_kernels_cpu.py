@@ -263,3 +263,15 @@ def test_loop_threads_runs_numba_loops_on_one_thread_and_restores(monkeypatch):
     monkeypatch.setattr(_threads, "SERIAL_LOOPS", False)
     with _threads.loop_threads():
         assert numba.get_num_threads() == 2
+
+
+def test_malloc_thresholds_are_set_on_glibc_unless_the_user_tunes_malloc(monkeypatch):
+    import platform
+
+    from kernels.cpu import _memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert nb.MALLOC_TUNED or any(name.startswith("MALLOC_") for name in os.environ)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert _memory.keep_large_blocks() is False

@@ -38,6 +38,11 @@ def _prefer_workqueue_threads() -> None:
 
 _prefer_workqueue_threads()
 
+from kernels.cpu._memory import keep_large_blocks
+
+#: Whether glibc keeps freed large blocks for reuse (kernels/cpu/_memory.py, measured).
+MALLOC_TUNED = keep_large_blocks()
+
 from kernels.cpu.activations import (
     PARALLEL_MIN_SIZE,
     cos_backward,
