@@ -108,6 +108,23 @@ def check_shape(name: str, a: Any, shape: tuple, expected: str) -> None:
 # reductions here produce scalars (losses, inner products) that steer the learning rate.
 
 
+@cuda.jit(device=True)
+def block_sum(shared, tid, value):
+    """Tree-sum ``value`` over the block's ``REDUCE_THREADS`` threads into ``shared[0]``.
+
+    Every thread of the block must call it (it synchronises); afterwards ``shared[0]`` holds
+    the block's total, summed in the same order on every run (deterministic, no atomics).
+    """
+    shared[tid] = value
+    cuda.syncthreads()
+    half = REDUCE_THREADS // 2
+    while half > 0:
+        if tid < half:
+            shared[tid] += shared[tid + half]
+        cuda.syncthreads()
+        half //= 2
+
+
 @cuda.jit
 def _partial_dot_kernel(x, y, use_y, partials):
     """partials[block] = sum over this block's grid-stride share of x*y (or x if not use_y)."""
@@ -122,14 +139,7 @@ def _partial_dot_kernel(x, y, use_y, partials):
         else:
             acc += np.float64(x[i])
         i += stride
-    shared[tid] = acc
-    cuda.syncthreads()
-    half = REDUCE_THREADS // 2
-    while half > 0:
-        if tid < half:
-            shared[tid] += shared[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    block_sum(shared, tid, acc)
     if tid == 0:
         partials[cuda.blockIdx.x] = shared[0]
 
@@ -144,14 +154,7 @@ def _finish_sum_kernel(partials, n_partials, scale, out, index, accumulate):
     while i < n_partials:
         acc += partials[i]
         i += REDUCE_THREADS
-    shared[tid] = acc
-    cuda.syncthreads()
-    half = REDUCE_THREADS // 2
-    while half > 0:
-        if tid < half:
-            shared[tid] += shared[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    block_sum(shared, tid, acc)
     if tid == 0:
         total = scale * shared[0]
         if accumulate:

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 from numba import cuda, float64
 
-from ._common import REDUCE_THREADS, check_device_float, is_device_array, launch_1d, reduce_sum
+from ._common import (
+    REDUCE_THREADS,
+    block_sum,
+    check_device_float,
+    is_device_array,
+    launch_1d,
+    reduce_sum,
+)
 
 
 def _rates(lr, n_groups: int | None = None) -> np.ndarray:
@@ -325,14 +332,7 @@ def _dlrs_kernel(losses, n_losses, lrs, delta_d, delta_o, delta_i, min_lr, max_l
     while i < n_losses:
         acc += losses[i]
         i += REDUCE_THREADS
-    shared[tid] = acc
-    cuda.syncthreads()
-    half = REDUCE_THREADS // 2
-    while half > 0:
-        if tid < half:
-            shared[tid] += shared[tid + half]
-        cuda.syncthreads()
-        half //= 2
+    block_sum(shared, tid, acc)
     if tid != 0:
         return
     change = losses[n_losses - 1] - losses[0]
