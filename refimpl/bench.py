@@ -1,7 +1,7 @@
 """``refimpl bench``: training-step and epoch timings of every backend against PyTorch CPU.
 
 What is timed (issue 4). For each model -- ``mlp`` (784-1000-10, batch 128, 60,000 images)
-and ``lrpo_cnn`` (spec §7, batch 64, 20,000 images) -- and each backend -- every one of
+and ``lrpo_cnn`` (docs/methods.md §7, batch 64, 20,000 images) -- and each backend -- every one of
 ``kernels.available()`` plus ``torch`` when it is installed -- in float32:
 
 * a **training step**: forward, softmax cross-entropy, backward and a plain SGD update

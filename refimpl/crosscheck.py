@@ -46,7 +46,7 @@ __all__ = [
 
 #: Default relative tolerance: the issue's bound for float64 traces.
 RTOL = 1e-12
-#: Default tolerance per framework: spec §3 (torch schedules) and §4 (transformers GreedyLR).
+#: Default tolerance per framework: docs/methods.md §3 (torch schedules) and §4 (transformers GreedyLR).
 FRAMEWORK_RTOL = {"torch": RTOL, "transformers": 1e-15}
 
 

@@ -1,4 +1,4 @@
-"""Weight initialisation (spec §1): He-uniform before relu, Glorot-uniform otherwise.
+"""Weight initialisation (docs/methods.md §1): He-uniform before relu, Glorot-uniform otherwise.
 
 Weights are drawn in float64 from the given ``numpy.random.Generator`` and then cast, so a
 float32 and a float64 model built from the same seed hold the same numbers up to rounding.

@@ -1,4 +1,4 @@
-"""LRPO, the learning-rate predictor optimizer (paper 000; spec §7), as a four-phase plan.
+"""LRPO, the learning-rate predictor optimizer (LRPO paper; docs/methods.md §7), as a four-phase plan.
 
 1. **pretrain** ``E1`` epochs at ``lr0``, recording the per-epoch training loss ``L_1..L_E1``;
 2. **fit** a tiny predictor ``x -> z`` (1 -> 8 tanh -> 1 MLP) to that trajectory, with
@@ -11,7 +11,7 @@
        c     = max(0, 1 - RMSE_fit / s)              fit confidence (RMSE in log-loss units)
        alpha = clip(1 + c * r, 1, alpha_max)
 
-   (``L^`` is the predictor's loss, ``exp(m + s z(x))``; interpretation, spec §7: the paper
+   (``L^`` is the predictor's loss, ``exp(m + s z(x))``; interpretation, docs/methods.md §7: the paper
    gives only "confidence in the trajectory forecast and the observed loss reduction rate");
 4. **fine-tune** ``E4`` epochs at ``finetune_lr``.
 

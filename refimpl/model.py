@@ -13,7 +13,7 @@ Grammar (tokens separated by commas, spaces ignored)::
 
 Example: ``"conv:64x3,relu,pool2,conv:128x3s2p1,relu,flatten,dense:10"``.
 
-Initialisation (spec §1): a dense or conv layer whose next activation (before the next
+Initialisation (docs/methods.md §1): a dense or conv layer whose next activation (before the next
 dense/conv layer) is ``relu`` gets He-uniform weights, every other one Glorot-uniform;
 biases are zero. All weights come from one ``numpy.random.default_rng(seed)``, drawn in
 layer order, so the same seed gives the same bits.

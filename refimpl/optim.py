@@ -1,4 +1,4 @@
-"""Optimizers over lists of NumPy arrays, with the semantics of ``torch.optim`` (spec §2).
+"""Optimizers over lists of NumPy arrays, with the semantics of ``torch.optim`` (docs/methods.md §2).
 
 An optimizer is built over a list of parameter arrays, or a list of *group dicts*
 ``{"params": [...], "lr": ..., <hyper-parameter>: ...}`` whose missing keys take the
@@ -210,7 +210,7 @@ def _check_param(param: Any, group_index: int) -> None:
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
-    Per parameter, with gradient ``g`` (spec §2, torch semantics)::
+    Per parameter, with gradient ``g`` (docs/methods.md §2, torch semantics)::
 
         g <- g + weight_decay * w
         b <- g                                   (first step)
@@ -266,7 +266,7 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (L2 weight decay added to the gradient, as torch's ``Adam``).
 
-    Per parameter, at step ``t`` (1-based), with gradient ``g`` (spec §2)::
+    Per parameter, at step ``t`` (1-based), with gradient ``g`` (docs/methods.md §2)::
 
         g <- g + weight_decay * w                   (if weight_decay)
         m <- beta1 m + (1 - beta1) g
@@ -342,7 +342,7 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """AdamW: decoupled weight decay, ``w <- w (1 - lr * weight_decay)``, then Adam with no
-    weight decay (spec §2, torch's ``AdamW``; default ``weight_decay=1e-2`` as torch).
+    weight decay (docs/methods.md §2, torch's ``AdamW``; default ``weight_decay=1e-2`` as torch).
 
     Parameters are those of :class:`Adam`.
     """

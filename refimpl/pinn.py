@@ -1,5 +1,5 @@
 """A physics-informed network for the 1-D Helmholtz equation, with hand-derived derivatives
-(paper 004 §5.1; spec §9). No autodiff: input derivatives go forward, parameter gradients
+(DLRS paper §5.1; docs/methods.md §9). No autodiff: input derivatives go forward, parameter gradients
 come back, both written out below.
 
 Problem: ``u'' + k^2 u = 0`` on ``[0, 1]``, ``k = 2 pi f / c``, ``u(0) = A``, ``u(1) = B``.
@@ -28,7 +28,7 @@ Backward (``g_v`` = dL/dv for each stream). With ``g_R = 2 R / M``::
     dense:       dW = a^T g_z + a'^T g_z' + a''^T g_z'',  db = sum g_z,
                  g_a = g_z W^T, g_a' = g_z' W^T, g_a'' = g_z'' W^T
 
-Network (spec §9): 1 -> 100 -> 100 -> 100 -> 1, activations sin, cos, sin, linear output,
+Network (docs/methods.md §9): 1 -> 100 -> 100 -> 100 -> 1, activations sin, cos, sin, linear output,
 Glorot-uniform weights from ``seed``, zero biases.
 """
 

@@ -1,4 +1,4 @@
-"""DLRS (spec §6) on hand-computed traces, and the Adacomp baseline."""
+"""DLRS (docs/methods.md §6) on hand-computed traces, and the Adacomp baseline."""
 
 from __future__ import annotations
 

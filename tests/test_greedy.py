@@ -1,4 +1,4 @@
-"""GreedyLR (spec §4): bare rule by hand, every option against transformers, resume."""
+"""GreedyLR (docs/methods.md §4): bare rule by hand, every option against transformers, resume."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LRPO (spec §7): predictor, jump factor, the plan as a scheduler, and an end-to-end run."""
+"""LRPO (docs/methods.md §7): predictor, jump factor, the plan as a scheduler, and an end-to-end run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NewtonLR (TLR) and the hypergradient baselines (spec §5)."""
+"""NewtonLR (TLR) and the hypergradient baselines (docs/methods.md §5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One whole lrpo_cnn training step against PyTorch in float64 (batch 4).
 
-The same weights are loaded into a torch ``nn.Sequential`` of the spec §7 architecture;
+The same weights are loaded into a torch ``nn.Sequential`` of the docs/methods.md §7 architecture;
 the loss, every parameter gradient, and the weights after SGD (1 step), momentum SGD
 (2 steps) and Adam (2 steps) must agree. Metric: ``‖ours − torch‖₂ / ‖torch‖₂`` per array,
 <= 1e-10 (both sides are float64; they differ only by summation order, ~1e-15).

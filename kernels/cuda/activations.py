@@ -1,7 +1,7 @@
 """Element-wise activations on device arrays, one thread per element.
 
 Forward ``y = f(x)``, backward ``dx = dy · f'(·)`` with the derivative written in terms of
-what the cache keeps (spec §1):
+what the cache keeps (docs/methods.md §1):
 
 =========  ===================  ============  ===========================
 name       f(x)                 cache keeps   dx

@@ -1,6 +1,6 @@
 """2-D convolution (cross-correlation, NCHW) on device arrays, one thread per output element.
 
-Equations (spec §1), stride ``s``, zero padding ``p``, ``H_out = (H + 2p − kh)//s + 1``:
+Equations (docs/methods.md §1), stride ``s``, zero padding ``p``, ``H_out = (H + 2p − kh)//s + 1``:
 
     y[n, o, i, j]  = b[o] + Σ_{c, u, v} W[o, c, u, v] · x[n, c, i·s − p + u, j·s − p + v]
     dx[n, c, h, w] = Σ_{o, u, v} W[o, c, u, v] · dy[n, o, (h + p − u)/s, (w + p − v)/s]

@@ -1,6 +1,6 @@
 """Dense layer on device arrays: ``y = x W + b`` and its backward, with a tiled matmul.
 
-Equations (spec §1): ``y = x W + b``; ``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_rows dy``.
+Equations (docs/methods.md §1): ``y = x W + b``; ``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_rows dy``.
 One matmul kernel serves all three products through its transpose flags.
 """
 

@@ -1,6 +1,6 @@
 """Losses on device arrays; each returns the loss as a 1-element float64 device array.
 
-softmax cross-entropy (integer labels, mean over the batch; spec §1):
+softmax cross-entropy (integer labels, mean over the batch; docs/methods.md §1):
 
     m_n = max_c z[n, c],   lse_n = m_n + log Σ_c e^(z[n, c] − m_n)
     L   = (1/N) Σ_n (lse_n − z[n, label_n])

@@ -1,4 +1,4 @@
-"""SGD with momentum on device arrays (torch.optim.SGD semantics, spec §2).
+"""SGD with momentum on device arrays (torch.optim.SGD semantics, docs/methods.md §2).
 
 Per element, with weight decay ``wd``, momentum ``μ``, dampening ``d``:
 

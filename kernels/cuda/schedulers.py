@@ -4,7 +4,7 @@ Each class keeps its state in device arrays and writes the learning rates into a
 device array ``lrs`` (one entry per parameter group) that :class:`kernels.cuda.optim.SGD`
 reads, so a whole training step -- loss, scheduler, update -- runs without copying
 weights (or even the loss) to the host. The rules are those of ``refimpl.schedulers``
-(spec §4, §5, §6); :meth:`lr` copies one rate out for inspection.
+(docs/methods.md §4, §5, §6); :meth:`lr` copies one rate out for inspection.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _rates(lr, n_groups: int | None = None) -> np.ndarray:
     return values
 
 
-# --- GreedyLR (spec §4; semantics of transformers.optimization.GreedyLR) ----------------
+# --- GreedyLR (docs/methods.md §4; semantics of transformers.optimization.GreedyLR) ----------------
 # istate slots
 _BAD, _GOOD, _COOLDOWN, _WARMUP, _RESET, _COUNT, _HEAD = range(7)
 # fstate slots
@@ -131,7 +131,7 @@ def _greedy_step_kernel(
 
 
 class GreedyLR:
-    """GreedyLR on the device (spec §4), step for step the rule of ``refimpl.schedulers``.
+    """GreedyLR on the device (docs/methods.md §4), step for step the rule of ``refimpl.schedulers``.
 
     After each step the rates in ``lrs`` obey: ``lr ← min(lr / F, max_lr)`` once the loss
     has improved on the best by more than ``threshold`` for more than ``patience`` steps,
@@ -226,7 +226,7 @@ class GreedyLR:
         return float(self.lrs.copy_to_host()[0])
 
 
-# --- Newton trainable learning rate, TLR (spec §5) -------------------------------------
+# --- Newton trainable learning rate, TLR (docs/methods.md §5) -------------------------------------
 
 
 @cuda.jit
@@ -260,7 +260,7 @@ def _newton_lr_kernel(products, lrs, gamma, max_factor):
 
 
 class NewtonLR:
-    """Newton trainable learning rate (TLR, spec §5) over device-resident parameters.
+    """Newton trainable learning rate (TLR, docs/methods.md §5) over device-resident parameters.
 
     Every ``K`` optimizer steps: ``u_k = (w_cached − w) / lr``, ``a = Σ ⟨u_{k−1}, u_k⟩``,
     ``b = Σ ⟨u_{k−1}, u_{k−1}⟩`` (sums over all parameter arrays), ``den = b − a``; if
@@ -319,7 +319,7 @@ class NewtonLR:
             _cache_kernel[launch_1d(w.size)](w, cached)
 
 
-# --- DLRS (spec §6) ---------------------------------------------------------------------
+# --- DLRS (docs/methods.md §6) ---------------------------------------------------------------------
 
 
 @cuda.jit
@@ -354,11 +354,11 @@ def _dlrs_kernel(losses, n_losses, lrs, delta_d, delta_o, delta_i, min_lr, max_l
 
 
 class DLRS:
-    """DLRS (spec §6): one learning-rate update per epoch from the epoch's batch losses.
+    """DLRS (docs/methods.md §6): one learning-rate update per epoch from the epoch's batch losses.
 
     ``ℓ̄ = mean(ℓ)``, ``ΔL = (ℓ_B − ℓ_1)/ℓ̄`` (0 when ``ℓ_B = ℓ_1``), per group
     ``G = 10^⌊log10 lr⌋``; ``δ = δ_d`` if ``ΔL ≥ 1``, ``δ_o`` if ``0 ≤ ΔL < 1``, ``δ_i`` if
-    ``ΔL < 0``; ``lr ← clip(lr − δ · G · ΔL, min_lr, max_lr)``. No rounding of lr (spec §6).
+    ``ΔL < 0``; ``lr ← clip(lr − δ · G · ΔL, min_lr, max_lr)``. No rounding of lr (docs/methods.md §6).
     Losses given as a host sequence are checked as the oracle does (finite, non-empty);
     losses already on the device are not copied back for a check: a non-finite slope
     (NaN/inf loss, or a zero mean) leaves the rates unchanged.

@@ -1,5 +1,5 @@
-"""Adam with and without DLRS, and with Adacomp, over batch sizes (paper 004 §5.2, §5.6;
-spec §6).
+"""Adam with and without DLRS, and with Adacomp, over batch sizes (DLRS paper §5.2, §5.6;
+docs/methods.md §6).
 
 The paper trains a DLA CNN on MNIST (10 epochs) and CIFAR-10 (100 epochs); neither data
 set is on this machine, so we use Fashion-MNIST and the 784-1000-10 MLP (``mlp``), which

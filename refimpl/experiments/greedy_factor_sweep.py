@@ -1,4 +1,4 @@
-"""The GreedyLR factor sweep on a small network (paper 003 §4.3, Fig. 3; spec §4).
+"""The GreedyLR factor sweep on a small network (GreedyLR paper §4.3, Fig. 3; docs/methods.md §4).
 
 Paper's claim: below a threshold on ``F`` training diverges (final loss 7.78 vs initial
 2.28); above it runs converge with nearly the same loss (1.89, 1.92, 1.91: within 1.5%).

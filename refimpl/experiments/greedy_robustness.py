@@ -1,11 +1,11 @@
-"""GreedyLR's robustness to noise on 2-D test functions (paper 003 §4.4 / A.6; spec §8).
+"""GreedyLR's robustness to noise on 2-D test functions (GreedyLR paper §4.4 / A.6; docs/methods.md §8).
 
 Plain gradient descent ``x <- x - lr_t g_t`` for 200 steps on four functions (minimum value
 0), under five noise types, with four schedulers stepping once per optimizer step, over many
 seeds. The seed draws the start point and the noise; every scheduler of a (function, noise,
 seed) cell sees the same start and the same noise stream (common random numbers).
 
-Noise (interpretation of spec §8; the paper gives only the kinds, not the constants):
+Noise (interpretation, docs/methods.md §8; the paper gives only the kinds, not the constants):
 
 * ``none``      -- observed loss ``l = f(x)``, gradient ``g = grad f(x)``;
 * ``gaussian``  -- ``l = f (1 + 0.05 xi)``, ``g = grad f + 0.05 |grad f| zeta / sqrt(2)``,
@@ -17,7 +17,7 @@ Noise (interpretation of spec §8; the paper gives only the kinds, not the const
 * ``adversarial`` -- bursts of 5 steps, each starting with probability 0.02 per step, in which
   the gradient's sign is flipped (the step climbs); the observed loss is the true one.
 
-Metrics (spec §8): final loss = mean of the last 10 *true* losses ``f(x_t)``; recovery =
+Metrics (docs/methods.md §8): final loss = mean of the last 10 *true* losses ``f(x_t)``; recovery =
 max observed loss / final loss. A run whose iterate overflows (``f > 1e12`` or NaN) is
 stopped and scored ``inf`` (medians are taken with ``inf`` included, so divergence counts as
 worst).

@@ -1,4 +1,4 @@
-"""LRPO vs a traditional fixed-rate run on Fashion-MNIST (paper 000; spec §7).
+"""LRPO vs a traditional fixed-rate run on Fashion-MNIST (LRPO paper; docs/methods.md §7).
 
 Traditional: SGD at ``lr0 = 0.05`` for ``E_trad`` epochs. LRPO: the four phases of
 :func:`refimpl.lrpo.run_lrpo` (``E1 = 10`` pretrain at 0.05, predictor fit, ``E3 = 1`` jump

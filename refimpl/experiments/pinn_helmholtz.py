@@ -1,5 +1,5 @@
-"""1-D Helmholtz PINN: fixed-rate Adam vs Adam + DLRS over frequencies (paper 004 §5.1;
-spec §9), with the hand-derived network of :mod:`refimpl.pinn`.
+"""1-D Helmholtz PINN: fixed-rate Adam vs Adam + DLRS over frequencies (DLRS paper §5.1;
+docs/methods.md §9), with the hand-derived network of :mod:`refimpl.pinn`.
 
 Both runs of a frequency start from the same weights (seed) and see the same collocation
 points and batch order. DLRS uses the paper's PINN setting ``delta_d, delta_o, delta_i =

@@ -1,4 +1,4 @@
-"""TLR's robustness to the initial learning rate (paper 002; spec §5).
+"""TLR's robustness to the initial learning rate (TLR paper; docs/methods.md §5).
 
 The paper trains the 784-1000-10 MLP on Fashion-MNIST from initial rates ``1e-4 ... 1`` and
 batch sizes 32, 128, 512, and reports mean +- std of the final loss for a fixed rate, the

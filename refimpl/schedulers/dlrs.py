@@ -1,4 +1,4 @@
-"""DLRS, the batch-loss-slope schedule (paper 004; spec §6), and the Adacomp baseline.
+"""DLRS, the batch-loss-slope schedule (DLRS paper; docs/methods.md §6), and the Adacomp baseline.
 
 DLRS, once per epoch with batch losses ``l_1 .. l_B``::
 
@@ -68,7 +68,7 @@ class DLRS(Scheduler):
 
     Notes
     -----
-    Regime thresholds are an interpretation (spec §6) of the stripped ones: divergent
+    Regime thresholds are an interpretation (docs/methods.md §6) of the stripped ones: divergent
     ``slope >= 1`` (the paper's "100% increase"), flat ``0 <= slope < 1``, convergent
     ``slope < 0``.
 

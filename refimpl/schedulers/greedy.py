@@ -1,4 +1,4 @@
-"""GreedyLR (papers 001, 003; spec §4): raise the rate while the loss improves, lower it when not.
+"""GreedyLR (GreedyLR paper; docs/methods.md §4): raise the rate while the loss improves, lower it when not.
 
 Core rule, per step with observed (optionally smoothed) loss ``l_t`` and factor ``0 < F < 1``::
 

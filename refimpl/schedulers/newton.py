@@ -1,4 +1,4 @@
-"""Newton trainable learning rate, TLR (paper 002; spec §5), and the hypergradient baselines.
+"""Newton trainable learning rate, TLR (TLR paper; docs/methods.md §5), and the hypergradient baselines.
 
 TLR treats the rate as a parameter and takes one damped Newton step on it every ``K``
 optimizer steps. With ``u_k = (w_cached - w) / lr`` the accumulated update direction of the
@@ -11,7 +11,7 @@ with respect to the rate reduce to two inner products of consecutive directions:
     lr <- lr                                          if den <= 0
     lr <- lr * min(1 + gamma * a / (den + 1e-10), 100) otherwise
 
-Hypergradient baselines (paper 002's comparison, first order), on consecutive gradients::
+Hypergradient baselines (the TLR paper's comparison, first order), on consecutive gradients::
 
     additive:        lr <- lr + hyper_lr * <g_t, g_{t-1}>
     multiplicative:  lr <- lr * (1 + hyper_lr * cos(g_t, g_{t-1}))
@@ -37,7 +37,7 @@ def tlr_factor(a: float, b: float, gamma: float, max_factor: float = 100.0) -> f
     """Multiplicative TLR factor from ``a = <u_{k-1}, u_k>`` and ``b = <u_{k-1}, u_{k-1}>``.
 
     ``1`` when ``den = b - a <= 0`` (the Newton step would not aim at a minimum), else
-    ``min(1 + gamma * a / (den + 1e-10), max_factor)`` (paper 002, Eq. 8 with its safeguards).
+    ``min(1 + gamma * a / (den + 1e-10), max_factor)`` (TLR paper, Eq. 8 with its safeguards).
     """
     den = b - a
     if not den > 0.0:  # also catches NaN
@@ -263,7 +263,7 @@ class HypergradientAdditiveLR(_HypergradientLR):
     lr : float or list of float
         Initial rate; the same increment is added to every group.
     hyper_lr : float
-        The meta learning rate ``eta`` (paper 002 searched ``1e-1 ... 1e-5``).
+        The meta learning rate ``eta`` (the TLR paper searched ``1e-1 ... 1e-5``).
     min_lr : float
         Floor on the rate (interpretation: a safeguard so the rate never turns negative;
         the formula itself has none). Default 0.

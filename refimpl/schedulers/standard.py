@@ -1,4 +1,4 @@
-"""The standard schedules, with the semantics of ``torch.optim.lr_scheduler`` (spec §3).
+"""The standard schedules, with the semantics of ``torch.optim.lr_scheduler`` (docs/methods.md §3).
 
 Every class follows :mod:`refimpl.schedulers.base`: construct with the initial ``lr`` (one
 float, or one per parameter group), then ``step()`` (or ``step(loss)`` for

@@ -1,6 +1,6 @@
 """GreedyLR advanced for many independent runs at once (one NumPy operation per step).
 
-This is the rule of :class:`refimpl.schedulers.GreedyLR` (spec §4) with the run index as an
+This is the rule of :class:`refimpl.schedulers.GreedyLR` (docs/methods.md §4) with the run index as an
 array axis, so a Monte-Carlo check over thousands of seeds costs one vectorised update per
 step instead of thousands of Python calls. It is *not* a second definition:
 ``tests/test_theory.py`` replays the same losses through both and requires identical lr traces.

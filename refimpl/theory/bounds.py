@@ -1,6 +1,6 @@
-"""The theorem bounds of spec §4 as plain functions (GreedyLR, paper 003, appendix A.1).
+"""The theorem bounds of docs/methods.md §4 as plain functions (GreedyLR paper, appendix A.1).
 
-Theorem A.1 (interpretation, spec §4) -- derivation sketch
+Theorem A.1 (interpretation, docs/methods.md §4) -- derivation sketch
 ----------------------------------------------------------
 SGD ``x_{t+1} = x_t - eta_t grad f_{i_t}(x_t)``, ``i_t`` uniform, ``eta_t`` chosen before
 ``i_t`` is drawn and kept in ``[eta_min, eta_max]`` (GreedyLR clipped by ``min_lr``/``max_lr``).

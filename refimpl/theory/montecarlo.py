@@ -1,4 +1,4 @@
-"""Monte-Carlo checks of Theorems A.1 and A.2 (spec §4), vectorised across seeds.
+"""Monte-Carlo checks of Theorems A.1 and A.2 (docs/methods.md §4), vectorised across seeds.
 
 Every run of a check is one row of a NumPy array: SGD iterates ``x`` have shape ``(S, d)``
 and the learning rates come from :class:`~refimpl.theory.batched_greedy.BatchedGreedyLR`
@@ -293,7 +293,7 @@ def stability_sweep(
     """Minibatch SGD with GreedyLR for ``n_steps`` steps, every factor and seed at once.
 
     The loss fed to GreedyLR is the minibatch loss; the reported final loss is the mean
-    full loss over the ``last`` steps (the robustness study's "final loss", spec §8).
+    full loss over the ``last`` steps (the robustness study's "final loss", docs/methods.md §8).
     """
     factors = np.asarray(factors, dtype=np.float64)
     runs = factors.size * n_seeds

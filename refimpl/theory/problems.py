@@ -1,4 +1,4 @@
-"""Finite-sum problems whose constants are known exactly (spec §4, Theorems A.1 and A.2).
+"""Finite-sum problems whose constants are known exactly (docs/methods.md §4, Theorems A.1 and A.2).
 
 Every problem is ``f(x) = (1/n) sum_i f_i(x)`` with each ``f_i`` convex and ``L_max``-smooth,
 and carries

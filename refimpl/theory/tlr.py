@@ -1,4 +1,4 @@
-"""TLR on quadratics (spec §5): the Newton rate update aims at the 1-D line-search optimum.
+"""TLR on quadratics (docs/methods.md §5): the Newton rate update aims at the 1-D line-search optimum.
 
 GD on ``f(x) = sum_i lambda_i x_i^2 / 2`` (the Hessian's eigenbasis; GD is rotation-invariant),
 driven by :class:`refimpl.schedulers.NewtonLR` or by the hypergradient baselines
