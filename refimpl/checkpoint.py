@@ -16,6 +16,10 @@ What a state may hold: ``dict`` (any str/int/float/bool/None keys), ``list``, ``
 numeric or bool dtype and NumPy scalars. Each comes back with its type and bits. Anything
 else is refused at save time, so a checkpoint never needs ``pickle`` to load.
 
+Floats are bit-exact: a finite float or an infinity is a JSON number (Python writes the
+shortest repr that reads back to the same double), and a NaN -- whose sign and payload JSON's
+``NaN`` would lose -- is stored as its 64 bits, ``{"__nan__": "7ff8000000000001"}``.
+
 Atomicity: bytes go to a temporary file in the target directory, which is flushed and
 ``fsync``-ed, then ``os.replace``-d over the target (atomic on POSIX), and the directory is
 ``fsync``-ed. A write interrupted at any point leaves the previous checkpoint intact.
@@ -30,7 +34,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -158,6 +164,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict, sidecar: bool = True) 
 
 
 def _encode(value: Any, arrays: dict, where: str) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return {"__nan__": _float_bits(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.ndarray, np.generic)):
@@ -180,7 +188,7 @@ def _encode(value: Any, arrays: dict, where: str) -> Any:
         for k in value:
             if k is not None and not isinstance(k, (bool, int, float, str)):
                 raise CheckpointError(f"{where}: dict key {k!r} is not a str/int/float/bool")
-        return {"__items__": [[k, _encode(v, arrays, f"{where}[{k!r}]")]
+        return {"__items__": [[_encode_key(k), _encode(v, arrays, f"{where}[{k!r}]")]
                               for k, v in value.items()]}
     raise CheckpointError(
         f"{where}: cannot store a {type(value).__name__} in a checkpoint without pickle; "
@@ -263,6 +271,8 @@ def _decode(node: Any, arrays: dict[str, np.ndarray]) -> Any:
             return arrays[inner][()]
         if key == "__tuple__":
             return tuple(_decode(v, arrays) for v in inner)
+        if key == "__nan__":
+            return _nan_from_bits(inner)
         if key == "__items__":
             return {_key(k): _decode(v, arrays) for k, v in inner}
     if any(k.startswith("__") for k in node):
@@ -270,7 +280,27 @@ def _decode(node: Any, arrays: dict[str, np.ndarray]) -> Any:
     return {k: _decode(v, arrays) for k, v in node.items()}
 
 
+def _float_bits(value: float) -> str:
+    """The 64 bits of a double as 16 hex digits (sign, exponent, payload: every bit)."""
+    return struct.pack(">d", value).hex()
+
+
+def _nan_from_bits(bits: Any) -> float:
+    if not isinstance(bits, str) or len(bits) != 16:
+        raise ValueError(f"__nan__ needs 16 hex digits, got {bits!r}")
+    value = struct.unpack(">d", bytes.fromhex(bits))[0]
+    if not math.isnan(value):
+        raise ValueError(f"__nan__ bits {bits} are not a NaN")
+    return value
+
+
+def _encode_key(k: Any) -> Any:
+    return {"__nan__": _float_bits(k)} if isinstance(k, float) and math.isnan(k) else k
+
+
 def _key(k: Any) -> Any:
+    if isinstance(k, dict) and list(k) == ["__nan__"]:
+        return _nan_from_bits(k["__nan__"])
     if isinstance(k, (list, dict)):
         raise ValueError(f"dict key {k!r} is not a scalar")  # noqa: TRY004 - caught above
     return k

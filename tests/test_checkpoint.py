@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -36,10 +38,11 @@ def sample_state():
 def assert_same(a, b):
     """Equal with the same types and bits (NaN equal to NaN)."""
     assert type(a) is type(b), (a, b)
-    if isinstance(a, dict):
-        assert list(a) == list(b)
-        for k in a:
-            assert_same(a[k], b[k])
+    if isinstance(a, dict):  # keys compared by bits too (a NaN key is not == itself)
+        assert len(a) == len(b)
+        for (key_a, value_a), (key_b, value_b) in zip(a.items(), b.items()):
+            assert_same(key_a, key_b)
+            assert_same(value_a, value_b)
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b)
         for x, y in zip(a, b):
@@ -59,6 +62,40 @@ def test_round_trip_is_lossless(tmp_path):
     assert_same(load_checkpoint(path), state)
     sidecar = json.loads((tmp_path / "c.json").read_text())
     assert sidecar["format"] == checkpoint.FORMAT and "model" in sidecar["state"]
+
+
+def _double(bits: int) -> float:
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+# quiet NaN, negative quiet NaN, quiet NaN with a payload, signalling NaN, all-ones NaN
+NAN_BITS = [0x7FF8000000000000, 0xFFF8000000000000, 0x7FF8000000000123,
+            0x7FF0000000000001, 0xFFFFFFFFFFFFFFFF]
+
+
+@pytest.mark.parametrize("bits", NAN_BITS, ids=hex)
+def test_nan_sign_and_payload_survive(tmp_path, bits):
+    nan = _double(bits)
+    state = {"x": nan, "in_list": [1.0, nan], "in_tuple": (nan,), "as_key": {nan: 1, 2: nan}}
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "c.npz", state))
+    assert_same(loaded, state)
+    got = struct.unpack("<Q", struct.pack("<d", loaded["x"]))[0]
+    assert got == bits
+    # the readable copy stays standard JSON for a NaN (its bits are a string)
+    sidecar = json.loads((tmp_path / "c.json").read_text(), parse_constant=_no_constants)
+    assert sidecar["state"]["x"] == {"__nan__": f"{bits:016x}"}
+
+
+def _no_constants(name):
+    raise AssertionError(f"non-standard JSON constant {name} in the sidecar")
+
+
+@pytest.mark.parametrize("bits", ["7ff0000000000000", "3ff0000000000000", "7ff8", 5, "zz" * 8])
+def test_tampered_nan_record_is_refused(tmp_path, bits):
+    path = save_checkpoint(tmp_path / "c.npz", {"x": math.nan})
+    _rewrite_header(path, lambda h, m: h["state"].update(x={"__nan__": bits}))
+    with pytest.raises(CheckpointError, match="malformed"):
+        load_checkpoint(path)
 
 
 def test_file_is_plain_npz_without_pickle(tmp_path):
@@ -220,3 +257,14 @@ _states = st.dictionaries(
 def test_round_trip_property(tmp_path_factory, state):
     path = tmp_path_factory.mktemp("prop") / "c.npz"
     assert_same(load_checkpoint(save_checkpoint(path, state, sidecar=False)), state)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.integers(0, 2**64 - 1))
+def test_every_double_round_trips_bit_exact(tmp_path_factory, bits):
+    """Any 64-bit pattern (NaN payloads, subnormals, -0.0, infinities) comes back unchanged."""
+    value = _double(bits)
+    path = tmp_path_factory.mktemp("bits") / "c.npz"
+    loaded = load_checkpoint(save_checkpoint(path, {"v": value, "k": {value: 0}}, sidecar=False))
+    assert struct.pack("<d", loaded["v"]) == struct.pack("<d", value)
+    assert [struct.pack("<d", k) for k in loaded["k"]] == [struct.pack("<d", value)]

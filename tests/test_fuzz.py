@@ -36,6 +36,7 @@ from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.data import IDXError, read_idx
 from refimpl.sweep import SweepConfigError, parse_sweep
 from refimpl.sweep.config import DISTRIBUTIONS, RUN_KEYS
+from tests.conftest import hypothesis_profile
 
 FUZZ = settings(max_examples=500, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -57,6 +58,41 @@ def _scratch(name: str, data: bytes) -> Path:
     path = SCRATCH / name
     path.write_bytes(data)
     return path
+
+
+# ----------------------------------------------------------------------------- profiles
+
+@pytest.mark.parametrize("environ, profile", [
+    ({}, "dev"), ({"CI": "true"}, "ci"), ({"CI": "1"}, "ci"), ({"CI": "false"}, "dev"),
+    ({"CI": "0"}, "dev"), ({"CI": "true", "HYPOTHESIS_PROFILE": "dev"}, "dev"),
+    ({"HYPOTHESIS_PROFILE": "ci"}, "ci"),
+])
+def test_profile_choice(environ, profile):
+    assert hypothesis_profile(environ) == profile
+
+
+def test_loaded_profile_follows_the_environment():
+    assert settings.get_current_profile_name() == hypothesis_profile(os.environ)
+
+
+def test_ci_profile_draws_the_same_examples_every_run():
+    """Two runs of one property test under the ``ci`` profile see the same examples; the
+    ``dev`` profile (random seeds) almost surely does not (2 x 20 draws of 64-bit integers)."""
+    def draws(profile: str) -> list[int]:
+        seen: list[int] = []
+
+        @settings(settings.get_profile(profile), max_examples=20)
+        @given(st.integers(0, 2**64 - 1))
+        def record(value):
+            seen.append(value)
+
+        record()
+        return seen
+
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None
+    assert draws("ci") == draws("ci")
+    assert draws("dev") != draws("dev")
 
 
 # ----------------------------------------------------------------------------- IDX reader
