@@ -28,7 +28,7 @@ settings.register_profile("dev", _DEFAULTS)
 
 
 def hypothesis_profile(environ: dict[str, str] = os.environ) -> str:
-    """The profile to load: ``$HYPOTHESIS_PROFILE``, else ``ci`` when ``$CI`` is set, else ``dev``."""
+    """The profile to load: ``$HYPOTHESIS_PROFILE``, else ``ci`` if ``$CI`` is set, else ``dev``."""
     chosen = environ.get("HYPOTHESIS_PROFILE", "").strip()
     if chosen:
         return chosen
