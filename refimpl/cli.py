@@ -21,9 +21,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from refimpl import registry
+from refimpl.registry import parse_kv
 
 #: subcommand -> (module, help line); each module exposes ``main(argv) -> int | None``
 PASSTHROUGH = {
@@ -35,6 +37,7 @@ PASSTHROUGH = {
     "reproduce": ("refimpl.experiments",
                   "reproduce a paper's study: tables (paper beside ours) and figures"),
 }
+#: the data sets ``refimpl train --data`` offers (all from :mod:`refimpl.registry`)
 DATASETS = ("fashion-mnist", "fashion-mnist-sample", "blobs", "spirals")
 
 
@@ -97,20 +100,23 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     g.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cuda", "auto"))
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw, or any optimizer "
+                   "class of refimpl.optim by name (refimpl.registry.optimizer_names())")
     g.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
     g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--epochs", type=int, default=3)
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--scheduler", default="none",
-                   help="none (fixed lr) | step | cosine | greedy | newton | dlrs | ... (see "
-                   "refimpl.schedulers.NAMES; 'constant' is torch's ConstantLR), or lrpo for "
+                   help="none (fixed lr) | step | cosine | greedy | newton | dlrs | ..., or a "
+                   "class name such as OneCycleLR (see refimpl.registry.scheduler_names(); "
+                   "'constant' is torch's ConstantLR), or lrpo for "
                    "the LRPO protocol (its phases set the epochs; pass e.g. "
                    "--scheduler-args pretrain_epochs=10,finetune_epochs=5)")
     g.add_argument("--scheduler-args", default="", metavar="K=V,...",
                    help="scheduler keyword arguments, e.g. factor=0.9,patience=5 or "
-                   "milestones=2;4 (';' makes a list); T_max defaults to the run length")
+                   "milestones=2;4 or milestones=[2,4]; T_max and total_steps default to the "
+                   "run length")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--nan-policy", default="raise", choices=("raise", "skip-batch", "rollback"))
     g = p.add_argument_group("output")
@@ -126,52 +132,18 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- helpers
 
-def parse_kv(text: str) -> dict[str, Any]:
-    """Parse ``--scheduler-args``: ``"a=1,b=0.5,c=true,d=x,e=1;2,f=none"`` ->
-    ``{"a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2], "f": None}``."""
-    out: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--scheduler-args item {item!r} is not of the form key=value")
-        value = value.strip()
-        out[key.strip()] = ([_scalar(v) for v in value.split(";") if v.strip()]
-                            if ";" in value else _scalar(value))
-    return out
-
-
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def make_scheduler(name: str, lr: float, kwargs: dict, epochs: int, batches: int):
-    """:func:`refimpl.train.build_scheduler`, with its ``ValueError`` shown as a CLI error."""
-    from refimpl.train import build_scheduler
-
-    try:
-        return build_scheduler(name, lr, epochs, batches, **kwargs)
-    except TypeError as exc:
-        raise CLIError(f"--scheduler-args for {name}: {exc}") from None
+    """The scheduler of a run (:func:`refimpl.registry.make_scheduler`); ``None`` for none."""
+    return registry.make_scheduler(name or "none", lr, epochs=epochs, steps_per_epoch=batches,
+                                   **kwargs)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
-    from refimpl import optim
-
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    cls = optim.Adam if name == "adam" else optim.AdamW
-    return cls(params, lr=lr, weight_decay=weight_decay)
+    """The optimizer of a run; ``--momentum`` is passed only when set (SGD's argument)."""
+    kwargs = {"lr": lr, "weight_decay": weight_decay}
+    if momentum:
+        kwargs["momentum"] = momentum
+    return registry.make_optimizer(name, params, **kwargs)
 
 
 def load_data(args) -> tuple[tuple, tuple | None, tuple[int, ...]]:
@@ -180,13 +152,11 @@ def load_data(args) -> tuple[tuple, tuple | None, tuple[int, ...]]:
 
     dtype = np.dtype(args.dtype)
     if args.data in ("blobs", "spirals"):
-        maker = data.make_blobs if args.data == "blobs" else data.make_spirals
         n = (args.subset or 2000) + (args.val or 500)
-        X, y = maker(n, seed=args.seed, dtype=dtype)
+        X, y = registry.load_dataset(args.data, subset=n, seed=args.seed, dtype=dtype)
         train, val = data.train_val_split(X, y, args.val or 500, seed=args.seed)
         return train, val, X.shape[1:]
-    source = "sample" if args.data == "fashion-mnist-sample" else "full"
-    X, y = data.load_fashion_mnist("train", path=args.data_path, source=source, dtype=dtype)
+    X, y = registry.load_dataset(args.data, "train", path=args.data_path, dtype=dtype)
     if args.subset is not None or args.val:
         wanted = (args.subset or len(y) - args.val) + args.val
         if wanted > len(y):
@@ -197,16 +167,13 @@ def load_data(args) -> tuple[tuple, tuple | None, tuple[int, ...]]:
         train, val = data.train_val_split(X, y, args.val, seed=args.seed)
     else:
         train = (X, y)
-        val = data.load_fashion_mnist("test", path=args.data_path, source=source, dtype=dtype)
+        val = registry.load_dataset(args.data, "test", path=args.data_path, dtype=dtype)
     return train, val, X.shape[1:]
 
 
 def build_model(name: str, input_shape, seed: int, dtype, backend: str):
-    from refimpl import model
-
-    if name in model.MODELS:
-        return model.get_model(name, seed=seed, dtype=dtype, backend=backend)
-    return model.build(name, input_shape, seed=seed, dtype=dtype, backend=backend)
+    """A named model or a spec string (:func:`refimpl.registry.get_model`)."""
+    return registry.get_model(name, input_shape, seed=seed, dtype=dtype, backend=backend)
 
 
 class EpochPrinter:
@@ -245,8 +212,7 @@ def cmd_train(args) -> int:
         optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
                                    args.weight_decay)
         batches = -(-len(train[1]) // args.batch_size)
-        scheduler = (None if args.scheduler in ("none", "") else
-                     make_scheduler(args.scheduler, args.lr, sched_kwargs, args.epochs, batches))
+        scheduler = make_scheduler(args.scheduler, args.lr, sched_kwargs, args.epochs, batches)
         trainer = Trainer(model, optimizer, scheduler, batch_size=args.batch_size,
                           seed=args.seed, progress=False if args.no_progress else None,
                           checkpoint_dir=args.checkpoint_dir, nan_policy=args.nan_policy,
@@ -266,13 +232,13 @@ def cmd_train(args) -> int:
 
 
 def _run_lrpo(args, model, train, val, extra: dict):
-    """Hand the run to :func:`refimpl.lrpo.run_lrpo`; print its phase table and alpha.
+    """Hand the run to :func:`refimpl.experiments.lrpo.run_lrpo`; print its phases and alpha.
 
     ``--scheduler-args`` may set the LRPO plan (``pretrain_epochs``, ``jump_epochs``,
     ``finetune_epochs``, ``finetune_lr``, ``alpha_max``, ``predictor_steps``); ``--epochs``
     does not apply, since the plan fixes the epoch count.
     """
-    from refimpl.lrpo import run_lrpo
+    from refimpl.experiments.lrpo import run_lrpo
 
     try:
         result = run_lrpo(

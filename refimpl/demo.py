@@ -5,8 +5,8 @@ a few epochs on the 2,000 embedded training images, validating on the 500 embedd
 images; then a table is printed and ``demo.png`` (loss and lr curves) and ``demo.json``
 (the Histories) are written. About 40 s of CPU time with the numpy backend.
 
-Schedules by name (``constant`` is a fixed rate, no scheduler; the others come from
-``refimpl.schedulers`` through :func:`refimpl.train.build_scheduler`, per step)::
+Schedules by name (``constant`` is a fixed rate, no scheduler; the others are built by
+:func:`refimpl.registry.make_scheduler` for the run's length)::
 
     constant  lr fixed
     cosine    CosineAnnealingLR over all steps of the run (interval="step")
@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from refimpl.checkpoint import atomic_write_bytes
-from refimpl.data import load_fashion_mnist
-from refimpl.model import build
-from refimpl.optim import SGD
 from refimpl.plotting import plot_histories
-from refimpl.train import History, Trainer, build_scheduler
+from refimpl.registry import get_model, load_dataset, make_optimizer, make_scheduler
+from refimpl.train import History, Trainer
 
 #: The demo network: two small conv blocks then a dense head (14,410 parameters).
 DEMO_SPEC = "conv:8x3,relu,pool2,conv:16x3,relu,pool2,flatten,dense:32,relu,dense:10"
@@ -56,18 +54,18 @@ def run_demo(epochs: int = 3, schedulers: Sequence[str] = ("constant", "cosine",
     if unknown:
         raise ValueError(f"schedulers {unknown} are not demo schedules; choose from "
                          f"{sorted(SCHEDULES)}")
-    train = load_fashion_mnist("train", source="sample", subset=train_size, seed=seed)
-    val = load_fashion_mnist("test", source="sample")
+    train = load_dataset("fashion-mnist-sample", "train", subset=train_size, seed=seed)
+    val = load_dataset("fashion-mnist-sample", "test")
     batches = -(-len(train[1]) // batch_size)
     histories: dict[str, History] = {}
     times: dict[str, float] = {}
     for name in schedulers:
-        model = build(DEMO_SPEC, (1, 28, 28), seed=seed, backend=backend)
-        optimizer = SGD(model.parameters(), lr=lr, momentum=0.9)
+        model = get_model(DEMO_SPEC, (1, 28, 28), seed=seed, backend=backend)
+        optimizer = make_optimizer("sgd", model.parameters(), lr=lr, momentum=0.9)
         kwargs = SCHEDULES[name]
         try:
-            scheduler = (None if kwargs is None
-                         else build_scheduler(name, lr, epochs, batches, **kwargs))
+            scheduler = make_scheduler("none" if kwargs is None else name, lr, epochs=epochs,
+                                       steps_per_epoch=batches, **(kwargs or {}))
         except ValueError as exc:
             print(f"{name}: skipped ({exc})", file=stream)
             continue

@@ -40,7 +40,7 @@ def test_parse_kv():
     assert cli.parse_kv("a=1, b=0.5,c=true,d=x,e=1;2,f=none") == {
         "a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2], "f": None}
     assert cli.parse_kv("") == {}
-    with pytest.raises(cli.CLIError, match="key=value"):
+    with pytest.raises(ValueError, match="--scheduler-args: 'b' is not of the form key=value"):
         cli.parse_kv("a=1,b")
 
 
@@ -117,9 +117,9 @@ def test_lrpo_is_forwarded_and_its_summary_printed(monkeypatch, capsys):
         calls.update(seed=seed, lr=lr, n=len(train[1]), finetune_lr=kwargs["finetune_lr"])
         return types.SimpleNamespace(history=History(), summary=lambda: "alpha=1.0900")
 
-    fake = types.ModuleType("refimpl.lrpo")
+    fake = types.ModuleType("refimpl.experiments.lrpo")
     fake.run_lrpo = run_lrpo
-    monkeypatch.setitem(sys.modules, "refimpl.lrpo", fake)
+    monkeypatch.setitem(sys.modules, "refimpl.experiments.lrpo", fake)
     history = cli._run_lrpo(cli.build_parser().parse_args(SMALL + ["--seed", "4"]), None,
                             ([0], [1, 2]), None, {"finetune_lr": 0.002})
     assert isinstance(history, History)

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from refimpl.lrpo import LRPOSchedule, TrajectoryPredictor, jump_factor, run_lrpo
+from refimpl.experiments.lrpo import run_lrpo
+from refimpl.schedulers.lrpo import LRPOSchedule, TrajectoryPredictor, jump_factor
 
 
 def test_predictor_recovers_an_exponential_decay():

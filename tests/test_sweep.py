@@ -26,7 +26,7 @@ from refimpl.sweep.config import canonical_json
 from refimpl.sweep.report import build_table, varying_columns
 from refimpl.sweep.report import main as report_main
 from refimpl.sweep.results import ResultsLockedError, ResultsWriter, read_records
-from refimpl.sweep.task import run_training
+from refimpl.sweep.task import build_run, load_data, run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,7 +151,8 @@ scheduler = [{ name = "none" }, { name = "cosine", T_max = 1 }]
     ("[grid]\nseed = []", "grid.seed", "at least one value"),
     ("[grid]\nepochs = [0]", "epochs", "integer >= 1"),
     ("[grid]\nbackend = ['gpu']", "backend", "one of"),
-    ("[grid]\nscheduler = [{ name = 'cosine' }]", "scheduler.T_max", "missing"),
+    ("[grid]\nscheduler = [{ name = 'step' }]", "scheduler.step_size", "missing"),
+    ("[grid]\nscheduler = [{ name = 'cosin' }]", "scheduler.name", "did you mean 'cosine'"),
     ("[grid]\nscheduler = [{ name = 'greedy', lr = 1.0 }]", "scheduler.lr", "optimizer.lr"),
     ("[grid]\nscheduler = [{ name = 'nope' }]", "scheduler.name", "unknown scheduler"),
     ("[grid]\ndata = [{ name = 'fashion-mnist', path = '/etc' }]", "data.path", "paths"),
@@ -252,6 +253,23 @@ def test_run_training_ok_and_failed_results():
     failed = run_training(bad)
     assert failed["status"] == "failed" and "factor" in failed["error"]
     assert "Traceback" in failed["traceback"]
+
+
+def test_cosine_without_T_max_runs_over_the_whole_run():
+    # T_max is filled with the run length in the scheduler's interval: 3 epochs, or
+    # 3 * ceil(180 / 32) = 18 steps with interval = "step"; the rate then ends the run at
+    # eta_min = 0 (cos(pi) = -1 gives exactly 0 in both cases)
+    for interval, steps in (("epoch", 3), ("step", 3 * math.ceil(180 / 32))):
+        text = BASE.format(n=240, epochs=3) + (
+            f'scheduler = {{ name = "cosine", interval = "{interval}" }}\n')
+        config = parse_sweep(text).runs[0].config
+        assert "T_max" not in config["scheduler"]
+        train, _ = load_data(config)
+        trainer = build_run(config, train[0].shape[1:], n_train=len(train[1]))
+        assert trainer.scheduler.T_max == steps
+        result = run_training(config)
+        assert result["status"] == "ok", result.get("traceback")
+        assert result["summary"]["final_lr"] == 0.0
 
 
 # ----------------------------------------------------------------------------- report

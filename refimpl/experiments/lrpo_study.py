@@ -1,7 +1,7 @@
 """LRPO vs a traditional fixed-rate run on Fashion-MNIST (LRPO paper; docs/methods.md §7).
 
 Traditional: SGD at ``lr0 = 0.05`` for ``E_trad`` epochs. LRPO: the four phases of
-:func:`refimpl.lrpo.run_lrpo` (``E1 = 10`` pretrain at 0.05, predictor fit, ``E3 = 1`` jump
+:func:`refimpl.experiments.lrpo.run_lrpo` (``E1 = 10`` pretrain at 0.05, predictor fit, ``E3 = 1`` jump
 at ``0.05 alpha``, ``E4 = 5`` fine-tune at 0.001). Both train ``lrpo_cnn`` (245,290
 parameters) from the same seed on the same images, batch 64, validating every epoch.
 
@@ -19,7 +19,7 @@ import numpy as np
 from refimpl.data import load_fashion_mnist
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.experiments.common import data_source as _source
-from refimpl.lrpo import run_lrpo
+from refimpl.experiments.lrpo import run_lrpo
 from refimpl.model import get_model
 from refimpl.optim import SGD
 from refimpl.train import Trainer

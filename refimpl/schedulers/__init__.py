@@ -26,24 +26,7 @@ _CLASSES = {
     "HypergradientMultiplicativeLR": "newton",
     "DLRS": "dlrs",
     "Adacomp": "dlrs",
-}
-
-# short CLI names -> class name
-NAMES = {
-    "constant": "ConstantLR",
-    "step": "StepLR",
-    "multistep": "MultiStepLR",
-    "exponential": "ExponentialLR",
-    "cosine": "CosineAnnealingLR",
-    "cosine-restarts": "CosineAnnealingWarmRestarts",
-    "warmup": "LinearWarmup",
-    "plateau": "ReduceLROnPlateau",
-    "greedy": "GreedyLR",
-    "newton": "NewtonLR",
-    "hypergrad-add": "HypergradientAdditiveLR",
-    "hypergrad-mul": "HypergradientMultiplicativeLR",
-    "dlrs": "DLRS",
-    "adacomp": "Adacomp",
+    "LRPOSchedule": "lrpo",
 }
 
 __all__ = ["Scheduler", "make", "NAMES", *_CLASSES]  # noqa: PLE0604
@@ -53,14 +36,15 @@ def __getattr__(name: str):
     if name in _CLASSES:
         module = importlib.import_module(f".{_CLASSES[name]}", __name__)
         return getattr(module, name)
+    if name == "NAMES":  # the short names live in the registry; class names only here
+        from refimpl.registry import SCHEDULER_ALIASES
+
+        return {k: v for k, v in SCHEDULER_ALIASES.items() if v is not None}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make(name: str, lr, **kwargs) -> Scheduler:
-    """Build a scheduler from its short name (``cosine``, ``greedy``, ...) or class name."""
-    class_name = NAMES.get(name, name)
-    if class_name not in _CLASSES:
-        raise ValueError(
-            f"unknown scheduler {name!r}; choose one of {sorted(NAMES)}"
-        )
-    return __getattr__(class_name)(lr, **kwargs)
+    """Build a scheduler by short or class name: :func:`refimpl.registry.make_scheduler`."""
+    from refimpl.registry import make_scheduler
+
+    return make_scheduler(name, lr, **kwargs)

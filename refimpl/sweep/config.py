@@ -11,14 +11,14 @@ A sweep file has four tables (only ``[base]`` is required)::
 
     [base]                   # what every run shares (one run config, see RUN_KEYS)
     epochs = 2
-    data = { name = "blobs", n_samples = 512 }
+    data = { name = "blobs", n = 512 }
     model = { spec = "dense:32,relu,dense:3" }
     optimizer = { name = "sgd", lr = 0.1 }
 
     [grid]                   # axes: dotted key -> list of values (cartesian product)
     seed = [0, 1, 2]
     optimizer.lr = [0.1, 0.03]
-    scheduler = [{ name = "greedy", factor = 0.9 }, { name = "cosine", T_max = 2 }]
+    scheduler = [{ name = "greedy", factor = 0.9 }, { name = "cosine" }]
 
     [random]                 # axes: dotted key -> distribution (random strategy only)
     optimizer.momentum = { uniform = [0.0, 0.95] }
@@ -27,6 +27,10 @@ A sweep file has four tables (only ``[base]`` is required)::
 ``[[grid]]`` (an array of tables) gives a union of grids, one per table. With
 ``strategy = "random"``, each of the ``samples`` draws from ``[random]`` is crossed with the
 grid, so ``seed = [0, 1, 2]`` in ``[grid]`` repeats every draw over three seeds.
+
+Names (data sets, models, optimizers, schedulers) are those of :mod:`refimpl.registry`; a
+scheduler's run-length arguments (``T_max``, ``total_steps``, ...) default to the run's
+length, as on the command line.
 
 A run config is ``[base]`` with the axes' values written over it (a value replaces the
 whole entry it names), completed with ``DEFAULTS``. Its identity is :func:`run_id`, a hash
@@ -458,17 +462,18 @@ def _validate_component(key: str, table: Any, run_fail) -> None:
     except (LookupError, ImportError) as err:
         run_fail(f"{key}.{name_key}", str(err))
     kwargs = {k: v for k, v in table.items() if k != name_key}
-    _check_kwargs(builder, kwargs, reserved, key, run_fail, supplied=name_key)
+    _check_kwargs(builder, kwargs, reserved, key, run_fail, supplied=name_key,
+                  optional=task.filled_in(key, table))
     if key == "optimizer" and not (_is_number(table.get("lr")) and table["lr"] >= 0):
         run_fail("optimizer.lr", f"expected a number >= 0, got {_describe(table.get('lr'))}")
 
 
 def _check_kwargs(builder, kwargs: dict, reserved: dict, key: str, run_fail,
-                  supplied: str) -> None:
+                  supplied: str, optional: set[str] = frozenset()) -> None:
     """Every argument must exist (unless ``**kwargs``) and every required one be given.
 
-    The first parameter (the rate, the parameter list, the spec) and ``reserved`` ones are
-    filled in by the sweep itself.
+    The first parameter (the rate, the parameter list, the spec), ``reserved`` ones and
+    ``optional`` ones (run lengths) are filled in by the sweep itself.
     """
     try:
         parameters = inspect.signature(builder).parameters
@@ -478,7 +483,7 @@ def _check_kwargs(builder, kwargs: dict, reserved: dict, key: str, run_fail,
     named = [(n, p) for n, p in parameters.items()
              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     names = [n for n, _ in named if n not in reserved]
-    filled_in = {named[0][0], supplied, *reserved} if named else {supplied, *reserved}
+    filled_in = {supplied, *reserved, *optional} | ({named[0][0]} if named else set())
     for name, parameter in named:
         if parameter.default is parameter.empty and name not in filled_in | set(kwargs):
             run_fail(f"{key}.{name}", f"missing; {getattr(builder, '__name__', builder)} "

@@ -4,8 +4,8 @@
 the traceback, so one bad hyper-parameter does not stop a sweep. It returns plain JSON data
 (:func:`refimpl.safety.json_safe`); only the client writes it to the results file.
 
-Components are looked up by name in small tables (:func:`builder`), which the config
-validator also uses to check argument names before any run starts.
+Components are looked up by name in :mod:`refimpl.registry` (:func:`builder`), which the
+config validator also uses to check argument names before any run starts.
 """
 
 from __future__ import annotations
@@ -23,16 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from refimpl import registry
 from refimpl.safety import json_safe, resolve_inside
 
-# data name -> (module, function); every function takes seed= and dtype=
-DATA = {
-    "blobs": ("refimpl.data", "make_blobs"),
-    "spirals": ("refimpl.data", "make_spirals"),
-    "regression": ("refimpl.data", "make_regression"),
-    "fashion-mnist": ("refimpl.data", "load_fashion_mnist"),
-}
-OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 _BACKEND_NAMES = {"refimpl.ops": "numpy", "kernels.cpu": "numba", "kernels.cuda": "cuda"}
 
 # arguments the sweep supplies itself -> why a config may not set them
@@ -45,6 +38,18 @@ _RESERVED = {
     "optimizer": {"params": "the sweep passes the model's parameters"},
     "scheduler": {"lr": "the scheduler starts from optimizer.lr; set that instead"},
 }
+
+
+def filled_in(kind: str, table: dict) -> set[str]:
+    """Arguments a config may leave out because the sweep fills them from the run.
+
+    For a scheduler: the run-length arguments of :data:`refimpl.registry.RUN_LENGTH`
+    (``T_max``, ``total_steps``, ...), set from ``epochs`` and the batches per epoch.
+    """
+    if kind != "scheduler":
+        return set()
+    return set(registry.RUN_LENGTH) | {
+        key for keys in registry.RUN_LENGTH_BY_CLASS.values() for key in keys}
 
 
 def builder(kind: str, table: dict) -> tuple[Callable, dict[str, str]]:
@@ -61,38 +66,25 @@ def builder(kind: str, table: dict) -> tuple[Callable, dict[str, str]]:
         When the module implementing it is missing.
     """
     reserved = {k: v for k, v in _RESERVED[kind].items() if v is not None}
-    if kind == "data":
-        name = table["name"]
-        if name not in DATA:
-            raise LookupError(f"unknown data set {name!r}; choose one of {sorted(DATA)}")
-        module, function = DATA[name]
-        return getattr(importlib.import_module(module), function), reserved
-    if kind == "model":
-        from refimpl import model
+    try:
+        if kind == "data":
+            return registry.dataset_builder(table["name"]), reserved
+        if kind == "model":
+            from refimpl import model
 
-        if "spec" in table:
-            return model.build, reserved
-        if table["name"] not in model.MODELS:
-            raise LookupError(f"unknown model {table['name']!r}; choose one of "
-                              f"{sorted(model.MODELS)} or give spec = \"dense:32,relu,...\"")
-        return model.get_model, reserved
-    if kind == "optimizer":
-        from refimpl import optim
-
-        name = table["name"]
-        if name not in OPTIMIZERS:
-            raise LookupError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
-        return getattr(optim, OPTIMIZERS[name]), reserved
-    if kind == "scheduler":
-        from refimpl import schedulers
-
-        if table["name"] == "none":
-            return no_scheduler, reserved
-        name = schedulers.NAMES.get(table["name"], table["name"])
-        if name not in schedulers.NAMES.values():
-            raise LookupError(f"unknown scheduler {table['name']!r}; choose one of "
-                              f"{sorted(schedulers.NAMES)} or none")
-        return getattr(schedulers, name), reserved
+            if "spec" in table:
+                return model.build, reserved
+            if table["name"] not in registry.model_names():
+                raise LookupError(f"unknown model {table['name']!r}; choose one of "
+                                  f"{registry.model_names()} or give spec = \"dense:32,relu,...\"")
+            return model.get_model, reserved
+        if kind == "optimizer":
+            return registry.optimizer_class(table["name"]), reserved
+        if kind == "scheduler":
+            cls = registry.scheduler_class(table["name"])
+            return (no_scheduler if cls is None else cls), reserved
+    except ValueError as exc:  # an unknown name: the registry's message lists the known ones
+        raise LookupError(str(exc)) from None
     raise LookupError(f"unknown component kind {kind!r}")
 
 
@@ -116,11 +108,8 @@ def load_data(config: dict):
     from refimpl.data import train_val_split
 
     table = config["data"]
-    make, _ = builder("data", table)
     kwargs = {"seed": config["seed"], **_kwargs(table), "dtype": np.dtype(config["dtype"])}
-    if table["name"] == "fashion-mnist":
-        kwargs.update(split="train", flatten=kwargs.get("flatten", False))
-    X, y = make(**kwargs)
+    X, y = registry.load_dataset(table["name"], "train", **kwargs)
     if config["val_fraction"] == 0:
         return (X, y), None
     stratify = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
@@ -128,26 +117,33 @@ def load_data(config: dict):
                            stratify=stratify)
 
 
-def build_run(config: dict, input_shape: tuple[int, ...], checkpoint_dir: Path | None = None):
-    """Build ``(trainer)`` -- model, optimizer, scheduler and Trainer -- from a run config."""
+def build_run(config: dict, input_shape: tuple[int, ...], checkpoint_dir: Path | None = None,
+              n_train: int | None = None):
+    """Build the Trainer (model, optimizer, scheduler) of a run config.
+
+    ``n_train`` (training examples) gives the batches per epoch, from which the scheduler's
+    run-length arguments are filled when the config leaves them out.
+    """
     import numpy as np
 
     from refimpl.train import Trainer
 
-    dtype = np.dtype(config["dtype"])
     table = config["model"]
-    make_model, _ = builder("model", table)
-    common = {"seed": config["seed"], "dtype": dtype, "backend": config["backend"]}
+    common = {"seed": config["seed"], "dtype": np.dtype(config["dtype"]),
+              "backend": config["backend"]}
     if "spec" in table:
-        model = make_model(table["spec"], input_shape, **_kwargs(table, "spec"), **common)
+        model = registry.get_model(table["spec"], input_shape, **_kwargs(table, "spec"),
+                                   **common)
     else:
-        model = make_model(table["name"], **_kwargs(table), **common)
-    optimizer_class, _ = builder("optimizer", config["optimizer"])
-    optimizer = optimizer_class(model.parameters(), **_kwargs(config["optimizer"]))
+        model = registry.get_model(table["name"], **_kwargs(table), **common)
+    optimizer = registry.make_optimizer(config["optimizer"]["name"], model.parameters(),
+                                        **_kwargs(config["optimizer"]))
     scheduler = None
-    if "scheduler" in config:  # a class, or no_scheduler (returns None)
-        make_scheduler, _ = builder("scheduler", config["scheduler"])
-        scheduler = make_scheduler(config["optimizer"]["lr"], **_kwargs(config["scheduler"]))
+    if "scheduler" in config:
+        steps = None if n_train is None else -(-int(n_train) // int(config["batch_size"]))
+        scheduler = registry.make_scheduler(
+            config["scheduler"]["name"], config["optimizer"]["lr"], epochs=config["epochs"],
+            steps_per_epoch=steps, **_kwargs(config["scheduler"]))
     return Trainer(model, optimizer, scheduler, loss=config["loss"],
                    batch_size=config["batch_size"], seed=config["seed"], progress=False,
                    checkpoint_dir=checkpoint_dir, nan_policy=config["nan_policy"])
@@ -208,7 +204,7 @@ def run_training(config: dict, out_dir: str | None = None) -> dict:
             checkpoint_dir = resolve_inside(out_dir, f"checkpoints/{run_id(config)}",
                                             "checkpoint")
         train, val = load_data(config)
-        trainer = build_run(config, train[0].shape[1:], checkpoint_dir)
+        trainer = build_run(config, train[0].shape[1:], checkpoint_dir, n_train=len(train[1]))
         result["backend"] = backend_name(trainer.model.backend)
         history = _fit(trainer, train, val, config["epochs"], result)
         result.update(status="ok", summary=summarize(history))

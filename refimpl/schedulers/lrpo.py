@@ -17,10 +17,10 @@
 
 The plan is a scheduler, :class:`LRPOSchedule` (``interval="epoch"``,
 ``signal="batch_losses"``): it records each epoch's mean batch loss, fits the predictor at
-the end of epoch ``E1`` and sets the rates of the later phases. :func:`run_lrpo` drives it
-with one :class:`refimpl.train.Trainer` run of ``E1 + E3 + E4`` epochs, so the History is
-one continuous run, the trainer's checkpoint/resume covers the whole plan, and every
-epoch has its own shuffle.
+the end of epoch ``E1`` and sets the rates of the later phases. Any trainer that drives
+schedulers by their ``signal`` runs it; :func:`refimpl.experiments.lrpo.run_lrpo` runs the
+whole plan as one :class:`refimpl.train.Trainer` run of ``E1 + E3 + E4`` epochs and reports
+the phases.
 
 Interpretation: the recorded epoch loss is the mean of the epoch's batch losses, which is
 the trainer's (example-weighted) ``train_loss`` whenever the batch size divides the
@@ -31,25 +31,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from refimpl import ops
 from refimpl.init import glorot_uniform
-from refimpl.optim import SGD, Adam
-from refimpl.schedulers.base import Scheduler, as_group_list, check_lr
-from refimpl.train import History, Trainer
+from refimpl.optim import Adam
+from refimpl.schedulers.base import Scheduler, as_group_list
 
-__all__ = [
-    "LRPOResult",
-    "LRPOSchedule",
-    "PhaseReport",
-    "TrajectoryPredictor",
-    "jump_factor",
-    "run_lrpo",
-]
+__all__ = ["LRPOSchedule", "TrajectoryPredictor", "jump_factor"]
 
 
 class TrajectoryPredictor:
@@ -58,7 +49,7 @@ class TrajectoryPredictor:
     Parameters
     ----------
     hidden : int
-        Width of the tanh layer (paper: a "simple perceptron"; spec: 8).
+        Width of the tanh layer (the paper: a "simple perceptron"; docs/methods.md §7: 8).
     seed : int
         Seeds the Glorot-uniform weights; biases start at zero.
     """
@@ -194,71 +185,6 @@ def jump_factor(r: float, c: float, alpha_max: float = 1.5) -> float:
     return float(min(max(1.0 + c * r, 1.0), alpha_max))
 
 
-@dataclass
-class PhaseReport:
-    """One phase of the plan: its name, epochs, rate, wall seconds and optimizer steps."""
-
-    name: str
-    epochs: int
-    lr: float
-    seconds: float
-    steps: int = 0
-
-
-@dataclass
-class LRPOResult:
-    """What :func:`run_lrpo` returns.
-
-    ``history`` concatenates the training phases (pretrain, jump, fine-tune) in order;
-    ``phases`` has one report per phase, the predictor fit included (0 epochs).
-    """
-
-    history: History
-    phases: list[PhaseReport]
-    alpha: float
-    r: float
-    c: float
-    fit_time: float
-    predictor: TrajectoryPredictor
-    pretrain_losses: list[float] = field(default_factory=list)
-
-    @property
-    def total_epochs(self) -> int:
-        return sum(p.epochs for p in self.phases)
-
-    @property
-    def total_time(self) -> float:
-        return sum(p.seconds for p in self.phases)
-
-    def summary(self) -> str:
-        """A short table of the phases, alpha and the final validation metrics."""
-        lines = [f"{'phase':<10}{'epochs':>7}{'lr':>12}{'seconds':>10}"]
-        lines += [f"{p.name:<10}{p.epochs:>7}{p.lr:>12.6g}{p.seconds:>10.2f}" for p in self.phases]
-        lines.append(
-            f"alpha={self.alpha:.4f} (r={self.r:.4f}, c={self.c:.4f}), "
-            f"predictor fit {self.fit_time:.3f} s, total {self.total_epochs} epochs "
-            f"{self.total_time:.1f} s"
-        )
-        if self.history.val_acc:
-            lines.append(
-                f"final val_loss={self.history.val_loss[-1]:.4f} "
-                f"val_acc={self.history.val_acc[-1]:.4f}"
-            )
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "history": self.history.to_dict(),
-            "phases": [vars(p).copy() for p in self.phases],
-            "alpha": self.alpha,
-            "r": self.r,
-            "c": self.c,
-            "fit_time": self.fit_time,
-            "predictor": self.predictor.state_dict(),
-            "pretrain_losses": list(self.pretrain_losses),
-        }
-
-
 class LRPOSchedule(Scheduler):
     """The LRPO plan as an epoch scheduler: ``lr0`` for ``E1`` epochs, ``lr0 alpha`` for
     ``E3``, then ``finetune_lr``.
@@ -374,113 +300,3 @@ class LRPOSchedule(Scheduler):
         if self.epoch == self.pretrain_epochs + self.jump_epochs:
             self.lrs = list(self.finetune_lrs)
         return self.lr
-
-
-def run_lrpo(
-    model: Any,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray] | None = None,
-    *,
-    lr: float = 0.05,
-    pretrain_epochs: int = 10,
-    jump_epochs: int = 1,
-    finetune_epochs: int = 5,
-    finetune_lr: float = 0.001,
-    alpha_max: float = 1.5,
-    batch_size: int = 64,
-    seed: int = 0,
-    backend: str | None = None,
-    progress: bool | None = None,
-    optimizer: str = "sgd",
-    momentum: float = 0.0,
-    predictor_steps: int = 2000,
-    checkpoint_dir: str | None = None,
-) -> LRPOResult:
-    """Train ``model`` with the four LRPO phases; return the phases, alpha and the History.
-
-    Parameters
-    ----------
-    model : refimpl.layers.Sequential
-        Trained in place.
-    train, val : tuple (X, y)
-        Classification data (cross-entropy loss).
-    lr : float
-        ``lr0``, the pretraining rate (paper 0.05).
-    pretrain_epochs, jump_epochs, finetune_epochs : int
-        ``E1`` (>= 2), ``E3``, ``E4`` (paper 10, 1, 5).
-    finetune_lr : float
-        Rate of phase 4 (paper 0.001).
-    alpha_max : float
-        Upper clip of the jump factor (>= 1).
-    batch_size, seed : int
-        As for :class:`refimpl.train.Trainer` (``seed`` also seeds the predictor).
-    backend : str, optional
-        Backend of the model's ops (``numpy``, ``numba``, ``cuda``, ``auto``); ``None`` keeps
-        the model's.
-    progress : bool, optional
-        Progress bars (see Trainer).
-    optimizer : {"sgd", "adam"}
-        The base optimizer (the paper does not name one; plain SGD by default).
-    momentum : float
-        SGD momentum.
-    predictor_steps : int
-        At most this many full-batch Adam steps fit the predictor (spec: <= 2000).
-    checkpoint_dir : str, optional
-        Passed to the Trainer (checkpoint after every epoch).
-    """
-    if int(finetune_epochs) != finetune_epochs or finetune_epochs < 0:
-        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    check_lr(finetune_lr, "finetune_lr")
-    schedule = LRPOSchedule(
-        lr,
-        pretrain_epochs=pretrain_epochs,
-        jump_epochs=jump_epochs,
-        finetune_lr=finetune_lr,
-        alpha_max=alpha_max,
-        predictor_steps=predictor_steps,
-        seed=seed,
-    )
-    params = model.parameters()
-    opt = SGD(params, lr=lr, momentum=momentum) if optimizer == "sgd" else Adam(params, lr=lr)
-    trainer = Trainer(
-        model,
-        opt,
-        schedule,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-        backend=backend,
-        checkpoint_dir=checkpoint_dir,
-    )
-    epochs = schedule.pretrain_epochs + schedule.jump_epochs + int(finetune_epochs)
-    history = trainer.fit(train, val, epochs=epochs)
-    return LRPOResult(
-        history=history,
-        phases=_phase_reports(schedule, history, epochs),
-        alpha=schedule.alpha,
-        r=schedule.r,
-        c=schedule.c,
-        fit_time=schedule.predictor.fit_time,
-        predictor=schedule.predictor,
-        pretrain_losses=list(schedule.losses),
-    )
-
-
-def _phase_reports(schedule: LRPOSchedule, history: History, epochs: int) -> list[PhaseReport]:
-    """Per-phase epochs, rate (of the phase's first step), wall time and optimizer steps."""
-    steps_per_epoch = history.n_steps // max(history.n_epochs, 1)
-    reports = []
-    for name in ("pretrain", "predictor", "jump", "finetune"):
-        if name == "predictor":
-            p = schedule.predictor
-            reports.append(PhaseReport(name, 0, 0.0, p.fit_time, p.steps))
-            continue
-        index = [e for e in range(epochs) if schedule.phase(e) == name]
-        first_lr = history.lr[index[0] * steps_per_epoch] if index else 0.0
-        seconds = float(sum(history.epoch_time[e] for e in index))
-        reports.append(
-            PhaseReport(name, len(index), first_lr, seconds, len(index) * steps_per_epoch)
-        )
-    return reports
