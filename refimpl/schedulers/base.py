@@ -121,6 +121,14 @@ class Scheduler:
                 setattr(self, key, value)
             raise
 
+    def explain(self) -> dict:
+        """The intermediates of the last ``step`` as a dict, with a one-sentence ``rule``.
+
+        Every scheduler overrides this with its own terms (documented in its docstring);
+        this default gives only the class and the rates.
+        """
+        return {"rule": f"{type(self).__name__}.step", "lrs": list(self.lrs)}
+
     def _after_load(self) -> None:
         """Hook for subclasses: rebuild derived objects (arrays) and check invariants after
         a load; raising ``ValueError``/``TypeError`` here undoes the load."""

@@ -121,11 +121,52 @@ class DLRS(Scheduler):
         slope = normalized_slope(batch_losses)
         delta = self.delta(slope)
         self.last_slope = slope
-        self.lrs = [
-            min(max(lr - delta * granularity(lr) * slope, self.min_lr), self.max_lr)
-            for lr in self.lrs
-        ]
+        before = list(self.lrs)
+        steps = [delta * granularity(lr) * slope for lr in before]
+        self.lrs = [min(max(lr - step, self.min_lr), self.max_lr)
+                    for lr, step in zip(before, steps)]
+        losses = np.asarray(batch_losses, dtype=np.float64).ravel()
+        self._last = {"first": float(losses[0]), "last": float(losses[-1]),
+                      "mean": float(losses.mean()), "batches": int(losses.size),
+                      "lrs_before": before, "unclipped": [lr - st for lr, st in zip(before, steps)]}
         return self.lr
+
+    def regime(self, slope: float) -> str:
+        """``"divergent"`` (slope >= 1), ``"flat"`` (0 <= slope < 1) or ``"convergent"``."""
+        if slope >= 1.0:
+            return "divergent"
+        return "flat" if slope >= 0.0 else "convergent"
+
+    def explain(self) -> dict:
+        """What the last :meth:`step` did, and why.
+
+        Returns
+        -------
+        dict
+            ``rule`` (one sentence), ``slope`` (``Delta L``), ``regime`` (``"divergent"``,
+            ``"flat"`` or ``"convergent"``), ``delta`` (that regime's step size),
+            ``granularity`` (``G`` per group, from the rate before the step), ``first``,
+            ``last``, ``mean`` and ``batches`` (the epoch's losses), ``lrs_before``,
+            ``unclipped`` (``lr - delta G slope``), ``clipped`` (per group: whether
+            ``[min_lr, max_lr]`` changed it) and ``lrs``. Before the first step only the
+            rates.
+        """
+        last = getattr(self, "_last", None)
+        if last is None:
+            return {"rule": "no step yet", "lrs": list(self.lrs)}
+        slope = self.last_slope
+        regime, delta = self.regime(slope), self.delta(slope)
+        bounds = {"divergent": "slope >= 1", "flat": "0 <= slope < 1",
+                  "convergent": "slope < 0"}[regime]
+        granularities = [granularity(lr) for lr in last["lrs_before"]]
+        return {
+            "rule": (f"{regime}: slope {slope:.17g} ({bounds}) -> delta {delta:g}; "
+                     f"lr <- clip(lr - delta * G * slope, {self.min_lr:g}, {self.max_lr:g})"),
+            "slope": slope, "regime": regime, "delta": delta, "granularity": granularities,
+            **last,
+            "clipped": [u != lr for u, lr in zip(last["unclipped"], self.lrs)],
+            "lrs": list(self.lrs),
+        }
 
 
 class Adacomp(Scheduler):
@@ -189,6 +230,8 @@ class Adacomp(Scheduler):
         if not math.isfinite(loss):
             raise ValueError(f"loss must be finite, got {loss!r}")
         prev, self.prev_loss = self.prev_loss, loss
+        self._last = {"loss": loss, "prev_loss": prev, "r": None, "lrs_before": list(self.lrs),
+                      "unclipped": list(self.lrs)}
         if prev is None or prev == 0.0:
             return self.lr
         r = (prev - loss) / abs(prev)
@@ -199,5 +242,36 @@ class Adacomp(Scheduler):
             else:
                 lr = lr / (1.0 + self.beta_dec * math.tanh(-r) * lr / lr0)
             new.append(min(max(lr, self.min_lr), self.max_lr))
+            self._last["unclipped"][len(new) - 1] = lr
+        self._last["r"] = r
         self.lrs = new
         return self.lr
+
+    def explain(self) -> dict:
+        """What the last :meth:`step` did, and why.
+
+        Returns
+        -------
+        dict
+            ``rule`` (one sentence), ``branch`` (``"first"`` -- the first loss, or a
+            previous loss of 0: rates kept --, ``"progress"`` for ``r >= 0``, ``"setback"``
+            for ``r < 0``), ``r`` (relative improvement), ``loss``, ``prev_loss``,
+            ``lrs_before``, ``unclipped``, ``clipped`` (per group) and ``lrs``.
+        """
+        last = getattr(self, "_last", None)
+        if last is None:
+            return {"rule": "no step yet", "lrs": list(self.lrs)}
+        r = last["r"]
+        if r is None:
+            branch, rule = "first", "first: no previous loss (or it was 0) -> rates kept"
+        elif r >= 0.0:
+            branch = "progress"
+            rule = (f"progress: r = {r:.17g} >= 0 -> lr + beta_inc {self.beta_inc:g} tanh(r) "
+                    "lr0^2 / (lr + lr0), clipped")
+        else:
+            branch = "setback"
+            rule = (f"setback: r = {r:.17g} < 0 -> lr / (1 + beta_dec {self.beta_dec:g} "
+                    "tanh(-r) lr / lr0), clipped")
+        return {"rule": rule, "branch": branch, **last,
+                "clipped": [u != lr for u, lr in zip(last["unclipped"], self.lrs)],
+                "lrs": list(self.lrs)}

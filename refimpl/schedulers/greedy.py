@@ -35,6 +35,14 @@ _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
 
 
+def _upper_bounds(max_lr: float | Sequence[float], n_groups: int) -> list[float]:
+    """``max_lr`` per group; ``inf`` (no upper bound, as transformers allows) is kept."""
+    values = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * n_groups
+    finite = [0.0 if isinstance(v, (int, float)) and v == math.inf else v for v in values]
+    checked = as_group_list(finite, n_groups, "max_lr")
+    return [math.inf if v == math.inf else c for v, c in zip(values, checked)]
+
+
 class GreedyLR(Scheduler):
     """Greedy multiplicative learning-rate adaptation driven by the batch loss.
 
@@ -57,7 +65,7 @@ class GreedyLR(Scheduler):
         Steps during which counting is suspended after a decrease (cooldown) or an
         increase (warmup).
     min_lr, max_lr : float or list of float
-        Bounds on the rate, per group if lists.
+        Bounds on the rate, per group if lists; ``max_lr=math.inf`` means no upper bound.
     eps : float
         A change of the rate not larger than ``eps`` is skipped.
     smooth : bool
@@ -145,7 +153,7 @@ class GreedyLR(Scheduler):
         self.cooldown = int(cooldown)
         self.warmup = int(warmup)
         self.min_lrs = as_group_list(min_lr, self.n_groups, "min_lr")
-        self.max_lrs = as_group_list(max_lr, self.n_groups, "max_lr")
+        self.max_lrs = _upper_bounds(max_lr, self.n_groups)
         self.eps = float(eps)
         self.smooth = bool(smooth)
         self.window_size = int(window_size)
@@ -190,30 +198,88 @@ class GreedyLR(Scheduler):
         if self.smooth:
             value = self.smoothed(value)
         self.last_step += 1
+        before = {"lrs_before": list(self.lrs), "best_before": self.best,
+                  "num_good_before": self.num_good, "num_bad_before": self.num_bad}
+        improved = None
 
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.num_good = self.num_bad = 0
+            branch = "cooldown"
         elif self.warmup_counter > 0:
             self.warmup_counter -= 1
             self.num_good = self.num_bad = 0
+            branch = "warmup"
         else:
-            if self.is_better(value):
+            improved = self.is_better(value)
+            if improved:
                 self.best = value
                 self.num_good += 1
                 self.num_bad = 0
             else:
                 self.num_bad += 1
                 self.num_good = 0
+            branch = "count"
             if self.num_good > self.patience:
+                branch = "increase"
                 self._increase()
                 self.warmup_counter = self.warmup
                 self.num_good = 0
             elif self.num_bad > self.patience:
-                self._decrease()
+                branch = "reset" if self._decrease() else "decrease"
                 self.cooldown_counter = self.cooldown
                 self.num_bad = 0
+        self._last = {"branch": branch, "loss": float(loss), "value": value,
+                      "improved": improved, **before}
         return self.lr
+
+    def explain(self) -> dict:
+        """What the last :meth:`step` did, and why.
+
+        Returns
+        -------
+        dict
+            ``rule`` (one sentence), ``branch`` -- ``"cooldown"`` / ``"warmup"`` (counting
+            suspended), ``"count"`` (counted, rate kept), ``"increase"``, ``"decrease"`` or
+            ``"reset"`` (a decrease that ended the countdown at ``min_lr``) --, ``loss`` (as
+            fed), ``value`` (the smoothed loss when ``smooth``, else the loss), ``improved``
+            (``None`` while suspended), ``best`` / ``best_before``, ``num_good`` / ``num_bad``
+            and their values before the step, ``patience``, ``cooldown_counter``,
+            ``warmup_counter``, ``reset_countdown``, ``lrs_before`` and ``lrs``. Before the
+            first step (or after a load) only the counters and rates.
+        """
+        state = {"best": self.best, "num_good": self.num_good, "num_bad": self.num_bad,
+                 "patience": self.patience, "cooldown_counter": self.cooldown_counter,
+                 "warmup_counter": self.warmup_counter,
+                 "reset_countdown": self.reset_countdown, "lrs": list(self.lrs)}
+        last = getattr(self, "_last", None)
+        if last is None:
+            return {"rule": "no step yet", **state}
+        return {"rule": self._rule(last), **last, **state}
+
+    def _rule(self, last: dict) -> str:
+        """One sentence for the branch taken."""
+        branch, value = last["branch"], last["value"]
+        if branch in ("cooldown", "warmup"):
+            return (f"{branch}: counting suspended ({getattr(self, branch + '_counter')} "
+                    "steps left), both counts zeroed, rates kept")
+        side = "<" if self.mode == "min" else ">"
+        verdict = (f"value {value:.17g} {side} best {last['best_before']:.17g} by more than "
+                   f"threshold {self.threshold:g} ({self.threshold_mode})" if last["improved"]
+                   else f"value {value:.17g} does not improve on best "
+                        f"{last['best_before']:.17g} (threshold {self.threshold:g}, "
+                        f"{self.threshold_mode})")
+        if branch == "increase":
+            return (f"increase: {verdict}; num_good {last['num_good_before'] + 1} > patience "
+                    f"{self.patience} -> lr / factor {self.factor:g}, at most max_lr")
+        if branch in ("decrease", "reset"):
+            what = ("lr * factor, at least min_lr; every group at min_lr for reset_start "
+                    f"{self.reset_start} decreases -> reset to the initial rates"
+                    if branch == "reset" else f"lr * factor {self.factor:g}, at least min_lr")
+            return (f"{branch}: {verdict}; num_bad {last['num_bad_before'] + 1} > patience "
+                    f"{self.patience} -> {what}")
+        return f"count: {verdict}; num_good {self.num_good}, num_bad {self.num_bad} <= " \
+               f"patience {self.patience}, rates kept"
 
     def _increase(self) -> None:
         for i, old in enumerate(self.lrs):
@@ -222,7 +288,8 @@ class GreedyLR(Scheduler):
                 self.lrs[i] = new
         self.reset_countdown = self.reset_start
 
-    def _decrease(self) -> None:
+    def _decrease(self) -> bool:
+        """Lower every group's rate; return whether this decrease ended in a reset."""
         for i, old in enumerate(self.lrs):
             new = max(old * self.factor, self.min_lrs[i])
             if old - new > self.eps:
@@ -232,3 +299,5 @@ class GreedyLR(Scheduler):
             if self.reset_countdown <= 0:
                 self.lrs = list(self.base_lrs)
                 self._clear_state()
+                return True
+        return False

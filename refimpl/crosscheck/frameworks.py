@@ -1,4 +1,4 @@
-"""Replay the same trace through refimpl and through torch, and report where they part.
+"""Replay the same trace through refimpl and through torch / transformers built-ins.
 
 A *scheduler* cross-check builds torch's equivalent of one of our (freshly constructed)
 schedulers, steps both ``steps`` times (feeding the same loss values to loss-driven ones)
@@ -9,27 +9,22 @@ gradients with our optimizer and torch's, and compares the parameters after ever
 The answer is a :class:`CrosscheckResult`: equality within ``rtol``, or the first step that
 differs with both values. torch is optional: it is imported inside the functions that need it.
 
-Command line (wired into ``refimpl crosscheck``)::
-
-    refimpl crosscheck torch --scheduler cosine --steps 300 --seed 0 [--kwargs key=val,...]
-    refimpl crosscheck torch --optimizer adam --steps 200 --seed 0 [--kwargs key=val,...]
-    refimpl crosscheck transformers --scheduler greedy --steps 300 [--losses adversarial]
+For a scheduler of any other origin (a PyPI package, a paper's code, a schedule function)
+use :func:`refimpl.crosscheck.check`, which also says which of our rules fired.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
+import inspect
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .schedulers import NAMES, make, standard
-from .schedulers.base import Scheduler
+from ..schedulers import NAMES, standard
+from ..schedulers.base import Scheduler
 
 __all__ = [
     "CrosscheckResult",
@@ -37,7 +32,8 @@ __all__ = [
     "compare_traces",
     "crosscheck_optimizer",
     "crosscheck_scheduler",
-    "main",
+    "framework_scheduler",
+    "loss_trace",
     "random_losses",
     "replay_scheduler",
     "torch_scheduler",
@@ -298,6 +294,32 @@ def replay_scheduler(ours: Scheduler, steps: int = 300, losses: Sequence[float] 
                           subject=f"{type(ours).__name__} vs {framework}")
 
 
+def framework_scheduler(framework: str, class_name: str, optimizer, kwargs: dict) -> Any:
+    """Build the framework's scheduler called ``class_name`` on ``optimizer`` with ``kwargs``.
+
+    ``framework`` is ``"torch"`` (``torch.optim.lr_scheduler``) or ``"transformers"``
+    (``transformers.optimization``). Keyword arguments that only refimpl takes
+    (``interval``) are left out. Returns ``None`` when the framework has no class of that
+    name.
+    """
+    if framework == "torch":
+        module = _require_torch().optim.lr_scheduler
+    elif framework == "transformers":
+        try:
+            import transformers.optimization as module
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError("the transformers cross-check needs transformers; install it "
+                              "with `pip install transformers` (or `pip install -e .[hf]`)"
+                              ) from None
+    else:
+        raise ValueError(f"framework must be one of {sorted(FRAMEWORK_RTOL)}, got {framework!r}")
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        return None
+    accepted = inspect.signature(cls).parameters
+    return cls(optimizer, **{k: v for k, v in kwargs.items() if k in accepted or k != "interval"})
+
+
 def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: int = 300,
                          seed: int = 0, *, losses: Sequence[float] | str = "random",
                          framework: str = "torch", rtol: float | None = None,
@@ -308,25 +330,28 @@ def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: in
     (used only by loss-driven schedulers). For ``warmup``, ``after`` may name the scheduler
     that follows (default ``cosine``) and ``after_<key>`` keys configure it.
     """
+    from ..registry import make_scheduler
+
     if NAMES.get(name, name) == "LinearWarmup":
-        after_name = kwargs.pop("after", "cosine")
-        after_kwargs = {k[len("after_"):]: v for k, v in kwargs.items() if k.startswith("after_")}
-        kwargs = {k: v for k, v in kwargs.items() if not k.startswith("after_")}
-        if after_name not in (None, "none"):
-            kwargs["after"] = make(after_name, lr, **after_kwargs)
-    scheduler = make(name, lr, **kwargs)
+        kwargs.setdefault("after", "cosine")
+    # a schedule's run length (T_max, ...) defaults to the steps replayed
+    scheduler = make_scheduler(name, lr, epochs=steps, steps_per_epoch=1, **kwargs)
     if isinstance(losses, str):
-        plateau = getattr(scheduler, "after", None) or scheduler  # LinearWarmup: its `after`
-        if losses == "random":
-            losses = random_losses(steps, seed)
-        elif losses == "adversarial":
-            options = {} if not hasattr(plateau, "threshold_mode") else {
-                "mode": plateau.mode, "threshold": plateau.threshold,
-                "threshold_mode": plateau.threshold_mode}
-            losses = adversarial_losses(steps, seed, **options)
-        else:
-            raise ValueError(f"losses must be a list, 'random' or 'adversarial', got {losses!r}")
+        losses = loss_trace(losses, steps, seed, scheduler)
     return replay_scheduler(scheduler, steps, losses, framework=framework, rtol=rtol)
+
+
+def loss_trace(kind: str, steps: int, seed: int, scheduler: Scheduler) -> list[float]:
+    """``"random"`` or ``"adversarial"`` losses (the latter on ``scheduler``'s threshold)."""
+    plateau = getattr(scheduler, "after", None) or scheduler  # LinearWarmup: its `after`
+    if kind == "random":
+        return random_losses(steps, seed)
+    if kind == "adversarial":
+        options = {} if not hasattr(plateau, "threshold_mode") else {
+            "mode": plateau.mode, "threshold": plateau.threshold,
+            "threshold_mode": plateau.threshold_mode}
+        return adversarial_losses(steps, seed, **options)
+    raise ValueError(f"losses must be a list, 'random' or 'adversarial', got {kind!r}")
 
 
 # -- optimizers ---------------------------------------------------------------------------------
@@ -338,7 +363,7 @@ def crosscheck_optimizer(name: str, steps: int = 200, seed: int = 0, *,
                          rtol: float = RTOL, **kwargs: Any) -> CrosscheckResult:
     """Apply the same random float64 gradients with our optimizer and torch's; compare the
     parameters (all arrays, flattened) after every step. ``kwargs`` go to both constructors."""
-    from . import optim
+    from .. import optim
 
     torch = _require_torch()
     class_name = _OPTIMIZERS.get(name.lower())
@@ -367,106 +392,3 @@ def crosscheck_optimizer(name: str, steps: int = 200, seed: int = 0, *,
         our_trace.append(flat(ours_params))
         their_trace.append(flat(p.detach().numpy() for p in torch_params))
     return compare_traces(our_trace, their_trace, rtol=rtol, subject=f"{class_name} vs torch")
-
-
-# -- command line -------------------------------------------------------------------------------
-def parse_kwargs(text: str | None) -> dict[str, Any]:
-    """Parse ``key=val,key=val`` (values as Python literals; commas inside [] or () are kept)."""
-    if not text:
-        return {}
-    items, depth, current = [], 0, ""
-    for char in text:
-        if char in "[(":
-            depth += 1
-        elif char in "])":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--kwargs entries must look like key=value, got {item!r}")
-        try:
-            result[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            result[key.strip()] = value.strip()  # a bare word, e.g. mode=max
-    return result
-
-
-def default_scheduler_kwargs(name: str, steps: int) -> dict[str, Any]:
-    """Hyper-parameters the CLI uses when ``--kwargs`` does not give them."""
-    class_name = NAMES.get(name, name)
-    tenth = max(1, steps // 10)
-    return {
-        "StepLR": {"step_size": tenth},
-        "MultiStepLR": {"milestones": [steps // 3, 2 * steps // 3]},
-        "ExponentialLR": {"gamma": 0.99},
-        "CosineAnnealingLR": {"T_max": steps},
-        "CosineAnnealingWarmRestarts": {"T_0": tenth, "T_mult": 2},
-        "LinearWarmup": {"total_iters": tenth, "after": "cosine"},
-        "ReduceLROnPlateau": {"patience": 5},
-    }.get(class_name, {})
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="refimpl crosscheck",
-        description="Replay the same trace through refimpl and a framework; report the first "
-                    "step that differs.")
-    parser.add_argument("framework", choices=sorted(FRAMEWORK_RTOL),
-                        help="torch (standard schedules, optimizers) or transformers (greedy)")
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--scheduler", help=f"one of {sorted(NAMES)} (standard ones for torch)")
-    what.add_argument("--optimizer", choices=sorted(_OPTIMIZERS))
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps to replay (default 300 for schedulers, 200 for optimizers)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=None,
-                        help="initial lr (default 0.1 for schedulers, 0.01 for optimizers)")
-    parser.add_argument("--losses", choices=["random", "adversarial"], default="random",
-                        help="loss trace fed to loss-driven schedulers")
-    parser.add_argument("--rtol", type=float, default=None,
-                        help="relative tolerance (1e-12 for torch, 1e-15 for transformers)")
-    parser.add_argument("--kwargs", default=None, help="hyper-parameters: key=val,key=val")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``refimpl crosscheck`` (``argv`` excludes the word ``crosscheck``); print the
-    result; return 0 when equal, 1 when a step differs, 2 on a usage error."""
-    args = build_parser().parse_args(argv)
-    try:
-        result = _run(args)
-    except (ValueError, TypeError, ImportError) as error:
-        print(f"refimpl crosscheck: error: {error}", file=sys.stderr)
-        return 2
-    print(result)
-    return 0 if result.equal else 1
-
-
-def _run(args: argparse.Namespace) -> CrosscheckResult:
-    kwargs = parse_kwargs(args.kwargs)
-    if args.scheduler is not None:
-        steps = 300 if args.steps is None else args.steps
-        kwargs = {**default_scheduler_kwargs(args.scheduler, steps), **kwargs}
-        if NAMES.get(args.scheduler, args.scheduler) == "LinearWarmup":
-            # the scheduler after warm-up gets its own defaults over the remaining steps
-            rest = max(1, steps - int(kwargs["total_iters"]))
-            after = default_scheduler_kwargs(str(kwargs["after"]), rest)
-            kwargs = {**{f"after_{k}": v for k, v in after.items()}, **kwargs}
-        result = crosscheck_scheduler(args.scheduler, 0.1 if args.lr is None else args.lr,
-                                      steps, args.seed, losses=args.losses,
-                                      framework=args.framework, rtol=args.rtol, **kwargs)
-    else:
-        if args.framework != "torch":
-            raise ValueError("optimizers are cross-checked against torch only")
-        steps = 200 if args.steps is None else args.steps
-        kwargs.setdefault("lr", 0.01 if args.lr is None else args.lr)
-        result = crosscheck_optimizer(args.optimizer, steps, args.seed,
-                                      rtol=RTOL if args.rtol is None else args.rtol, **kwargs)
-    return result
