@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl import registry
+from refimpl import __version__, registry
 from refimpl.registry import parse_kv
 
 #: subcommand -> (module, help line); each module exposes ``main(argv) -> int | None``
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="refimpl: a readable, autodiff-free NumPy trainer and the GreedyLR / TLR "
                     "/ DLRS / LRPO learning-rate methods. Every subcommand has --help.",
     )
+    parser.add_argument("--version", action="version", version=f"refimpl {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="train on the embedded sample with three schedules",
                           description="Train a small CNN on the embedded Fashion-MNIST sample "

@@ -1,0 +1,133 @@
+"""Packaging: every third-party module the package imports is a declared dependency, every
+directory that ships is a declared package, and building the wheel prints no setuptools
+warning about either."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import functools
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("refimpl", "kernels")
+#: modules loaded only by an optional feature, with the extra that provides their imports
+OPTIONAL_MODULES = {"refimpl/sweep/_worker.py": "dask"}  # loaded by dask workers only
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def _requirement_names(block: str) -> set[str]:
+    """The distributions a requirements block installs by name; ``dask[distributed]`` also
+    counts the distributions dask's ``distributed`` extra pulls in (when dask is installed)."""
+    names = set()
+    for line in block.strip().splitlines():
+        match = re.match(r"\s*([A-Za-z0-9_.-]+)(?:\[([^\]]+)\])?", line)
+        if match:
+            names.add(_normalize(match.group(1)))
+            for extra in (match.group(2) or "").split(","):
+                names |= _extra_requirements(match.group(1), extra.strip())
+    return names
+
+
+def _extra_requirements(distribution: str, extra: str) -> set[str]:
+    try:
+        requires = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return set()
+    return {_normalize(re.match(r"[A-Za-z0-9_.-]+", r).group(0)) for r in requires
+            if extra and re.search(rf"extra\s*==\s*['\"]{re.escape(extra)}['\"]", r)}
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Top-level names imported when the module is imported (its body, not its functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - set(SOURCES) - {"__future__"}
+
+
+@functools.cache
+def _import_names() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _distributions(module: str) -> set[str]:
+    return {_normalize(d) for d in _import_names().get(module, [module])}
+
+
+def test_module_level_imports_are_declared_dependencies():
+    config = _setup_cfg()
+    required = _requirement_names(config["options"]["install_requires"])
+    extras = {name: _requirement_names(block)
+              for name, block in config["options.extras_require"].items()}
+    undeclared = []
+    for source in SOURCES:
+        for path in sorted((ROOT / source).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            allowed = required | extras.get(OPTIONAL_MODULES.get(relative, ""), set())
+            for module in sorted(_module_level_imports(path)):
+                if not _distributions(module) & allowed:
+                    undeclared.append(f"{relative}: {module}")
+    assert undeclared == [], "imported at run time but not in setup.cfg install_requires"
+
+
+def test_every_shipped_directory_is_a_declared_package():
+    """setuptools warns "Package would be ignored" for an importable directory holding files
+    that the packages configuration leaves out; the configuration must list every one."""
+    from setuptools import find_namespace_packages
+
+    find = _setup_cfg()["options.packages.find"]
+    packages = set(find_namespace_packages(
+        where=str(ROOT), include=find["include"].split(), exclude=find["exclude"].split()))
+    shipped = {path.parent.relative_to(ROOT).as_posix().replace("/", ".")
+               for source in SOURCES for path in (ROOT / source).rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts}
+    assert shipped - packages == set()
+    assert not any("__pycache__" in name for name in packages)
+
+
+@pytest.mark.slow
+def test_wheel_builds_without_warnings_and_holds_the_sample_data(tmp_path):
+    pytest.importorskip("setuptools")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in SOURCES:
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (source / "refimpl" / "__pycache__").mkdir(exist_ok=True)  # as after running it
+    (source / "refimpl" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(tmp_path / "wheel"), "-v"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "would be ignored" not in output and "is absent from the `packages`" not in output
+    (wheel,) = (tmp_path / "wheel").glob("refimpl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "refimpl/datasets/fashion_mnist_sample.npz" in names
+    assert "refimpl/__main__.py" in names
+    assert not any("__pycache__" in name for name in names)
