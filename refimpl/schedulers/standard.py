@@ -1,14 +1,18 @@
 """The standard schedules, with the semantics of ``torch.optim.lr_scheduler`` (docs/methods.md §3).
 
-Every class follows :mod:`refimpl.schedulers.base`: construct with the initial ``lr`` (one
-float, or one per parameter group), then ``step()`` (or ``step(loss)`` for
-:class:`ReduceLROnPlateau`) returns the new rate. The rate after construction is torch's rate
-after its constructor (epoch 0); the ``k``-th ``step()`` gives torch's rate at epoch ``k``.
+Every class takes torch's arguments with the optimizer replaced by ``lr``: a float, one float
+per parameter group, or a :class:`~refimpl.schedulers.lr_base.ParamGroups` shared with other
+schedulers (then they compose as torch schedulers sharing an optimizer do). The rate after
+construction is torch's rate after its constructor (epoch 0); the ``k``-th ``step()`` gives
+torch's rate at epoch ``k``; ``step(epoch)`` jumps as torch's deprecated ``step(epoch)`` does.
 
-``step()`` is the *recursive* form torch uses (each rate computed from the previous one), so
-traces agree with torch to rounding; ``closed_form(epoch)`` gives the textbook formula from
-the initial rates. The two agree up to the rounding the recursion accumulates (tested).
+``step()`` is the *recursive* ("chainable") form torch uses: each rate is computed from the
+rate the group holds, so traces agree with torch to rounding. ``closed_form(epoch)`` gives the
+textbook formula from the initial rates. Every class has ``explain()``: the closed-form terms
+at the last epoch (listed in each docstring) besides ``last_epoch``, ``lrs`` and ``base_lrs``.
 
+Resume as torch does with ``last_epoch=k`` (the groups must hold ``initial_lr``: pass
+``lr=ParamGroups(lr=current, initial_lr=base)``), or with ``state_dict``/``load_state_dict``.
 All epoch-indexed schedulers take ``interval="epoch"`` (default) or ``"step"`` to tell the
 trainer whether an "epoch" of the schedule is an epoch or one optimizer step.
 """
@@ -16,204 +20,380 @@ trainer whether an "epoch" of the schedule is an epoch or one optimizer step.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import Scheduler, as_group_list, check_lr
+from .base import Scheduler, check_lr
+from .composite import ChainedScheduler, SequentialLR
+from .lr_base import (
+    LrArg,
+    LRScheduler,
+    ParamGroups,
+    as_param_groups,
+    check_choice,
+    check_factor,
+    check_int,
+    check_interval,
+    per_group,
+    rule_of,
+)
 
 __all__ = [
+    "ChainedScheduler",
     "ConstantLR",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
     "ExponentialLR",
+    "LambdaLR",
+    "LinearLR",
     "LinearWarmup",
     "MultiStepLR",
+    "MultiplicativeLR",
+    "ParamGroups",
+    "PolynomialLR",
     "ReduceLROnPlateau",
+    "SequentialLR",
     "StepLR",
 ]
 
-LrArg = float | Sequence[float]
+
+def _lambdas(lr_lambda: Any, n_groups: int) -> list[Callable[[int], float]]:
+    """One callable per group (torch's rule: one for all, or a list with one per group)."""
+    if isinstance(lr_lambda, (list, tuple)):
+        if len(lr_lambda) != n_groups:
+            raise ValueError(f"lr_lambda has {len(lr_lambda)} entries but there are "
+                             f"{n_groups} parameter groups; give one callable or one per group")
+        functions = list(lr_lambda)
+    else:
+        functions = [lr_lambda] * n_groups
+    for function in functions:
+        if not callable(function):
+            raise ValueError(f"lr_lambda must be a callable epoch -> factor, got {function!r}")
+    return functions
 
 
-# -- argument checks --------------------------------------------------------------------------
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_factor(value: Any, name: str, *, low: float, high: float,
-                  low_open: bool = False, high_open: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    below = number <= low if low_open else number < low
-    above = number >= high if high_open else number > high
-    if not math.isfinite(number) or below or above:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return number
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _check_interval(value: Any) -> str:
-    return _check_choice(value, "interval", ("epoch", "step"))
-
-
-class _EpochScheduler(Scheduler):
-    """An epoch-indexed schedule: ``step()`` advances ``last_epoch`` and applies ``_recurse``."""
-
-    signal = "none"
-
-    def __init__(self, lr: LrArg, interval: str = "epoch"):
-        super().__init__(lr)
-        self.interval = _check_interval(interval)
-        self.last_epoch = 0
-
-    def step(self) -> float:
-        """Advance one epoch (or step) and return the new rate of the first group."""
-        self.last_epoch += 1
-        self.lrs = [self._recurse(lr, base) for lr, base in zip(self.lrs, self.base_lrs)]
-        return self.lr
-
-    def closed_form(self, epoch: int) -> list[float]:
-        """Rates of all groups at ``epoch`` from the closed form (one float per group)."""
-        epoch = _check_int(epoch, "epoch", 0)
-        return [self._closed(base, epoch) for base in self.base_lrs]
-
-    def _recurse(self, lr: float, base_lr: float) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _closed(self, base_lr: float, epoch: int) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class ConstantLR(_EpochScheduler):
-    """``lr = base * factor`` for epochs ``e < total_iters``, then ``base`` (torch's ConstantLR).
-
-    Recursive form: multiply by ``factor`` at construction, by ``1/factor`` at
-    ``e == total_iters``.
+class LambdaLR(LRScheduler):
+    """``lr_e = base * lr_lambda(e)`` (torch's LambdaLR); this *is* its closed form.
 
     Parameters
     ----------
-    lr : float or list of float -- initial rate(s), one per parameter group.
-    factor : float in (0, 1], default 1/3 -- torch also accepts 0, which then divides by
-        zero at ``total_iters``.
-    total_iters : int >= 1, default 5
+    lr : float, list of float or ParamGroups
+    lr_lambda : callable ``epoch -> factor``, or one per group
+    last_epoch : int, default -1 (fresh); ``k`` resumes at epoch ``k + 1`` as torch does.
     interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``factors`` (``lr_lambda(e)`` per group). The callables are not part of
+    ``state_dict()``; build the scheduler with the same ones before loading.
     """
 
-    _state_keys = ("interval", "last_epoch", "factor", "total_iters")
+    _state_keys = ("interval", "last_epoch")
 
-    def __init__(self, lr: LrArg, factor: float = 1.0 / 3, total_iters: int = 5, *,
+    def __init__(self, lr: LrArg, lr_lambda: Any, last_epoch: int = -1, *,
                  interval: str = "epoch"):
-        super().__init__(lr, interval)
-        self.factor = _check_factor(factor, "factor", low=0.0, high=1.0, low_open=True)
-        self.total_iters = _check_int(total_iters, "total_iters", 1)
-        self.lrs = [base * self.factor for base in self.base_lrs]
+        self.lr_lambdas = _lambdas(lr_lambda, len(as_param_groups(lr)))
+        super().__init__(lr, last_epoch, interval=interval)
 
-    def _recurse(self, lr: float, base_lr: float) -> float:
-        return lr * (1.0 / self.factor) if self.last_epoch == self.total_iters else lr
+    def get_lr(self) -> list[float]:
+        return self.closed_form(self.last_epoch)
 
-    def _closed(self, base_lr: float, epoch: int) -> float:
-        return base_lr * (self.factor + (epoch >= self.total_iters) * (1 - self.factor))
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * f(epoch) for f, base in zip(self.lr_lambdas, self.base_lrs)]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"factors": [f(self.last_epoch) for f in self.lr_lambdas]}
 
 
-class StepLR(_EpochScheduler):
-    """``lr = base * gamma^floor(e / step_size)`` (torch's StepLR).
+class MultiplicativeLR(LRScheduler):
+    """``lr_e = lr_{e-1} * lr_lambda(e)`` for ``e >= 1`` (torch's MultiplicativeLR), i.e.
+    ``lr_e = base * prod_{k=1..e} lr_lambda(k)``.
+
+    torch has no closed form here: ``step(epoch)`` multiplies the rate held by
+    ``lr_lambda(epoch)`` once, as torch does. ``closed_form(epoch)`` is the product above.
+
+    Parameters
+    ----------
+    lr : float, list of float or ParamGroups
+    lr_lambda : callable ``epoch -> factor``, or one per group
+    last_epoch : int, default -1
+    interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``factors`` (``lr_lambda(e)`` per group, ``None`` at construction).
+    """
+
+    has_closed_form = False
+    _state_keys = ("interval", "last_epoch")
+
+    def __init__(self, lr: LrArg, lr_lambda: Any, last_epoch: int = -1, *,
+                 interval: str = "epoch"):
+        self.lr_lambdas = _lambdas(lr_lambda, len(as_param_groups(lr)))
+        super().__init__(lr, last_epoch, interval=interval)
+
+    def get_lr(self) -> list[float]:
+        if self._is_initial:
+            return self.lrs
+        return [lr * f(self.last_epoch) for f, lr in zip(self.lr_lambdas, self.lrs)]
+
+    def closed_form(self, epoch: int) -> list[float]:
+        rates = list(self.base_lrs)
+        for k in range(1, check_int(epoch, "epoch", 0) + 1):
+            rates = [lr * f(k) for f, lr in zip(self.lr_lambdas, rates)]
+        return rates
+
+    def _terms(self) -> dict[str, Any]:
+        if self._step_count <= 1 and self.last_epoch <= 0:
+            return {"factors": None}
+        return {"factors": [f(self.last_epoch) for f in self.lr_lambdas]}
+
+
+class StepLR(LRScheduler):
+    """``lr_e = base * gamma^floor(e / step_size)`` (torch's StepLR).
 
     Recursive form: multiply by ``gamma`` whenever ``e`` is a positive multiple of
     ``step_size``.
 
     Parameters
     ----------
-    lr : float or list of float
+    lr : float, list of float or ParamGroups
     step_size : int >= 1
     gamma : float >= 0, default 0.1
+    last_epoch : int, default -1
     interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``exponent`` (``floor(e / step_size)``) and ``gamma``.
     """
 
     _state_keys = ("interval", "last_epoch", "step_size", "gamma")
 
-    def __init__(self, lr: LrArg, step_size: int, gamma: float = 0.1, *,
+    def __init__(self, lr: LrArg, step_size: int, gamma: float = 0.1, last_epoch: int = -1, *,
                  interval: str = "epoch"):
-        super().__init__(lr, interval)
-        self.step_size = _check_int(step_size, "step_size", 1)
-        self.gamma = _check_factor(gamma, "gamma", low=0.0, high=math.inf)
+        self.step_size = check_int(step_size, "step_size", 1)
+        self.gamma = check_factor(gamma, "gamma", low=0.0, high=math.inf)
+        super().__init__(lr, last_epoch, interval=interval)
 
-    def _recurse(self, lr: float, base_lr: float) -> float:
-        return lr * self.gamma if self.last_epoch % self.step_size == 0 else lr
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return self.lrs
+        return [lr * self.gamma for lr in self.lrs]
 
-    def _closed(self, base_lr: float, epoch: int) -> float:
-        return base_lr * self.gamma ** (epoch // self.step_size)
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * self.gamma ** (epoch // self.step_size) for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"exponent": self.last_epoch // self.step_size, "gamma": self.gamma}
 
 
-class MultiStepLR(_EpochScheduler):
-    """``lr = base * gamma^(number of milestones <= e)`` (torch's MultiStepLR).
+class MultiStepLR(LRScheduler):
+    """``lr_e = base * gamma^(number of milestones <= e)`` (torch's MultiStepLR).
 
     Recursive form: at a milestone ``e`` listed ``n`` times, multiply by ``gamma^n`` (also at
     ``e = 0``, i.e. at construction, as torch does).
 
     Parameters
     ----------
-    lr : float or list of float
+    lr : float, list of float or ParamGroups
     milestones : list of int >= 0 -- sorted here; repeats count, as in torch.
     gamma : float >= 0, default 0.1
+    last_epoch : int, default -1
     interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``exponent`` (milestones passed) and ``gamma``.
     """
 
     _state_keys = ("interval", "last_epoch", "milestones", "gamma")
 
-    def __init__(self, lr: LrArg, milestones: Sequence[int], gamma: float = 0.1, *,
-                 interval: str = "epoch"):
-        super().__init__(lr, interval)
+    def __init__(self, lr: LrArg, milestones: Sequence[int], gamma: float = 0.1,
+                 last_epoch: int = -1, *, interval: str = "epoch"):
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
             raise ValueError(f"milestones must be a list of integers, got {milestones!r}")
-        self.milestones = sorted(_check_int(m, "milestones", 0) for m in milestones)
-        self.gamma = _check_factor(gamma, "gamma", low=0.0, high=math.inf)
-        self.lrs = [self._recurse(lr, base) for lr, base in zip(self.lrs, self.base_lrs)]
+        self.milestones = sorted(check_int(m, "milestones", 0) for m in milestones)
+        self.gamma = check_factor(gamma, "gamma", low=0.0, high=math.inf)
+        super().__init__(lr, last_epoch, interval=interval)
 
-    def _recurse(self, lr: float, base_lr: float) -> float:
+    def get_lr(self) -> list[float]:
         count = self.milestones.count(self.last_epoch)
-        return lr * self.gamma**count if count else lr
+        return [lr * self.gamma**count for lr in self.lrs] if count else self.lrs
 
-    def _closed(self, base_lr: float, epoch: int) -> float:
-        return base_lr * self.gamma ** sum(m <= epoch for m in self.milestones)
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * self.gamma ** sum(m <= epoch for m in self.milestones)
+                for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"exponent": sum(m <= self.last_epoch for m in self.milestones),
+                "gamma": self.gamma}
 
 
-class ExponentialLR(_EpochScheduler):
-    """``lr = base * gamma^e`` (torch's ExponentialLR); recursive form ``lr <- lr * gamma``.
+class ConstantLR(LRScheduler):
+    """``lr_e = base * factor`` for ``e < total_iters``, then ``base`` (torch's ConstantLR).
+
+    Recursive form: multiply by ``factor`` at ``e = 0``, by ``1/factor`` at
+    ``e == total_iters``.
 
     Parameters
     ----------
-    lr : float or list of float
-    gamma : float >= 0
+    lr : float, list of float or ParamGroups
+    factor : float in (0, 1], default 1/3 -- torch also accepts 0, which then divides by
+        zero at ``total_iters``.
+    total_iters : int >= 1, default 5
+    last_epoch : int, default -1
     interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``multiplier`` (``factor`` before ``total_iters``, else 1).
+    """
+
+    _state_keys = ("interval", "last_epoch", "factor", "total_iters")
+
+    def __init__(self, lr: LrArg, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1, *, interval: str = "epoch"):
+        self.factor = check_factor(factor, "factor", low=0.0, high=1.0, low_open=True)
+        self.total_iters = check_int(total_iters, "total_iters", 1)
+        super().__init__(lr, last_epoch, interval=interval)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in self.lrs]
+        if self.last_epoch != self.total_iters:
+            return self.lrs
+        return [lr * (1.0 / self.factor) for lr in self.lrs]
+
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * (self.factor + (epoch >= self.total_iters) * (1 - self.factor))
+                for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"multiplier": 1.0 if self.last_epoch >= self.total_iters else self.factor}
+
+
+class LinearLR(LRScheduler):
+    """``lr_e = base (s + (f - s) min(e, T) / T)`` with ``s = start_factor``,
+    ``f = end_factor``, ``T = total_iters`` (torch's LinearLR).
+
+    Recursive form (torch's): ``lr_0 = base s``, ``lr_e = lr_{e-1} (1 + (f - s) /
+    (T s + (e - 1)(f - s)))`` for ``1 <= e <= T``, unchanged after.
+
+    Parameters
+    ----------
+    lr : float, list of float or ParamGroups
+    start_factor : float in (0, 1], default 1/3
+    end_factor : float in [0, 1], default 1
+    total_iters : int >= 1, default 5
+    last_epoch : int, default -1
+    interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``multiplier`` (``s + (f - s) min(e, T) / T``).
+    """
+
+    _state_keys = ("interval", "last_epoch", "start_factor", "end_factor", "total_iters")
+
+    def __init__(self, lr: LrArg, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1, *, interval: str = "epoch"):
+        self.start_factor = check_factor(start_factor, "start_factor", low=0.0, high=1.0,
+                                         low_open=True)
+        self.end_factor = check_factor(end_factor, "end_factor", low=0.0, high=1.0)
+        self.total_iters = check_int(total_iters, "total_iters", 1)
+        super().__init__(lr, last_epoch, interval=interval)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return [lr * self.start_factor for lr in self.lrs]
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return self.lrs
+        s, f, total = self.start_factor, self.end_factor, self.total_iters
+        growth = 1.0 + (f - s) / (total * s + (self.last_epoch - 1) * (f - s))
+        return [lr * growth for lr in self.lrs]
+
+    def _multiplier(self, epoch: int) -> float:
+        s, f = self.start_factor, self.end_factor
+        return s + (f - s) * min(self.total_iters, epoch) / self.total_iters
+
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * self._multiplier(epoch) for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"multiplier": self._multiplier(self.last_epoch)}
+
+
+class ExponentialLR(LRScheduler):
+    """``lr_e = base * gamma^e`` (torch's ExponentialLR); recursive form ``lr <- lr * gamma``.
+
+    Parameters
+    ----------
+    lr : float, list of float or ParamGroups
+    gamma : float >= 0
+    last_epoch : int, default -1
+    interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``gamma`` and ``exponent`` (``e``).
     """
 
     _state_keys = ("interval", "last_epoch", "gamma")
 
-    def __init__(self, lr: LrArg, gamma: float, *, interval: str = "epoch"):
-        super().__init__(lr, interval)
-        self.gamma = _check_factor(gamma, "gamma", low=0.0, high=math.inf)
+    def __init__(self, lr: LrArg, gamma: float, last_epoch: int = -1, *,
+                 interval: str = "epoch"):
+        self.gamma = check_factor(gamma, "gamma", low=0.0, high=math.inf)
+        super().__init__(lr, last_epoch, interval=interval)
 
-    def _recurse(self, lr: float, base_lr: float) -> float:
-        return lr * self.gamma
+    def get_lr(self) -> list[float]:
+        if self._is_initial:
+            return self.lrs
+        return [lr * self.gamma for lr in self.lrs]
 
-    def _closed(self, base_lr: float, epoch: int) -> float:
-        return base_lr * self.gamma**epoch
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * self.gamma**epoch for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"gamma": self.gamma, "exponent": self.last_epoch}
 
 
-class CosineAnnealingLR(_EpochScheduler):
-    """``lr = eta_min + (base - eta_min) (1 + cos(pi e / T_max)) / 2`` (torch's
+class PolynomialLR(LRScheduler):
+    """``lr_e = base (1 - min(e, T) / T)^power`` with ``T = total_iters`` (torch's
+    PolynomialLR).
+
+    Recursive form (torch's): ``lr_e = lr_{e-1} ((1 - e/T) / (1 - (e-1)/T))^power`` for
+    ``1 <= e <= T``, unchanged after (0 from ``e = T`` on).
+
+    Parameters
+    ----------
+    lr : float, list of float or ParamGroups
+    total_iters : int >= 1, default 5
+    power : float >= 0, default 1
+    last_epoch : int, default -1
+    interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``multiplier`` (``(1 - min(e, T)/T)^power``).
+    """
+
+    _state_keys = ("interval", "last_epoch", "total_iters", "power")
+
+    def __init__(self, lr: LrArg, total_iters: int = 5, power: float = 1.0,
+                 last_epoch: int = -1, *, interval: str = "epoch"):
+        self.total_iters = check_int(total_iters, "total_iters", 1)
+        self.power = check_factor(power, "power", low=0.0, high=math.inf)
+        super().__init__(lr, last_epoch, interval=interval)
+
+    def get_lr(self) -> list[float]:
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return self.lrs
+        e, total = self.last_epoch, self.total_iters
+        decay = ((1.0 - e / total) / (1.0 - (e - 1) / total)) ** self.power
+        return [lr * decay for lr in self.lrs]
+
+    def _multiplier(self, epoch: int) -> float:
+        return (1.0 - min(self.total_iters, epoch) / self.total_iters) ** self.power
+
+    def closed_form(self, epoch: int) -> list[float]:
+        return [base * self._multiplier(epoch) for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"multiplier": self._multiplier(self.last_epoch)}
+
+
+def _cosine(base_lr: float, eta_min: float, t: float, period: float) -> float:
+    """``eta_min + (base - eta_min) (1 + cos(pi t / period)) / 2``."""
+    return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / period)) / 2
+
+
+class CosineAnnealingLR(LRScheduler):
+    """``lr_e = eta_min + (base - eta_min) (1 + cos(pi e / T_max)) / 2`` (torch's
     CosineAnnealingLR; past ``T_max`` the cosine continues, rising back to ``base`` at
     ``2 T_max``).
 
@@ -224,186 +404,124 @@ class CosineAnnealingLR(_EpochScheduler):
 
     Parameters
     ----------
-    lr : float or list of float
+    lr : float, list of float or ParamGroups
     T_max : int >= 1 -- half period, in epochs.
     eta_min : float >= 0, default 0 -- one float for all groups, as in torch.
+    last_epoch : int, default -1
     interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``cosine`` (``(1 + cos(pi e / T_max)) / 2``) and ``eta_min``.
     """
 
     _state_keys = ("interval", "last_epoch", "T_max", "eta_min")
 
-    def __init__(self, lr: LrArg, T_max: int, eta_min: float = 0.0, *,
+    def __init__(self, lr: LrArg, T_max: int, eta_min: float = 0.0, last_epoch: int = -1, *,
                  interval: str = "epoch"):
-        super().__init__(lr, interval)
-        self.T_max = _check_int(T_max, "T_max", 1)
+        self.T_max = check_int(T_max, "T_max", 1)
         self.eta_min = check_lr(eta_min, "eta_min")
+        super().__init__(lr, last_epoch, interval=interval)
 
-    def _recurse(self, lr: float, base_lr: float) -> float:
+    def get_lr(self) -> list[float]:
         e, t_max, eta_min = self.last_epoch, self.T_max, self.eta_min
+        if self._is_initial:
+            return self.lrs
+        if self._step_count == 1 and e > 0:
+            return self.closed_form(e)
         if (e - 1 - t_max) % (2 * t_max) == 0:
-            return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+            return [lr + (base - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+                    for lr, base in zip(self.lrs, self.base_lrs)]
         ratio = (1 + math.cos(math.pi * e / t_max)) / (1 + math.cos(math.pi * (e - 1) / t_max))
-        return ratio * (lr - eta_min) + eta_min
+        return [ratio * (lr - eta_min) + eta_min for lr in self.lrs]
 
-    def _closed(self, base_lr: float, epoch: int) -> float:
-        return self.eta_min + (base_lr - self.eta_min) * (
-            1 + math.cos(math.pi * epoch / self.T_max)) / 2
+    def closed_form(self, epoch: int) -> list[float]:
+        return [_cosine(base, self.eta_min, epoch, self.T_max) for base in self.base_lrs]
+
+    def _terms(self) -> dict[str, Any]:
+        return {"cosine": (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2,
+                "eta_min": self.eta_min}
 
 
-class CosineAnnealingWarmRestarts(_EpochScheduler):
+class CosineAnnealingWarmRestarts(LRScheduler):
     """SGDR: ``lr = eta_min + (base - eta_min) (1 + cos(pi T_cur / T_i)) / 2`` (torch's
     CosineAnnealingWarmRestarts).
 
-    ``T_cur`` counts epochs since the last restart; a restart happens when ``T_cur`` reaches
-    ``T_i`` (then ``T_cur <- T_cur - T_i``, ``T_i <- T_i * T_mult``), starting from
-    ``T_i = T_0``. Here the recursion lives in ``(T_cur, T_i)`` and the rate is always the
-    formula above, as in torch. ``closed_form`` finds the cycle of ``epoch`` by counting
-    (torch's float-logarithm shortcut can misplace a restart boundary).
+    ``T_cur`` counts epochs since the last restart. ``step()``: ``T_cur <- T_cur + 1``; when
+    ``T_cur >= T_i``, ``T_cur <- T_cur mod T_i`` and ``T_i <- T_i T_mult`` (torch's rule;
+    a loaded ``T_cur`` past the cycle wraps into it). ``step(epoch)`` takes a real ``epoch``
+    (fractional epochs: call it with ``epoch + batch / n_batches``) and places it in its cycle:
+    cycle ``n`` covers ``[T_0 (T_mult^n - 1)/(T_mult - 1), ...)`` (``[n T_0, (n+1) T_0)`` when
+    ``T_mult = 1``), ``T_i = T_0 T_mult^n``, ``T_cur = epoch - start of cycle n``.
+    ``closed_form(epoch)`` is the same placement. Cycles are found by counting, where torch
+    takes a float logarithm that can misplace an epoch lying exactly on a restart of a
+    ``T_mult > 1`` schedule (e.g. ``T_0 = 1, T_mult = 3``, epoch 121: torch ends cycle 4
+    at ``eta_min``, cycle 5 starts at ``base``).
 
     Parameters
     ----------
-    lr : float or list of float
+    lr : float, list of float or ParamGroups
     T_0 : int >= 1 -- length of the first cycle.
     T_mult : int >= 1, default 1 -- growth of the cycle length at each restart.
     eta_min : float >= 0, default 0
+    last_epoch : int, default -1
     interval : "epoch" (default) or "step"
+
+    ``explain()`` adds ``T_cur``, ``T_i`` and ``cosine`` (``(1 + cos(pi T_cur / T_i)) / 2``).
     """
 
+    has_closed_form = False  # torch's step(epoch) goes through its own placement
     _state_keys = ("interval", "last_epoch", "T_0", "T_mult", "eta_min", "T_cur", "T_i")
 
-    def __init__(self, lr: LrArg, T_0: int, T_mult: int = 1, eta_min: float = 0.0, *,
-                 interval: str = "epoch"):
-        super().__init__(lr, interval)
-        self.T_0 = _check_int(T_0, "T_0", 1)
-        self.T_mult = _check_int(T_mult, "T_mult", 1)
+    def __init__(self, lr: LrArg, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1, *, interval: str = "epoch"):
+        self.T_0 = check_int(T_0, "T_0", 1)
+        self.T_mult = check_int(T_mult, "T_mult", 1)
         self.eta_min = check_lr(eta_min, "eta_min")
-        self.T_cur, self.T_i = 0, self.T_0
-        self.lrs = [self._rate(base, self.T_cur, self.T_i) for base in self.base_lrs]
+        self.T_i = self.T_0
+        self.T_cur = float(check_int(last_epoch, "last_epoch", -1))
+        super().__init__(lr, last_epoch, interval=interval)
 
-    def _rate(self, base_lr: float, t_cur: int, t_i: int) -> float:
-        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+    def get_lr(self) -> list[float]:
+        return [_cosine(base, self.eta_min, self.T_cur, self.T_i) for base in self.base_lrs]
 
-    def step(self) -> float:
-        """Advance one epoch (restarting when the cycle ends) and return the new rate."""
-        self.last_epoch += 1
-        self.T_cur += 1
-        if self.T_cur >= self.T_i:
-            self.T_cur -= self.T_i
-            self.T_i *= self.T_mult
-        self.lrs = [self._rate(base, self.T_cur, self.T_i) for base in self.base_lrs]
-        return self.lr
-
-    def _closed(self, base_lr: float, epoch: int) -> float:
-        t_cur, t_i = epoch, self.T_0
-        while t_cur >= t_i:
-            t_cur -= t_i
-            t_i *= self.T_mult
-        return self._rate(base_lr, t_cur, t_i)
-
-
-class LinearWarmup(Scheduler):
-    """Linear warm-up from ``start_factor * lr`` to ``lr`` over ``total_iters`` epochs, then
-    hand over to another scheduler ``after`` (or keep ``lr`` when ``after`` is None).
-
-    ``lr_e = base (s + (1 - s) e / T)`` for ``e < T`` (closed form; the step uses torch
-    LinearLR's recursion ``lr_e = lr_{e-1} (1 + (1 - s) / (T s + (e - 1)(1 - s)))``);
-    at ``e >= T`` the rate is ``after``'s rate at epoch ``e - T`` (``after`` is untouched
-    during warm-up and stepped from ``e = T + 1`` on).
-
-    torch equivalent: ``SequentialLR(opt, [LinearLR(opt, start_factor=s, end_factor=1.0,
-    total_iters=T), after], milestones=[T])``; with ``after=None``, ``LinearLR(opt,
-    start_factor=s, end_factor=1.0, total_iters=T)``; both agree exactly with torch
-    (with ``after=None`` the recursion ends at ``base`` up to a few ulps, as torch's does).
-    Unlike torch's SequentialLR, ``after`` may be loss-driven (:class:`ReduceLROnPlateau`):
-    then ``step(loss)`` is the signature, and losses seen during warm-up are ignored.
-
-    Parameters
-    ----------
-    lr : float or list of float -- must equal ``after``'s initial rates.
-    after : Scheduler or None
-    start_factor : float in (0, 1], default 1/3 (torch's default)
-    total_iters : int >= 1, default 5
-    interval : "epoch" or "step"; defaults to ``after``'s interval (else "epoch").
-    """
-
-    def __init__(self, lr: LrArg, after: Scheduler | None = None, *,
-                 start_factor: float = 1.0 / 3, total_iters: int = 5,
-                 interval: str | None = None):
-        super().__init__(lr)
-        if after is not None:
-            if not isinstance(after, Scheduler):
-                raise ValueError(f"after must be a Scheduler or None, got {type(after).__name__}")
-            if list(after.base_lrs) != list(self.base_lrs):
-                raise ValueError(
-                    f"after was built with lr={after.base_lrs}, the warm-up with "
-                    f"lr={self.base_lrs}; build both with the same initial lr"
-                )
-            if isinstance(after, LinearWarmup):
-                raise ValueError("after must not itself be a LinearWarmup")
-        self.after = after
-        self.signal = after.signal if after is not None else "none"
-        self.interval = _check_interval(
-            interval if interval is not None else (after.interval if after else "epoch"))
-        self.start_factor = _check_factor(start_factor, "start_factor", low=0.0, high=1.0,
-                                          low_open=True)
-        self.total_iters = _check_int(total_iters, "total_iters", 1)
-        self.last_epoch = 0
-        self.lrs = [base * self.start_factor for base in self.base_lrs]
-
-    _state_keys = ("interval", "last_epoch", "start_factor", "total_iters")
-
-    def step(self, *signal: Any) -> float:
-        """Advance one epoch; ``signal`` (e.g. the loss) is passed on to ``after``."""
-        self.last_epoch += 1
-        e, total, s = self.last_epoch, self.total_iters, self.start_factor
-        if e < total or (e == total and self.after is None):
-            growth = 1.0 + (1.0 - s) / (total * s + (e - 1) * (1.0 - s))
-            self.lrs = [lr * growth for lr in self.lrs]
-        elif self.after is None:
-            pass  # warm-up over: keep the rate (torch's LinearLR past total_iters)
-        elif e == total:
-            self.lrs = list(self.after.lrs)
+    def step(self, epoch: float | None = None) -> float:
+        """Advance one epoch, or go to the (possibly fractional) ``epoch``; return the rate."""
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:
+                self.T_cur %= self.T_i
+                self.T_i *= self.T_mult
         else:
-            self.after.step(*signal)
-            self.lrs = list(self.after.lrs)
+            epoch = check_factor(epoch, "epoch", low=0.0, high=math.inf)
+            self.T_cur, self.T_i = self._place(epoch)
+        self._step_count += 1
+        self.last_epoch = math.floor(epoch)
+        self.lrs = self.get_lr()
         return self.lr
 
-    def closed_form(self, epoch: int) -> list[float]:
-        """Rates at ``epoch`` (one per group); past warm-up, ``after.closed_form``."""
-        epoch = _check_int(epoch, "epoch", 0)
-        if epoch < self.total_iters:
-            s = self.start_factor
-            return [base * (s + (1 - s) * epoch / self.total_iters) for base in self.base_lrs]
-        if self.after is None:
-            return list(self.base_lrs)
-        if not hasattr(self.after, "closed_form"):
-            raise ValueError(f"{type(self.after).__name__} has no closed form")
-        return self.after.closed_form(epoch - self.total_iters)
+    def _place(self, epoch: float) -> tuple[float, int]:
+        """``(T_cur, T_i)`` of ``epoch``: walk the cycles from the first."""
+        if self.T_mult == 1:
+            return epoch % self.T_0, self.T_0
+        start, t_i = 0, self.T_0
+        while epoch >= start + t_i:
+            start, t_i = start + t_i, t_i * self.T_mult
+        return epoch - start, t_i
 
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["after"] = None if self.after is None else self.after.state_dict()
-        return state
+    def closed_form(self, epoch: float) -> list[float]:
+        t_cur, t_i = self._place(check_factor(epoch, "epoch", low=0.0, high=math.inf))
+        return [_cosine(base, self.eta_min, t_cur, t_i) for base in self.base_lrs]
 
-    def load_state_dict(self, state: dict) -> None:
-        """Load the warm-up's state and ``after``'s (nested under ``"after"``); all or nothing."""
-        before = self.state_dict()
-        try:
-            super().load_state_dict(state)
-            if "after" not in state:
-                raise ValueError("state dict for LinearWarmup is missing keys ['after']")
-            if (state["after"] is None) != (self.after is None):
-                raise ValueError(
-                    "state dict and this LinearWarmup disagree on whether `after` is set; "
-                    "build the warm-up with the same kind of `after` scheduler"
-                )
-            if self.after is not None:
-                self.after.load_state_dict(state["after"])
-        except (ValueError, TypeError):
-            Scheduler.load_state_dict(self, before)
-            if self.after is not None:
-                self.after.load_state_dict(before["after"])
-            raise
+    def _terms(self) -> dict[str, Any]:
+        return {"T_cur": self.T_cur, "T_i": self.T_i,
+                "cosine": (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2}
+
+    def _after_load(self) -> None:
+        if self.T_i < 1 or self.T_cur < 0:
+            raise ValueError(f"state has T_i={self.T_i!r}, T_cur={self.T_cur!r}; "
+                             "T_i must be >= 1 and T_cur >= 0")
 
 
 class ReduceLROnPlateau(Scheduler):
@@ -419,9 +537,13 @@ class ReduceLROnPlateau(Scheduler):
     ``new = max(lr factor, min_lr)``, applied only if ``lr - new > eps``; then cooldown
     starts and the bad count is zeroed. A NaN loss is never an improvement (as in torch).
 
+    Groups added to a shared :class:`ParamGroups` while running (torch's
+    ``optimizer.add_param_group``) get the scalar ``min_lr``; with a per-group ``min_lr`` list
+    the next reduction raises ``ValueError`` until ``min_lrs`` is extended, as in torch.
+
     Parameters
     ----------
-    lr : float or list of float
+    lr : float, list of float or ParamGroups
     mode : "min" | "max", default "min"
     factor : float in [0, 1), default 0.1
     patience : int >= 0, default 10
@@ -431,30 +553,45 @@ class ReduceLROnPlateau(Scheduler):
     min_lr : float or list (one per group), default 0
     eps : float >= 0, default 1e-8
     interval : "epoch" (default; feed the validation loss) or "step" (feed the batch loss)
+
+    ``explain()`` gives ``loss``, ``bound`` (the value the loss had to beat), ``improved``,
+    ``best``, ``num_bad_epochs``, ``cooldown_counter`` and ``reduced`` (whether the rates fell).
     """
 
     signal = "loss"
     _state_keys = ("interval", "mode", "factor", "patience", "threshold", "threshold_mode",
-                   "cooldown", "min_lrs", "eps", "best", "num_bad_epochs",
+                   "cooldown", "min_lrs", "default_min_lr", "eps", "best", "num_bad_epochs",
                    "cooldown_counter", "last_epoch")
 
     def __init__(self, lr: LrArg, mode: str = "min", factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                 min_lr: LrArg = 0.0, eps: float = 1e-8, *, interval: str = "epoch"):
-        super().__init__(lr)
-        self.interval = _check_interval(interval)
-        self.mode = _check_choice(mode, "mode", ("min", "max"))
-        self.factor = _check_factor(factor, "factor", low=0.0, high=1.0, high_open=True)
-        self.patience = _check_int(patience, "patience", 0)
+                 min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8, *,
+                 interval: str = "epoch"):
+        self.groups = as_param_groups(lr)
+        self.base_lrs = list(self.groups.lrs)
+        self.interval = check_interval(interval)
+        self.mode = check_choice(mode, "mode", ("min", "max"))
+        self.factor = check_factor(factor, "factor", low=0.0, high=1.0, high_open=True)
+        self.patience = check_int(patience, "patience", 0)
         self.threshold = check_lr(threshold, "threshold")
-        self.threshold_mode = _check_choice(threshold_mode, "threshold_mode", ("rel", "abs"))
-        self.cooldown = _check_int(cooldown, "cooldown", 0)
-        self.min_lrs = as_group_list(min_lr, self.n_groups, "min_lr")
+        self.threshold_mode = check_choice(threshold_mode, "threshold_mode", ("rel", "abs"))
+        self.cooldown = check_int(cooldown, "cooldown", 0)
+        self.min_lrs = per_group(min_lr, len(self.groups), "min_lr")
+        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
         self.eps = check_lr(eps, "eps")
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch = 0
+        self._explained: dict[str, Any] = {"loss": None, "reduced": False}
+
+    @property
+    def lrs(self) -> list[float]:
+        return self.groups.lrs
+
+    @lrs.setter
+    def lrs(self, values: Sequence[float]) -> None:
+        self.groups.lrs = list(values)
 
     def improvement_bound(self, best: float) -> float:
         """The value a loss must beat (strictly) to improve on ``best`` (torch's expressions)."""
@@ -478,7 +615,9 @@ class ReduceLROnPlateau(Scheduler):
         except (TypeError, ValueError):
             raise ValueError(f"loss must be a number, got {loss!r}") from None
         self.last_epoch += 1
-        if self.is_better(current, self.best):
+        bound = self.improvement_bound(self.best)
+        improved = self.is_better(current, self.best)
+        if improved:
             self.best = current
             self.num_bad_epochs = 0
         else:
@@ -486,12 +625,174 @@ class ReduceLROnPlateau(Scheduler):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0  # bad epochs during cooldown do not count
-        if self.num_bad_epochs > self.patience:
-            self.lrs = [self._reduced(lr, min_lr) for lr, min_lr in zip(self.lrs, self.min_lrs)]
+        reduced = self.num_bad_epochs > self.patience
+        if reduced:
+            self._reduce()
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
+        self._explained = {"loss": current, "bound": bound, "improved": improved,
+                           "reduced": reduced}
         return self.lr
+
+    def _reduce(self) -> None:
+        n_groups = len(self.groups)
+        if n_groups != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise ValueError(
+                    f"the groups number {n_groups} but min_lr was given for "
+                    f"{len(self.min_lrs)}; set min_lrs to one value per group")
+            self.min_lrs = [self.default_min_lr] * n_groups
+        self.base_lrs += self.lrs[len(self.base_lrs):]  # groups added since construction
+        self.lrs = [self._reduced(lr, min_lr) for lr, min_lr in zip(self.lrs, self.min_lrs)]
 
     def _reduced(self, lr: float, min_lr: float) -> float:
         new_lr = max(lr * self.factor, min_lr)
         return new_lr if lr - new_lr > self.eps else lr
+
+    def explain(self) -> dict[str, Any]:
+        """The last ``step(loss)``: see the class docstring for the keys."""
+        return {"scheduler": "ReduceLROnPlateau", "rule": rule_of(self),
+                "last_epoch": self.last_epoch,
+                "lrs": list(self.lrs), **self._explained, "best": self.best,
+                "num_bad_epochs": self.num_bad_epochs,
+                "cooldown_counter": self.cooldown_counter}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state saved by ``state_dict``; all or nothing."""
+        if isinstance(state, dict) and "default_min_lr" not in state:
+            state = {**state, "default_min_lr": None}  # states saved before the key existed
+        if isinstance(state, dict) and isinstance(state.get("lrs"), list) \
+                and len(state["lrs"]) != len(self.groups):
+            raise ValueError(f"state dict holds {len(state['lrs'])} rates but this scheduler "
+                             f"has {len(self.groups)} groups; build it with as many groups")
+        super().load_state_dict(state)
+
+
+class LinearWarmup(SequentialLR):
+    """Linear warm-up from ``start_factor * lr`` to ``lr`` over ``total_iters`` epochs, then
+    hand over to another scheduler ``after`` (or keep ``lr`` when ``after`` is None).
+
+    ``lr_e = base (s + (1 - s) e / T)`` for ``e < T`` (closed form; the step uses torch
+    LinearLR's recursion); at ``e >= T`` the rate is ``after``'s rate at epoch ``e - T``.
+
+    It is ``SequentialLR(lr, [LinearLR(lr, start_factor=s, end_factor=1.0, total_iters=T),
+    after], milestones=[T])``, and with ``after=None`` a lone ``LinearLR`` (its recursion ends
+    at ``base`` up to a few ulps, as torch's does). Unlike torch's SequentialLR, ``after`` may
+    be loss-driven (:class:`ReduceLROnPlateau`): then ``step(loss)`` is the signature, losses
+    seen during warm-up are ignored, and at ``e = T`` the rates return to ``base`` and the
+    plateau rule takes over.
+
+    Parameters
+    ----------
+    lr : float or list of float -- must equal ``after``'s initial rates.
+    after : Scheduler or None -- built on its own rates; the warm-up takes it over.
+    start_factor : float in (0, 1], default 1/3 (torch's default)
+    total_iters : int >= 1, default 5
+    interval : "epoch" or "step"; defaults to ``after``'s interval (else "epoch").
+
+    ``explain()``: the warm-up's ``LinearLR`` terms before ``T``, then ``after``'s.
+    """
+
+    def __init__(self, lr: LrArg, after: Scheduler | None = None, *,
+                 start_factor: float = 1.0 / 3, total_iters: int = 5,
+                 interval: str | None = None):
+        groups = as_param_groups(lr)
+        if after is not None:
+            self._check_after(after, groups)
+        interval = interval if interval is not None else (after.interval if after else "epoch")
+        warmup = LinearLR(groups, start_factor, 1.0, total_iters, interval=interval)
+        self.after = after
+        self.start_factor, self.total_iters = warmup.start_factor, warmup.total_iters
+        if after is None or after.signal == "loss":
+            self._plateau = after
+            self._init_alone(groups, warmup, interval)
+        else:
+            self._plateau = None
+            after.groups = groups  # adopt: the warm-up and `after` share the rates
+            super().__init__(groups, [warmup, after], [warmup.total_iters], interval=interval)
+        self.signal = after.signal if after is not None else "none"
+
+    @staticmethod
+    def _check_after(after: Any, groups: ParamGroups) -> None:
+        if not isinstance(after, Scheduler):
+            raise ValueError(f"after must be a Scheduler or None, got {type(after).__name__}")
+        if isinstance(after, LinearWarmup):
+            raise ValueError("after must not itself be a LinearWarmup")
+        if list(after.base_lrs) != groups.lrs:
+            raise ValueError(
+                f"after was built with lr={after.base_lrs}, the warm-up with "
+                f"lr={groups.lrs}; build both with the same initial lr")
+
+    def _init_alone(self, groups: ParamGroups, warmup: LinearLR, interval: str) -> None:
+        """A lone LinearLR (``after`` None), or the LinearLR before a loss-driven ``after``."""
+        self.groups, self.interval = groups, check_interval(interval)
+        self._schedulers, self.milestones = [warmup], [warmup.total_iters]
+        self.base_lrs = list(warmup.base_lrs)
+        self.last_epoch = 0
+
+    def step(self, *signal: Any) -> float:
+        """Advance one epoch; ``signal`` (e.g. the loss) is passed on to ``after``."""
+        if self._plateau is None and self.after is not None:
+            return super().step()
+        self.last_epoch += 1
+        warmup = self._schedulers[0]
+        if self.after is None or self.last_epoch < self.total_iters:
+            warmup.step()
+        elif self.last_epoch == self.total_iters:
+            self.lrs = list(self.base_lrs)
+            self.after.groups = self.groups
+        else:
+            self.after.step(*signal)
+        return self.lr
+
+    def closed_form(self, epoch: int) -> list[float]:
+        """Rates at ``epoch`` (one per group); past warm-up, ``after.closed_form``."""
+        epoch = check_int(epoch, "epoch", 0)
+        if epoch < self.total_iters or self.after is None:
+            return self._schedulers[0].closed_form(epoch)
+        if not hasattr(self.after, "closed_form"):
+            raise ValueError(f"{type(self.after).__name__} has no closed form")
+        return self.after.closed_form(epoch - self.total_iters)
+
+    _state_keys = ("interval", "last_epoch", "start_factor", "total_iters")
+
+    def state_dict(self) -> dict:
+        state = Scheduler.state_dict(self)
+        state["warmup"] = self._schedulers[0].state_dict()
+        state["after"] = None if self.after is None else self.after.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Load the warm-up's state, its LinearLR's (``"warmup"``) and ``after``'s
+        (``"after"``); all or nothing."""
+        before = self.state_dict()
+        try:
+            self._load(state)
+        except (ValueError, TypeError):
+            self._load(before)
+            raise
+
+    def _load(self, state: dict) -> None:
+        Scheduler.load_state_dict(self, state)
+        missing = [key for key in ("warmup", "after") if key not in state]
+        if missing:
+            raise ValueError(f"state dict for LinearWarmup is missing keys {missing}")
+        if (state["after"] is None) != (self.after is None):
+            raise ValueError(
+                "state dict and this LinearWarmup disagree on whether `after` is set; "
+                "build the warm-up with the same kind of `after` scheduler")
+        self._schedulers[0].load_state_dict(state["warmup"])
+        if self.after is not None:
+            self.after.load_state_dict(state["after"])
+            if self._plateau is not None and self.last_epoch >= self.total_iters:
+                self.after.groups = self.groups
+        self.milestones = [self.total_iters]
+        self.lrs = state["lrs"]
+
+    def explain(self) -> dict[str, Any]:
+        """``after``'s explanation once it has taken over, else the warm-up's."""
+        active = self._schedulers[0]
+        if self.after is not None and self.last_epoch >= self.total_iters:
+            active = self.after
+        return {**active.explain(), "scheduler": "LinearWarmup", "rule": rule_of(self),
+                "active": type(active).__name__, "last_epoch": self.last_epoch}

@@ -1,0 +1,239 @@
+"""The machinery behind the torch-style schedules (docs/methods.md §3).
+
+torch schedules act on an optimizer's ``param_groups``: they read the rate a group holds,
+write the new one back, and remember each group's ``initial_lr``. Two schedulers built on the
+same optimizer therefore compose (each multiplies what the other left). :class:`ParamGroups`
+stands in for those groups here, so that the same semantics hold without an optimizer:
+
+* pass a float or a list of floats as ``lr``: the scheduler gets private groups;
+* pass one :class:`ParamGroups` to several schedulers: they share the rates exactly as torch
+  schedulers sharing an optimizer do (``ParamGroups.add_group`` is torch's
+  ``optimizer.add_param_group``).
+
+:class:`LRScheduler` is torch's ``LRScheduler`` protocol: construction performs an initial
+step (``last_epoch`` goes from ``-1`` to ``0``; from ``k`` to ``k + 1`` when resuming with
+``last_epoch=k``), ``step()`` applies the recursive ("chainable") form to the rates the groups
+hold now, and ``step(epoch)`` jumps to ``epoch`` through the closed form where there is one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .base import Scheduler, check_lr
+
+# -- argument checks --------------------------------------------------------------------------
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or ``ValueError`` naming the argument."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_factor(value: Any, name: str, *, low: float, high: float,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a float in the stated interval, or ``ValueError`` naming the argument."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    below = number <= low if low_open else number < low
+    above = number >= high if high_open else number > high
+    if not math.isfinite(number) or below or above:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return number
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else ``ValueError`` naming the argument."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_interval(value: Any) -> str:
+    return check_choice(value, "interval", ("epoch", "step"))
+
+
+def per_group(value: Any, n_groups: int, name: str, check=check_lr) -> list:
+    """Broadcast one value to every group, or check a list has one entry per group."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_groups:
+            raise ValueError(
+                f"{name} has {len(value)} entries but there are {n_groups} parameter groups; "
+                "give one value, or one per group")
+        return [check(v, name) for v in value]
+    return [check(value, name)] * n_groups
+
+
+# -- the shared groups ------------------------------------------------------------------------
+class ParamGroups:
+    """The rates (and momenta) an optimizer's parameter groups hold, shareable by schedulers.
+
+    Parameters
+    ----------
+    lr : float or list of float -- the rate each group holds now.
+    initial_lr : float or list, optional -- each group's ``initial_lr`` (the base rate a
+        scheduler resumed with ``last_epoch >= 0`` starts from, as torch's groups keep it).
+    momentum : float or list, optional -- SGD's momentum (or Adam's beta1) per group.
+
+    ``groups`` is a list of dicts like torch's ``param_groups`` (keys ``"lr"``,
+    ``"initial_lr"``, ``"momentum"``); schedulers read and write them in place.
+    """
+
+    def __init__(self, lr: float | Sequence[float], *, initial_lr: Any = None,
+                 momentum: Any = None):
+        lrs = list(lr) if isinstance(lr, (list, tuple)) else [lr]
+        if not lrs:
+            raise ValueError("lr must be a float or a non-empty list of floats")
+        self.groups: list[dict[str, Any]] = [{"lr": check_lr(v)} for v in lrs]
+        if initial_lr is not None:
+            for group, value in zip(self.groups, per_group(initial_lr, len(lrs), "initial_lr")):
+                group["initial_lr"] = value
+        if momentum is not None:
+            for group, value in zip(self.groups, per_group(momentum, len(lrs), "momentum")):
+                group["momentum"] = value
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    @property
+    def lrs(self) -> list[float]:
+        return [group["lr"] for group in self.groups]
+
+    @lrs.setter
+    def lrs(self, values: Sequence[float]) -> None:
+        if len(values) != len(self.groups):
+            raise ValueError(f"got {len(values)} rates for {len(self.groups)} groups")
+        for group, value in zip(self.groups, values):
+            group["lr"] = value
+
+    def add_group(self, lr: float, **extra: Any) -> None:
+        """Append a group holding ``lr`` (torch's ``optimizer.add_param_group``)."""
+        self.groups.append({"lr": check_lr(lr), **extra})
+
+
+LrArg = float | Sequence[float] | ParamGroups
+
+
+def as_param_groups(lr: LrArg) -> ParamGroups:
+    return lr if isinstance(lr, ParamGroups) else ParamGroups(lr)
+
+
+def rule_of(scheduler: Any) -> str:
+    """The first paragraph of the class docstring: the scheduler's rule, in one place."""
+    doc = type(scheduler).__doc__ or type(scheduler).__name__
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+# -- torch's scheduler protocol ----------------------------------------------------------------
+class LRScheduler(Scheduler):
+    """Base of the epoch-indexed torch schedules.
+
+    Subclasses implement ``get_lr()`` (torch's recursive form: the new rates from the rates the
+    groups hold, ``self.last_epoch`` already advanced) and, where torch has one,
+    ``closed_form(epoch)`` (the rates at ``epoch`` from ``base_lrs``), plus ``_terms()``: the
+    closed-form terms at ``last_epoch`` that :meth:`explain` reports.
+
+    Attributes: ``base_lrs`` (each group's ``initial_lr``), ``lrs`` (the rates the groups hold),
+    ``last_epoch`` (0 after construction), ``groups`` (the :class:`ParamGroups`).
+    """
+
+    signal = "none"
+    has_closed_form = True
+
+    def __init__(self, lr: LrArg, last_epoch: int = -1, *, interval: str = "epoch"):
+        self.groups = as_param_groups(lr)
+        self.interval = check_interval(interval)
+        last_epoch = check_int(last_epoch, "last_epoch", -1)
+        if last_epoch == -1:
+            for group in self.groups.groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for index, group in enumerate(self.groups.groups):
+                if "initial_lr" not in group:
+                    raise ValueError(
+                        f"resuming with last_epoch={last_epoch} needs each group's initial_lr "
+                        f"(group {index} has none); pass lr=ParamGroups(lr=..., initial_lr=...)")
+        self.base_lrs = [group["initial_lr"] for group in self.groups.groups]
+        self.last_epoch = last_epoch
+        self._initial_step()
+
+    # the rates live in the shared groups
+    @property
+    def lrs(self) -> list[float]:
+        return self.groups.lrs
+
+    @lrs.setter
+    def lrs(self, values: Sequence[float]) -> None:
+        self.groups.lrs = list(values)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    def _initial_step(self) -> None:
+        """torch's construction step: one step flagged as initial (some rules skip it)."""
+        self._step_count = 0
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
+
+    def step(self, epoch: int | None = None) -> float:
+        """Advance one epoch (recursive form), or jump to ``epoch`` (closed form where torch
+        has one); return the first group's new rate."""
+        self._step_count += 1
+        self._update_lr(epoch)
+        return self.lr
+
+    def _update_lr(self, epoch: int | None) -> None:
+        if epoch is None:
+            self.last_epoch += 1
+            values = self.get_lr()
+        else:
+            self.last_epoch = check_int(epoch, "epoch", 0)
+            values = self.closed_form(epoch) if self.has_closed_form else self.get_lr()
+        self.lrs = values
+
+    def get_lr(self) -> list[float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def closed_form(self, epoch: int) -> list[float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _terms(self) -> dict[str, Any]:
+        return {}
+
+    def explain(self) -> dict[str, Any]:
+        """The last step as a dict: ``rule`` (the class's equation), ``last_epoch``, the rates,
+        and the closed-form terms at ``last_epoch`` (named as in the class docstring)."""
+        return {"scheduler": type(self).__name__, "rule": rule_of(self),
+                "last_epoch": self.last_epoch,
+                "lrs": list(self.lrs), "base_lrs": list(self.base_lrs), **self._terms()}
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["_step_count"] = self._step_count
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state saved by ``state_dict`` (all or nothing, see
+        :meth:`refimpl.schedulers.base.Scheduler.load_state_dict`)."""
+        if isinstance(state, dict) and "_step_count" in state:
+            if not isinstance(state["_step_count"], int) or isinstance(state["_step_count"],
+                                                                       bool):
+                raise ValueError(f"state['_step_count'] must be an int, got "
+                                 f"{state['_step_count']!r}")
+        if isinstance(state, dict) and isinstance(state.get("lrs"), list) \
+                and len(state["lrs"]) != len(self.groups):
+            raise ValueError(f"state dict holds {len(state['lrs'])} rates but this scheduler "
+                             f"has {len(self.groups)} groups; build it with as many groups")
+        super().load_state_dict(state)
+        self._step_count = state.get("_step_count", self._step_count)
