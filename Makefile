@@ -4,6 +4,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# quiet installs: no pip version nag, no progress bars; errors still print
+PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
@@ -11,17 +13,17 @@ TEST_STAMP := $(VENV)/.installed-test
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(PIP) install -q --upgrade pip
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(PIP) install -q -e .
 	touch $@
 
 # torch is pinned and installed first: the pinned CPU build lies on disk, and installing it
 # before transformers keeps pip from pulling a multi-GB CUDA build as a dependency.
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,torch,hf,dask,cuda]"
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test,torch,hf,dask,cuda]"
 	touch $@
 
 venv: $(STAMP)
@@ -29,8 +31,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/refimpl demo
 
+# HYPOTHESIS_PROFILE=ci (tests/conftest.py): the property tests draw the same examples on
+# every run and machine; HYPOTHESIS_PROFILE=dev make test explores new ones.
 test: $(TEST_STAMP)
-	NUMBA_ENABLE_CUDASIM=$${NUMBA_ENABLE_CUDASIM-1} $(BIN)/python -m pytest -q
+	NUMBA_ENABLE_CUDASIM=$${NUMBA_ENABLE_CUDASIM-1} HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE-ci} \
+		$(BIN)/python -m pytest -q
 
 lint:
 	$(BIN)/ruff check refimpl kernels tests
