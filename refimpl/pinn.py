@@ -190,35 +190,49 @@ class HelmholtzPINN:
 
 @dataclass
 class PINNHistory:
-    """Per-epoch mean loss, rate and (every ``error_every`` epochs) relative L2 error."""
+    """Per-epoch mean loss, rate and (every ``error_every`` epochs) relative L2 error; the
+    epoch an early stop (``stop_below``) ended training, else ``None``."""
 
     loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     error_epochs: list[int] = field(default_factory=list)
     error: list[float] = field(default_factory=list)
+    stopped_at: int | None = None
 
 
 def train_pinn(pinn: HelmholtzPINN, epochs: int, n_points: int = 10_000, batch_size: int = 1000,
                lr: float = 1e-3, scheduler=None, seed: int = 0,
-               error_every: int = 100) -> PINNHistory:
+               error_every: int = 100, shuffle: bool = True, stop_below: float | None = None,
+               stop_after: int = 100) -> PINNHistory:
     """Adam on mini-batches of fixed random collocation points in ``[0, 1]``.
 
     ``scheduler``: ``None`` (fixed rate) or an epoch-interval scheduler whose signal is
     ``"batch_losses"`` (DLRS), stepped after every epoch; its rate is copied into Adam.
-    The points are drawn once from ``default_rng(seed)``; epoch ``e`` visits them in the order
-    ``default_rng([seed, e]).permutation``.
+    The points are drawn once from ``default_rng(seed)``. With ``shuffle`` (default) epoch
+    ``e`` visits them in the order ``default_rng([seed, e]).permutation``; without it the
+    mini-batches are fixed (points ``[0, batch_size)``, ``[batch_size, 2 batch_size)``, ...)
+    and visited in the same order every epoch, as Keras' ``fit(shuffle=False)``.
+
+    ``stop_below``: stop once the relative L2 error (checked every ``error_every`` epochs,
+    from epoch ``stop_after`` on) is below this value; ``history.stopped_at`` is that epoch
+    (``None`` when training ran all ``epochs``).
     """
-    for name, value in (("epochs", epochs), ("n_points", n_points), ("batch_size", batch_size)):
+    for name, value in (("epochs", epochs), ("n_points", n_points), ("batch_size", batch_size),
+                        ("error_every", error_every), ("stop_after", stop_after)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if stop_below is not None and not stop_below > 0:
+        raise ValueError(f"stop_below must be > 0 (a relative error) or None, got {stop_below!r}")
     if scheduler is not None and getattr(scheduler, "signal", None) != "batch_losses":
         raise ValueError("scheduler must take the epoch's batch losses (signal "
                          "'batch_losses', e.g. DLRS), or be None for a fixed rate")
     points = np.random.default_rng(seed).uniform(0.0, 1.0, n_points)
     optimizer = Adam(pinn.params, lr=scheduler.lr if scheduler is not None else lr)
     history = PINNHistory()
+    fixed_order = np.arange(n_points)
     for epoch in range(epochs):
-        order = np.random.default_rng([seed, epoch]).permutation(n_points)
+        order = (np.random.default_rng([seed, epoch]).permutation(n_points) if shuffle
+                 else fixed_order)
         batch_losses = []
         history.lr.append(optimizer.lr)
         for start in range(0, n_points, batch_size):
@@ -233,4 +247,8 @@ def train_pinn(pinn: HelmholtzPINN, epochs: int, n_points: int = 10_000, batch_s
         if (epoch + 1) % error_every == 0 or epoch + 1 == epochs:
             history.error_epochs.append(epoch + 1)
             history.error.append(pinn.relative_error())
+            if (stop_below is not None and epoch + 1 >= stop_after
+                    and history.error[-1] < stop_below):
+                history.stopped_at = epoch + 1
+                break
     return history
