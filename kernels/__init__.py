@@ -1,10 +1,16 @@
 """Fast implementations of the ``refimpl.ops`` contract, selected through one registry.
 
-Backends:
-  ``numpy`` -- the oracle itself (``refimpl.ops``), always available;
-  ``numba`` -- ``kernels.cpu``, Numba-compiled CPU kernels;
-  ``cuda``  -- ``kernels.cuda``, ``numba.cuda`` kernels, listed only when a GPU is usable
-               (or when ``NUMBA_ENABLE_CUDASIM=1`` runs them on the CUDA simulator).
+Backends (each a module with every name of :data:`CONTRACT`):
+
+  ``numpy`` -- the oracle itself (:mod:`refimpl.ops`), always available;
+  ``numba`` -- :mod:`kernels.cpu`, Numba-compiled CPU kernels;
+  ``cuda``  -- :mod:`kernels.cuda`, ``numba.cuda`` kernels, listed when a CUDA driver is
+               installed (or when ``NUMBA_ENABLE_CUDASIM=1`` runs them on the CUDA simulator).
+
+``get_backend(name)`` imports and returns the module; ``available()`` lists the usable names
+without importing a backend (it only looks for the packages they need). Importing a backend
+changes no process-wide setting; the numba backend's tuning is an explicit call,
+:func:`kernels.cpu.tune`.
 
 Note: an unrelated package named ``kernels`` exists on PyPI. This ``kernels`` is the
 sub-package shipped inside the ``refimpl`` distribution; never install the PyPI one beside it.
@@ -12,21 +18,31 @@ sub-package shipped inside the ``refimpl`` distribution; never install the PyPI 
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib
+import importlib.util
+import os
 import types
 
-#: Every op a backend must expose; a test enumerates this list.
+#: Every name a backend must provide; a test enumerates it for every backend. ``sched.*``
+#: are the scheduler kernels, reached as ``get_backend(name).sched.tlr_pass`` and so on.
 CONTRACT = (
     "dense_forward", "dense_backward",
     "conv2d_forward", "conv2d_backward",
+    "dense_relu_forward", "dense_relu_backward",
+    "conv2d_relu_forward", "conv2d_relu_backward",
     "maxpool2d_forward", "maxpool2d_backward",
+    "identity_forward", "identity_backward",
     "relu_forward", "relu_backward",
     "tanh_forward", "tanh_backward",
     "sigmoid_forward", "sigmoid_backward",
     "sin_forward", "sin_backward",
     "cos_forward", "cos_backward",
     "softmax_cross_entropy", "mse",
+    "sched.tlr_pass", "sched.grad_pair_pass",
 )
+#: Backward ops that take the keyword ``need_dx`` (False: skip ``dx`` and return None for it).
+NEED_DX = ("dense_backward", "conv2d_backward", "dense_relu_backward", "conv2d_relu_backward")
 
 _MODULES = {"numpy": "refimpl.ops", "numba": "kernels.cpu", "cuda": "kernels.cuda"}
 #: Preference order for ``auto`` (fastest first).
@@ -34,34 +50,79 @@ _AUTO_ORDER = ("cuda", "numba", "numpy")
 _cache: dict[str, types.ModuleType] = {}
 
 
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _may_run(name: str) -> bool:
+    """A cheap look for what backend ``name`` needs; no backend is imported."""
+    if name == "numpy":
+        return True
+    if name == "numba":
+        return _installed("numba")
+    # cuda: numba-cuda, and a driver library or the simulator. Whether a GPU really answers
+    # is only known after importing numba.cuda, which get_backend("cuda") does.
+    simulator = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+    driver = ctypes.util.find_library("cuda") is not None or os.path.exists("/dev/nvidiactl")
+    return _installed("numba") and _installed("numba_cuda") and (simulator or driver)
+
+
 def _load(name: str) -> types.ModuleType | None:
     if name in _cache:
         return _cache[name]
+    if not _may_run(name):
+        return None
     try:
         module = importlib.import_module(_MODULES[name])
     except ImportError:
         return None
-    if not getattr(module, "is_available", lambda: True)():
+    if not module.is_available():
         return None
     _cache[name] = module
     return module
 
 
 def available() -> list[str]:
-    """Names of the backends usable on this machine, fastest first."""
-    return [name for name in _AUTO_ORDER if _load(name) is not None]
+    """Names of the backends that can run here, fastest first; imports none of them."""
+    return [name for name in _AUTO_ORDER if _may_run(name)]
+
+
+def resolve(name: str = "auto") -> str:
+    """The backend name ``name`` stands for: ``auto`` becomes the fastest usable one.
+
+    ``auto`` never picks the CUDA simulator, a correctness tool far slower than any backend.
+    """
+    if name != "auto":
+        if name not in _MODULES:
+            raise ValueError(
+                f"backend must be one of {sorted(_MODULES)} or 'auto', got {name!r}"
+            )
+        return name
+    for candidate in available():
+        module = _load(candidate)
+        if module is not None and not module.is_simulator:
+            return candidate
+    return "numpy"  # pragma: no cover - the oracle is always usable
 
 
 def get_backend(name: str = "auto") -> types.ModuleType:
-    """Return the module implementing every op of ``CONTRACT`` for backend ``name``."""
-    if name == "auto":
-        # The CUDA simulator is a correctness tool, far slower than any real backend.
-        name = next(n for n in available() if not getattr(_load(n), "is_simulator", False))
-    if name not in _MODULES:
-        raise ValueError(f"backend must be one of {sorted(_MODULES)} or 'auto', got {name!r}")
+    """The module implementing every name of :data:`CONTRACT` for backend ``name``."""
+    name = resolve(name)
     module = _load(name)
     if module is None:
         raise ValueError(
             f"backend {name!r} is not available on this machine; available: {available()}"
         )
     return module
+
+
+def lookup(backend: types.ModuleType, name: str):
+    """``backend``'s function for a :data:`CONTRACT` entry (``"sched.tlr_pass"`` included)."""
+    target = backend
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target

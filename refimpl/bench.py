@@ -130,7 +130,14 @@ class _Worker:
             self.gather = lambda index: (self.X[torch.from_numpy(index)],
                                          self.y[torch.from_numpy(index)])
         else:
-            if backend in ("numba", "cuda"):
+            if backend == "numba":
+                import kernels.cpu
+
+                # Numba's workqueue threads sleep beside BLAS's, and glibc keeps the step's
+                # large temporaries for reuse (kernels/cpu/tuning.py); NUMBA_THREADING_LAYER wins.
+                layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
+                kernels.cpu.tune(threads, threading_layer=layer, keep_large_blocks=True)
+            elif backend == "cuda":
                 import numba
 
                 numba.set_num_threads(threads)
@@ -392,15 +399,26 @@ def write_docs(path: Path, markdown: str) -> None:
 
 # ----------------------------------------------------------------------------- command line
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not ``None``, not already in the help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="refimpl bench",
         description="Time training steps and epochs of mlp and lrpo_cnn on every backend and "
                     "on torch CPU (float32, same thread count), with peak RSS per backend.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     p.add_argument("--models", default="mlp,lrpo_cnn", help="comma-separated model names")
     p.add_argument("--backends", default=None,
-                   help="comma-separated backends (default: kernels.available() and torch)")
+                   help="comma-separated backends (default: every one available here, "
+                        "and torch when installed)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (>= 5 for the docs)")
     p.add_argument("--steps", type=int, default=10, help="steps timed per repeat")
     p.add_argument("--threads", type=int, default=2, help="threads for every library")
@@ -412,9 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epoch fraction the numpy oracle runs (extrapolated, labelled)")
     p.add_argument("--no-cold-compile", action="store_true",
                    help="skip timing a numba JIT compile from an empty cache")
-    p.add_argument("--json", type=Path, default=Path("runs/bench.json"), help="JSON output")
-    p.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"),
-                   help="Markdown file whose bench section is rewritten ('-' for none)")
+    p.add_argument("--out", "--json", dest="out", type=Path, default=None, metavar="PATH",
+                   help="write the full report as JSON to PATH (default: none)")
+    p.add_argument("--report", "--docs", dest="report", type=Path, default=None,
+                   metavar="PATH",
+                   help="rewrite the bench section of the Markdown file PATH, e.g. "
+                        "docs/benchmarks.md in a clone (default: none; the tables always go "
+                        "to stdout)")
     p.add_argument("--worker", metavar="BACKEND", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     return p
@@ -429,6 +451,23 @@ def _check_args(args: argparse.Namespace) -> None:
     unknown = [m for m in args.models.split(",") if m not in WORKLOADS]
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; choose from {sorted(WORKLOADS)}")
+    for option in ("out", "report"):
+        if str(getattr(args, option)) == "-":  # the old spelling of "write nothing"
+            setattr(args, option, None)
+        if getattr(args, option) is not None:
+            _check_writable(getattr(args, option), f"--{option}")
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse, before minutes of timing, an output path that could not be written."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file path")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: directory {parent} does not exist; create it "
+                         "or choose another path")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option} {path} is not writable; choose another path")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -441,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_args(args)
         backends = _backends(args.backends)
     except ValueError as error:
-        print(f"refimpl bench: {error}", file=sys.stderr)
+        print(f"refimpl bench: error: {error}", file=sys.stderr)
         return 2
     shown = " ".join(argv if argv is not None else sys.argv[1:])
     report: dict[str, Any] = {
@@ -456,11 +495,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["models"][model] = bench_model(model, backends, args)
     report["machine"] = machine_info()
     markdown = format_markdown(report)
-    print(markdown)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
-    if str(args.docs) != "-":
-        write_docs(args.docs, markdown)
+    print(markdown, flush=True)
+    try:
+        if args.out is not None:
+            args.out.write_text(json.dumps(report, indent=1))
+        if args.report is not None:
+            write_docs(args.report, markdown)
+    except OSError as error:  # checked before the run; the disk may still fill up
+        print(f"refimpl bench: error: cannot write the results ({error}); the tables are "
+              "above", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,10 +7,12 @@ parameter gradients **into** ``grads`` and returns the input gradient. Because t
 never re-bound, ``Sequential.parameters()`` / ``gradients()`` return the same objects on
 every call and an optimizer may update them in place.
 
-Two speed-ups change no number: a backend listing fused pairs in ``FUSED`` (``kernels.cpu``)
-runs a ``Conv2d`` / ``Dense`` directly followed by ``Activation("relu")`` as one fused op
-(bias and relu in one pass), and ``Sequential.backward(dlogits, input_grad=False)`` skips
-the input gradient of the first layer with parameters (and every layer before it).
+``Sequential.forward`` and ``backward`` are plain loops over a list of steps. The steps are
+chosen once, when the model is set to a backend (:meth:`Sequential.set_backend`): on a fast
+backend a ``Dense`` or ``Conv2d`` directly followed by ``Activation("relu")`` becomes one
+:class:`DenseReLU` / :class:`Conv2dReLU` step that runs the backend's fused op (bias and
+relu in one pass; the numbers are those of the two layers in turn). The layers themselves,
+and so the parameter names, are unchanged.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class Layer:
     def output_shape(self, input_shape: Shape) -> Shape:
         """Per-sample output shape for a per-sample ``input_shape`` (no batch axis)."""
         return input_shape
+
+    def clear_cache(self) -> None:
+        """Drop the cache of the last ``forward`` (its ``backward`` will not run)."""
+        self._cache = None
 
     def _take_cache(self):
         if self._cache is None:
@@ -114,18 +120,13 @@ class Dense(Layer):
         self.params["b"] = np.zeros(out_features, dtype=dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
-    def forward(self, x: np.ndarray, *, relu: bool = False) -> np.ndarray:
-        """``x W + b``; ``relu=True`` returns ``max(x W + b, 0)`` through the backend's fused
-        ``dense_relu_forward`` (only :class:`Sequential` asks, when the backend has it)."""
-        op = self.backend.dense_relu_forward if relu else self.backend.dense_forward
-        y, cache = op(x, self.params["W"], self.params["b"])
-        self._cache = (cache, relu)
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``y = x W + b``."""
+        y, self._cache = self.backend.dense_forward(x, self.params["W"], self.params["b"])
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        cache, relu = self._take_cache()
-        op = self.backend.dense_relu_backward if relu else self.backend.dense_backward
-        dx, dW, db = op(dy, cache, need_dx=need_dx)
+        dx, dW, db = self.backend.dense_backward(dy, self._take_cache(), need_dx=need_dx)
         self._store_grads(W=dW, b=db)
         return dx
 
@@ -173,18 +174,14 @@ class Conv2d(Layer):
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.stride, self.padding = stride, padding
 
-    def forward(self, x: np.ndarray, *, relu: bool = False) -> np.ndarray:
-        """The convolution; ``relu=True`` applies ``max(., 0)`` through the backend's fused
-        ``conv2d_relu_forward`` (only :class:`Sequential` asks, when the backend has it)."""
-        op = self.backend.conv2d_relu_forward if relu else self.backend.conv2d_forward
-        y, cache = op(x, self.params["W"], self.params["b"], self.stride, self.padding)
-        self._cache = (cache, relu)
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``y[n, o] = b[o] + Σ_c W[o, c] ⋆ x[n, c]`` (cross-correlation, stride, zero padding)."""
+        W, b = self.params["W"], self.params["b"]
+        y, self._cache = self.backend.conv2d_forward(x, W, b, self.stride, self.padding)
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        cache, relu = self._take_cache()
-        op = self.backend.conv2d_relu_backward if relu else self.backend.conv2d_backward
-        dx, dW, db = op(dy, cache, need_dx=need_dx)
+        dx, dW, db = self.backend.conv2d_backward(dy, self._take_cache(), need_dx=need_dx)
         self._store_grads(W=dW, b=db)
         return dx
 
@@ -235,19 +232,12 @@ class Activation(Layer):
             raise ValueError(f"activation must be one of {sorted(ops.ACTIVATIONS)}, got {name!r}")
         self.name = name
 
-    def _pair(self):
-        # 'identity' is not in kernels.CONTRACT; a backend without it uses the oracle's.
-        fallback = ops.ACTIVATIONS[self.name]
-        forward = getattr(self.backend, f"{self.name}_forward", fallback[0])
-        backward = getattr(self.backend, f"{self.name}_backward", fallback[1])
-        return forward, backward
-
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self._cache = self._pair()[0](x)
+        y, self._cache = getattr(self.backend, f"{self.name}_forward")(x)
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray:
-        return self._pair()[1](dy, self._take_cache())
+        return getattr(self.backend, f"{self.name}_backward")(dy, self._take_cache())
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -269,6 +259,75 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
 
+class DenseReLU(Layer):
+    """``y = max(x W + b, 0)``: a :class:`Dense` and the relu after it, as one op of the backend.
+
+    A step of :class:`Sequential` on a fast backend (``dense_relu_forward``/``backward``);
+    it shares ``params`` and ``grads`` with ``dense`` (the same dicts), so the parameters are
+    still the ``Dense`` layer's.
+    """
+
+    def __init__(self, dense: Dense) -> None:
+        super().__init__()
+        self.dense = dense
+        self.params, self.grads, self.backend = dense.params, dense.grads, dense.backend
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, self._cache = self.backend.dense_relu_forward(x, self.params["W"], self.params["b"])
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        dx, dW, db = self.backend.dense_relu_backward(dy, self._take_cache(), need_dx=need_dx)
+        self._store_grads(W=dW, b=db)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"DenseReLU({self.dense!r})"
+
+
+class Conv2dReLU(Layer):
+    """``y = max(conv2d(x), 0)``: a :class:`Conv2d` and the relu after it, as one op of the backend.
+
+    A step of :class:`Sequential` on a fast backend (``conv2d_relu_forward``/``backward``);
+    it shares ``params`` and ``grads`` with ``conv``.
+    """
+
+    def __init__(self, conv: Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.params, self.grads, self.backend = conv.params, conv.grads, conv.backend
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        W, b, conv = self.params["W"], self.params["b"], self.conv
+        y, self._cache = self.backend.conv2d_relu_forward(x, W, b, conv.stride, conv.padding)
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        dx, dW, db = self.backend.conv2d_relu_backward(dy, self._take_cache(), need_dx=need_dx)
+        self._store_grads(W=dW, b=db)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"Conv2dReLU({self.conv!r})"
+
+
+#: Layer type -> the fused step that runs it together with the relu after it.
+_FUSED_WITH_RELU = {Dense: DenseReLU, Conv2d: Conv2dReLU}
+
+
+def fuse_relu(layers: list[Layer]) -> list[Layer]:
+    """The steps that run ``layers``: each Dense/Conv2d directly followed by
+    ``Activation("relu")`` becomes one :class:`DenseReLU`/:class:`Conv2dReLU` step."""
+    steps: list[Layer] = []
+    for layer in layers:
+        is_relu = isinstance(layer, Activation) and layer.name == "relu"
+        if is_relu and steps and type(steps[-1]) in _FUSED_WITH_RELU:
+            steps[-1] = _FUSED_WITH_RELU[type(steps[-1])](steps[-1])
+        else:
+            steps.append(layer)
+    return steps
+
+
 class Sequential:
     """A stack of layers applied in order.
 
@@ -280,7 +339,9 @@ class Sequential:
 
     Parameters are named ``"<layer index>.<param name>"`` (``"0.W"``, ``"0.b"``, ...), in layer
     order and, within a layer, in the order ``W``, ``b``. ``parameters()`` and ``gradients()``
-    follow that order and return the same array objects on every call.
+    follow that order and return the same array objects on every call. ``steps`` is what
+    ``forward`` runs: the layers, with relu fused into the layer before it on a fast backend
+    (see :meth:`set_backend`).
     """
 
     def __init__(self, layers: Iterable[Layer], backend: str = "numpy") -> None:
@@ -290,63 +351,33 @@ class Sequential:
                 raise ValueError(  # noqa: TRY004 - bad input is a ValueError throughout
                     f"layers[{i}] must be a refimpl.layers.Layer, got {layer!r}"
                 )
-        self._ran: list[Layer] | None = None  # set by forward: the layers run, in order
+        self.steps: list[Layer] = self.layers
+        self._first_trainable = 0  # index in steps of the first step with parameters
         self.set_backend(backend)
 
     # -- computation -------------------------------------------------------------------
-    def _fuses_relu(self, i: int) -> bool:
-        """Whether layer ``i`` (Dense or Conv2d) runs together with the relu after it."""
-        layer = self.layers[i]
-        if not isinstance(layer, (Dense, Conv2d)) or i + 1 == len(self.layers):
-            return False
-        after = self.layers[i + 1]
-        if not (isinstance(after, Activation) and after.name == "relu"):
-            return False
-        op = "dense_relu_forward" if isinstance(layer, Dense) else "conv2d_relu_forward"
-        return op in getattr(layer.backend, "FUSED", ())
-
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run every layer; returns the logits (or whatever the last layer outputs).
-
-        A Dense/Conv2d followed by ``Activation("relu")`` runs as the backend's fused op
-        when it has one; the result is identical to the two layers in turn.
-        """
-        self._ran = []
-        i = 0
-        while i < len(self.layers):
-            layer = self.layers[i]
-            if self._fuses_relu(i):
-                x = layer.forward(x, relu=True)
-                i += 2
-            else:
-                x = layer.forward(x)
-                i += 1
-            self._ran.append(layer)
+        """Run every step; returns the logits (or whatever the last layer outputs)."""
+        for step in self.steps:
+            x = step.forward(x)
         return x
 
     __call__ = forward
 
     def backward(self, dlogits: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Back-propagate ``dlogits`` through the layers (after a ``forward``), filling grads.
+        """Back-propagate ``dlogits`` through the steps (after a ``forward``), filling grads.
 
         Returns the gradient w.r.t. the model input; with ``input_grad=False`` it returns
         None and skips what only that gradient needs: the input gradient of the first layer
         with parameters and every layer before it (a training step wants ``input_grad=False``).
         """
-        ran = self._ran
-        if ran is None:
-            raise RuntimeError("Sequential.backward called before forward")
-        first = next((k for k, layer in enumerate(ran) if layer.params), 0)
+        start = 0 if input_grad else self._first_trainable
         grad = dlogits
-        for k in reversed(range(len(ran))):
-            if input_grad or k > first:
-                grad = ran[k].backward(grad)
-            else:
-                ran[k].backward(grad, need_dx=False)
-                for earlier in ran[:k]:
-                    earlier._cache = None  # their gradients are not needed
-                return None
-        return grad
+        for k in range(len(self.steps) - 1, start - 1, -1):
+            grad = self.steps[k].backward(grad, need_dx=input_grad or k > start)
+        for step in self.steps[:start]:
+            step.clear_cache()  # nothing reads the gradients of the layers before
+        return grad if input_grad else None
 
     # -- parameters --------------------------------------------------------------------
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
@@ -397,12 +428,21 @@ class Sequential:
             np.copyto(p, state[name])
 
     # -- configuration -----------------------------------------------------------------
-    def set_backend(self, name: str) -> Sequential:
-        """Route every op through backend ``name`` (``numpy | numba | cuda | auto``)."""
-        module = kernels.get_backend(name)
+    def set_backend(self, name: str, *, fuse: bool | None = None) -> Sequential:
+        """Route every op through backend ``name`` (``numpy | numba | cuda | auto``).
+
+        This is where the steps are chosen: with ``fuse`` (default: on every backend but the
+        ``numpy`` oracle, which runs the layers exactly as written) a Dense/Conv2d followed
+        by relu runs as one fused op; the numbers are the same either way.
+        """
+        resolved = kernels.resolve(name)
+        module = kernels.get_backend(resolved)
         self.backend = name
         for layer in self.layers:
             layer.backend = module
+        fuse = resolved != "numpy" if fuse is None else fuse
+        self.steps = fuse_relu(self.layers) if fuse else list(self.layers)
+        self._first_trainable = next((k for k, s in enumerate(self.steps) if s.params), 0)
         return self
 
     def astype(self, dtype: DTypeLike) -> Sequential:
@@ -414,3 +454,49 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential(backend={self.backend!r},\n{inner}\n)"
+
+
+class Dropout(Layer):
+    """Inverted dropout: ``y = x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` while training,
+    ``y = x`` in evaluation (``training = False``).
+
+    Backward: ``dx = dy * m / (1 - p)`` with the mask of the last forward (exact).
+    The mask of the ``n``-th training forward comes from ``default_rng([seed, n])``, so a run
+    is reproducible from ``seed``. :meth:`refimpl.train.Trainer.evaluate` switches every layer
+    with a ``training`` attribute off while it evaluates.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability, ``0 <= p < 1``.
+    seed : int
+        Seeds the masks.
+    """
+
+    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"p must be a probability in [0, 1), got {p!r}")
+        if int(seed) != seed or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        self.p, self.seed = float(p), int(seed)
+        self.training = True
+        self.calls = 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._cache = None
+            return x
+        keep = np.random.default_rng([self.seed, self.calls]).random(x.shape) >= self.p
+        self.calls += 1
+        scale = (keep / (1.0 - self.p)).astype(x.dtype)
+        self._cache = scale
+        return x * scale
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray:
+        if self._cache is None:  # evaluation mode or p = 0: the identity
+            return dy
+        return dy * self._take_cache()
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}, seed={self.seed})"

@@ -33,7 +33,7 @@ from refimpl.layers import Activation, Conv2d, Dense, Flatten, Layer, MaxPool2d,
 MODELS: dict[str, tuple[str, tuple[int, ...]]] = {
     # 784-1000-10 relu MLP; the leading flatten also accepts (N, 1, 28, 28) images.
     "mlp": ("flatten,dense:1000,relu,dense:10", (784,)),
-    # Spec §7 (LRPO paper): 3x3 convs without padding, exactly 245,290 parameters.
+    # docs/methods.md §7 (the LRPO paper): 3x3 convs without padding, exactly 245,290 parameters.
     "lrpo_cnn": (
         (
             "conv:64x3,relu,pool2,conv:128x3,relu,conv:32x3,relu,pool2,"
@@ -73,12 +73,12 @@ def parse(spec: str) -> list[tuple[str, tuple[int, ...] | str]]:
                 f"conv:OUTxK[sS][pP], poolK, flatten or one of {sorted(ops.ACTIVATIONS)} "
                 "(see refimpl.model's docstring)"
             )
-        if kind_args_has_zero(parsed[-1]):
+        if _has_empty_size(parsed[-1]):
             raise ValueError(f"spec token {position} {token!r}: sizes must be >= 1")
     return parsed
 
 
-def kind_args_has_zero(item: tuple[str, tuple[int, ...] | str]) -> bool:
+def _has_empty_size(item: tuple[str, tuple[int, ...] | str]) -> bool:
     """True when a size in a parsed token is 0 (padding may be 0)."""
     kind, args = item
     if kind == "conv":

@@ -11,6 +11,7 @@ sizes below, so both bounds hold with margin and a real indexing bug (an O(1) er
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import numpy as np
 import pytest
@@ -40,11 +41,34 @@ def test_numba_backend_is_registered():
     assert kernels.get_backend("auto") is not None
 
 
-@pytest.mark.parametrize("op", kernels.CONTRACT)
 @pytest.mark.parametrize("name", kernels.available())
-def test_backend_implements_every_op(name, op):
+def test_backend_implements_every_name_of_the_contract(name):
+    """numpy, numba, and cuda where it runs (a GPU, or NUMBA_ENABLE_CUDASIM=1)."""
     backend = kernels.get_backend(name)
-    assert callable(getattr(backend, op, None)), f"backend {name!r} lacks op {op!r}"
+    missing = []
+    for op in kernels.CONTRACT:
+        try:
+            function = kernels.lookup(backend, op)
+        except AttributeError:
+            function = None
+        if not callable(function):
+            missing.append(op)
+    assert missing == [], f"backend {name!r} lacks {missing}"
+
+
+@pytest.mark.parametrize("op", kernels.NEED_DX)
+@pytest.mark.parametrize("name", kernels.available())
+def test_backward_ops_take_the_need_dx_keyword(name, op):
+    parameter = inspect.signature(getattr(kernels.get_backend(name), op)).parameters.get("need_dx")
+    assert parameter is not None, f"{name}.{op} has no need_dx parameter"
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is True
+
+
+def test_contract_names_the_fused_ops_identity_and_the_scheduler_kernels():
+    for name in ("identity_forward", "identity_backward", "dense_relu_forward",
+                 "conv2d_relu_backward", "sched.tlr_pass", "sched.grad_pair_pass"):
+        assert name in kernels.CONTRACT
+    assert set(kernels.NEED_DX) <= set(kernels.CONTRACT)
 
 
 # --- the agreement cases: (name, forward args builder, forward, backward) ------------------
@@ -64,7 +88,7 @@ CONV_CASES = [
 DENSE_CASES = [(1, 1, 1), (1, 7, 3), (5, 13, 4), (64, 33, 10)]
 POOL_CASES = [(1, 1, 2, 2, 2), (2, 3, 7, 5, 2), (1, 2, 9, 9, 3), (2, 1, 4, 6, 1), (1, 1, 5, 5, 5)]
 ACTIVATION_SHAPES = [(1,), (3, 5), (2, 3, 4, 5)]
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "sin", "cos")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "sin", "cos", "identity")
 
 
 def _random(rng, shape, dtype):
@@ -160,6 +184,49 @@ def test_mse_agrees_with_oracle(name, dtype):
         assert_close(dpred, dpred_ref, dtype, f"{name} dpred {shape}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_fused_pairs_agree_with_oracle(name, dtype):
+    backend, rng = kernels.get_backend(name), np.random.default_rng(6)
+    for n, fan_in, fan_out in DENSE_CASES:
+        args = (_random(rng, (n, fan_in), dtype), _random(rng, (fan_in, fan_out), dtype),
+                _random(rng, (fan_out,), dtype))
+        _compare_pair(backend, "dense_relu_forward", "dense_relu_backward", args, dtype, rng,
+                      f"{name} dense+relu {(n, fan_in, fan_out)}")
+    for n, c_in, h, w, c_out, kh, kw, stride, padding in CONV_CASES[:4]:
+        args = (_random(rng, (n, c_in, h, w), dtype), _random(rng, (c_out, c_in, kh, kw), dtype),
+                _random(rng, (c_out,), dtype), stride, padding)
+        _compare_pair(backend, "conv2d_relu_forward", "conv2d_relu_backward", args, dtype, rng,
+                      f"{name} conv+relu {(n, c_in, h, w, c_out, kh, kw, stride, padding)}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_scheduler_kernels_agree_with_oracle(name, dtype):
+    """The inner products accumulate in float64 on every backend: 1e-12 of their natural
+    scale (Cauchy-Schwarz bound), and the rolled state equal to the oracle's."""
+    sched, rng = kernels.get_backend(name).sched, np.random.default_rng(7)
+    n = 301  # several reduction blocks on the CUDA backend, small enough for its simulator
+    w = _random(rng, n, dtype)
+    state = [rng.standard_normal(n), rng.standard_normal(n)]
+    oracle_state = [a.copy() for a in state]
+    u_prev_norm = float(np.linalg.norm(state[1]))
+    a, b = sched.tlr_pass(w, *state, 0.037)
+    a_ref, b_ref = ops.sched.tlr_pass(w, *oracle_state, 0.037)
+    # |<u_prev, u>| <= |u_prev| |u|; oracle_state[1] now holds u
+    assert abs(a - a_ref) <= 1e-12 * u_prev_norm * float(np.linalg.norm(oracle_state[1]))
+    assert b == pytest.approx(b_ref, rel=1e-12)
+    np.testing.assert_array_equal(state[0], oracle_state[0])
+    np.testing.assert_allclose(state[1], oracle_state[1], rtol=1e-15, atol=0)
+    g, prev = _random(rng, n, dtype), rng.standard_normal(n)
+    prev_ref = prev.copy()
+    got, want = sched.grad_pair_pass(g, prev), ops.sched.grad_pair_pass(g, prev_ref)
+    g_norm = float(np.linalg.norm(g.astype(np.float64)))
+    assert abs(got[0] - want[0]) <= 1e-12 * g_norm * float(np.linalg.norm(prev_ref))
+    np.testing.assert_allclose(got[1:], want[1:], rtol=1e-12)
+    np.testing.assert_array_equal(prev, prev_ref)
+
+
 # --- a whole training run ---------------------------------------------------------------------
 # Embedded Fashion-MNIST sample: the first 192 training and 64 test images, batch 32, so each
 # epoch is 6 steps; float64 keeps the two backends within ~1e-13 of each other per op, and
@@ -200,13 +267,13 @@ def test_lrpo_cnn_training_run_is_the_same_on_numba_and_numpy():
         assert np.max(np.abs(numba_state[name] - value)) <= 1e-9 * scale, name
 
 
-@pytest.mark.parametrize("op", ["dense", "conv2d"])
+@pytest.mark.parametrize("op", ["dense", "conv2d", "dense_relu", "conv2d_relu"])
 @pytest.mark.parametrize("name", kernels.available())
 def test_need_dx_false_returns_none_and_the_same_parameter_gradients(name, op):
     """Every backend (the oracle too) accepts ``need_dx=False`` and then only drops dx."""
     backend = kernels.get_backend(name)
     rng = np.random.default_rng(15)
-    if op == "dense":
+    if op.startswith("dense"):
         args = (rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3))
     else:
         args = (rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)),

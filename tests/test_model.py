@@ -7,12 +7,12 @@ import pytest
 
 from refimpl import ops
 from refimpl.init import fans, glorot_uniform, he_uniform
-from refimpl.layers import Activation, Dense, Sequential
+from refimpl.layers import Activation, Conv2d, Dense, Sequential
 from refimpl.model import MODELS, build, get_model, parse
 
 
 def test_lrpo_cnn_has_exactly_245290_parameters():
-    """Spec §7: conv3x3 without padding gives 26-13-11-9-4 spatial sizes, 32*4*4 = 512."""
+    """docs/methods.md §7: conv3x3 without padding gives 26-13-11-9-4 spatial sizes, 32*4*4 = 512."""
     model = get_model("lrpo_cnn")
     assert model.num_parameters() == 245_290
     assert model.forward(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
@@ -196,7 +196,8 @@ def test_fused_relu_layers_give_identical_logits_and_gradients(dtype):
     x = rng.standard_normal((5, 2, 9, 9)).astype(dtype)
     dlogits = rng.standard_normal((5, 3)).astype(dtype)
     logits = model.forward(x)
-    assert len(model._ran) == len(model.layers) - 3, "the three relu layers were not fused"
+    kinds = [type(step).__name__ for step in model.steps]
+    assert kinds == ["Conv2dReLU", "MaxPool2d", "Conv2dReLU", "Flatten", "DenseReLU", "Dense"]
     dx = model.backward(dlogits)
     grads = [g.copy() for g in model.gradients()]
     ref_logits, ref_dx, ref_grads = _run_layers_one_by_one(model, x, dlogits)
@@ -224,3 +225,37 @@ def test_backward_without_input_grad_fills_the_same_gradients(backend):
         model.backward(dlogits)  # every cache was consumed or dropped
     with pytest.raises(RuntimeError, match="before forward"):
         Sequential([Dense(2, 2)]).backward(np.zeros((1, 2)))
+
+
+def test_fusion_is_chosen_when_the_backend_is_set_and_keeps_the_parameters():
+    """Fusion changes the steps, never the layers: names, order and array objects stay."""
+    spec = "conv:2x3,relu,flatten,dense:4,relu,dense:2"
+    model = build(spec, (1, 6, 6), seed=7)
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["0.W", "0.b", "3.W", "3.b", "5.W", "5.b"]
+    assert model.steps == model.layers  # the oracle runs the layers as written
+    params, grads = model.parameters(), model.gradients()
+    model.set_backend("numpy", fuse=True)
+    assert [type(s).__name__ for s in model.steps] == ["Conv2dReLU", "Flatten", "DenseReLU",
+                                                        "Dense"]
+    assert [name for name, _ in model.named_parameters()] == names
+    assert all(p is q for p, q in zip(params, model.parameters()))
+    assert model.steps[0].params is model.layers[0].params
+    x = np.random.default_rng(8).standard_normal((3, 1, 6, 6)).astype(np.float32)
+    fused_logits = model.forward(x)
+    model.backward(np.ones((3, 2), np.float32))
+    assert all(g is h for g, h in zip(grads, model.gradients())) and grads[0].any()
+    fused_grads = [g.copy() for g in grads]
+    model.set_backend("numpy", fuse=False)
+    assert model.steps == model.layers
+    np.testing.assert_array_equal(model.forward(x), fused_logits)
+    model.backward(np.ones((3, 2), np.float32))
+    for got, want in zip(model.gradients(), fused_grads):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_layer_forward_takes_no_fusion_flag():
+    import inspect
+
+    for layer_type in (Dense, Conv2d):
+        assert list(inspect.signature(layer_type.forward).parameters) == ["self", "x"]

@@ -32,10 +32,53 @@ def _conv_inputs(dtype, n=2, c_in=3, h=7, w=6, c_out=4, k=3):
 
 
 def test_every_contract_op_is_exported():
-    missing = [name for name in kernels.CONTRACT if not callable(getattr(ops, name, None))]
+    missing = [name for name in kernels.CONTRACT if not callable(kernels.lookup(ops, name))]
     assert missing == []
     assert kernels.get_backend("numpy") is ops
     assert set(ops.ACTIVATIONS) == {"relu", "tanh", "sigmoid", "sin", "cos", "identity"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_ops_are_the_composition_of_the_basic_ops(dtype):
+    """The fused pairs are defined as the layer op then relu: the same bits as the two in turn."""
+    rng = _rng(20)
+    x, W, b = _conv_inputs(dtype)
+    dense_x, dense_W = x.reshape(2, -1), rng.standard_normal((x[0].size, 5)).astype(dtype)
+    dense_b = rng.standard_normal(5).astype(dtype)
+    cases = [
+        ("dense", (dense_x, dense_W, dense_b)),
+        ("conv2d", (x, W, b, 2, 1)),
+    ]
+    for name, args in cases:
+        z, layer_cache = getattr(ops, f"{name}_forward")(*args)
+        y_ref, relu_cache = ops.relu_forward(z)
+        y, cache = getattr(ops, f"{name}_relu_forward")(*args)
+        np.testing.assert_array_equal(y, y_ref)
+        assert (y == 0).any() and (y > 0).any()  # the relu really clips
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        want = getattr(ops, f"{name}_backward")(ops.relu_backward(dy, relu_cache), layer_cache)
+        for need_dx in (True, False):
+            got = getattr(ops, f"{name}_relu_backward")(dy, cache, need_dx=need_dx)
+            assert (got[0] is None) == (not need_dx)
+            for g, w in zip(got, want):
+                if g is not None:
+                    np.testing.assert_array_equal(g, w)
+
+
+def test_sched_oracle_rolls_the_state_forward():
+    rng = _rng(21)
+    w, cached, u_prev = rng.standard_normal(7), rng.standard_normal(7), rng.standard_normal(7)
+    u = (cached - w) / 0.5
+    a_want, b_want = float(u_prev @ u), float(u_prev @ u_prev)
+    a, b = ops.sched.tlr_pass(w, cached, u_prev, 0.5)
+    assert a == pytest.approx(a_want, rel=1e-12) and b == pytest.approx(b_want, rel=1e-12)
+    np.testing.assert_array_equal(cached, w)
+    np.testing.assert_allclose(u_prev, u, rtol=1e-15)
+    g, prev = rng.standard_normal(7).astype(np.float32), rng.standard_normal(7)
+    g64, prev0 = g.astype(np.float64), prev.copy()
+    products = ops.sched.grad_pair_pass(g, prev)
+    np.testing.assert_allclose(products, [g64 @ prev0, g64 @ g64, prev0 @ prev0], rtol=1e-12)
+    np.testing.assert_array_equal(prev, g64)
 
 
 # -- dtype preservation -----------------------------------------------------------------

@@ -1,48 +1,30 @@
-"""The ``numba`` backend: Numba-compiled CPU kernels for every op of ``kernels.CONTRACT``.
+"""The ``numba`` backend: Numba-compiled CPU kernels for every name of ``kernels.CONTRACT``.
 
-Each op has the name, signature and result of its oracle in :mod:`refimpl.ops` (argument
-checks included: they are the oracle's own helpers); caches are private to this backend.
+Each op has the name, signature and result of its oracle in :mod:`refimpl.ops`, and calls
+the same argument checks (:mod:`refimpl.ops.checks`); caches are private to this backend.
 Kernels are ``@njit(cache=True, fastmath=False)``, ``parallel=True`` where a loop over
 images, channels or elements pays, and matrix products go to BLAS through ``np.dot``.
-While the BLAS pool is threaded those loops run on one thread (``kernels.cpu._threads``:
-OpenBLAS's spinning workers hold the other core; measured in docs/benchmarks.md).
+The fused pairs (``dense_relu_*``, ``conv2d_relu_*``) add bias and relu in one pass over
+the output. ``sched`` holds the scheduler kernels (:mod:`kernels.cpu.sched`).
+
+Importing this module changes no process-wide setting. How many threads the parallel
+loops use is decided per machine by a short measurement at the first kernel call, cached
+on disk, and overridable; the process-wide speed settings (Numba's thread count and
+threading layer, glibc's malloc thresholds) change only through :func:`tune` (see
+:mod:`kernels.cpu.tuning`).
+
 Compiled code is cached on disk (``__pycache__`` beside the sources, or
 ``$NUMBA_CACHE_DIR``), so only the first process on a machine pays the compile time;
 :func:`warmup` compiles (or loads) every kernel up front and returns the time it took.
-
-Beyond the contract, fused pairs compute two oracle ops in one pass and agree with their
-composition: ``dense_relu_forward/backward`` and ``conv2d_relu_forward/backward``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
-import numba
 import numpy as np
 
-
-def _prefer_workqueue_threads() -> None:
-    """Use Numba's ``workqueue`` thread pool unless the user chose a threading layer.
-
-    Measured on the 2-core target machine (docs/benchmarks.md): the OpenMP layer's idle
-    threads spin and fight OpenBLAS's pool, which our BLAS products share the cores with;
-    the workqueue layer's threads sleep, and an lrpo_cnn step ran 2x faster. The workqueue
-    layer refuses concurrent parallel launches, which cannot happen through this backend:
-    its kernels hold the GIL. Set ``NUMBA_THREADING_LAYER`` to override.
-    """
-    if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "workqueue"
-
-
-_prefer_workqueue_threads()
-
-from kernels.cpu._memory import keep_large_blocks
-
-#: Whether glibc keeps freed large blocks for reuse (kernels/cpu/_memory.py, measured).
-MALLOC_TUNED = keep_large_blocks()
-
+from kernels.cpu import sched
 from kernels.cpu.activations import (
     PARALLEL_MIN_SIZE,
     cos_backward,
@@ -65,12 +47,13 @@ from kernels.cpu.conv import (
 from kernels.cpu.dense import dense_backward, dense_forward, dense_relu_backward, dense_relu_forward
 from kernels.cpu.losses import mse, softmax_cross_entropy
 from kernels.cpu.pool import maxpool2d_backward, maxpool2d_forward
+from kernels.cpu.tuning import loop_policy, tune
+
+# y = x has nothing to compile: the oracle's pair is this backend's.
+from refimpl.ops.activations import identity_backward, identity_forward
 
 #: Real hardware, never the CUDA simulator (``kernels.get_backend("auto")`` asks).
 is_simulator = False
-
-#: Extra ops beyond ``kernels.CONTRACT``: (forward, backward) pairs fusing two oracle ops.
-FUSED = ("dense_relu_forward", "dense_relu_backward", "conv2d_relu_forward", "conv2d_relu_backward")
 
 
 def is_available() -> bool:
@@ -118,6 +101,9 @@ def warmup(dtypes=(np.float32, np.float64)) -> float:
                 backward(y, cache)
         softmax_cross_entropy(x2, np.array([0, 1]))
         mse(x2, x2 * 0)
+        flat = x.reshape(-1)
+        sched.tlr_pass(flat, np.zeros(flat.size), np.zeros(flat.size), 0.1)
+        sched.grad_pair_pass(flat, np.zeros(flat.size))
     return time.perf_counter() - start
 
 
@@ -128,7 +114,7 @@ def dispatchers() -> dict:
     from kernels.cpu import activations, conv, dense, losses, pool
 
     found = {}
-    for module in (activations, conv, dense, losses, pool):
+    for module in (activations, conv, dense, losses, pool, sched):
         for name, obj in vars(module).items():
             if isinstance(obj, CPUDispatcher):
                 found[f"{module.__name__}.{name}"] = obj
@@ -136,7 +122,6 @@ def dispatchers() -> dict:
 
 
 __all__ = [
-    "FUSED",
     "conv2d_backward",
     "conv2d_forward",
     "conv2d_relu_backward",
@@ -148,13 +133,17 @@ __all__ = [
     "dense_relu_backward",
     "dense_relu_forward",
     "dispatchers",
+    "identity_backward",
+    "identity_forward",
     "is_available",
     "is_simulator",
+    "loop_policy",
     "maxpool2d_backward",
     "maxpool2d_forward",
     "mse",
     "relu_backward",
     "relu_forward",
+    "sched",
     "sigmoid_backward",
     "sigmoid_forward",
     "sin_backward",
@@ -162,5 +151,6 @@ __all__ = [
     "softmax_cross_entropy",
     "tanh_backward",
     "tanh_forward",
+    "tune",
     "warmup",
 ]

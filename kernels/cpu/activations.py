@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu._threads import loop_threads
-from refimpl.ops._checks import check_float_any
+from kernels.cpu.tuning import loop_threads
+from refimpl.ops.checks import check_float_any
 
 # Kernel codes, so that one compiled loop per direction serves every activation.
 RELU, TANH, SIGMOID, SIN, COS = range(5)
@@ -107,15 +107,10 @@ def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
         return backward(flat, cache.reshape(-1), kind).reshape(dy.shape)
 
 
-def _stash(x: np.ndarray) -> np.ndarray:
-    """A contiguous copy-free view of ``x`` when possible (the cache of relu/sin/cos)."""
-    return np.ascontiguousarray(x)
-
-
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``y = max(x, 0)``; cache: x."""
     y = _apply_forward(x, RELU)
-    return y, _stash(x)
+    return y, np.ascontiguousarray(x)
 
 
 def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
@@ -147,7 +142,7 @@ def sigmoid_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
 
 def sin_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``y = sin(x)``; cache: x."""
-    return _apply_forward(x, SIN), _stash(x)
+    return _apply_forward(x, SIN), np.ascontiguousarray(x)
 
 
 def sin_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
@@ -157,7 +152,7 @@ def sin_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
 
 def cos_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``y = cos(x)``; cache: x."""
-    return _apply_forward(x, COS), _stash(x)
+    return _apply_forward(x, COS), np.ascontiguousarray(x)
 
 
 def cos_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu._threads import loop_threads
-from refimpl.ops._checks import check_conv2d_args, check_conv2d_grad
+from kernels.cpu.tuning import loop_threads
+from refimpl.ops.checks import check_conv2d_args, check_conv2d_grad
 
 
 @njit(cache=True, fastmath=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from refimpl.ops._checks import check_dense_args, check_dense_grad
+from refimpl.ops.checks import check_dense_args, check_dense_grad
 
 
 # Dense outputs are small (batch x features): a single thread beats waking a second one.

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from refimpl.ops._checks import check_cross_entropy_args, check_mse_args
+from refimpl.ops.checks import check_cross_entropy_args, check_mse_args
 
 
 @njit(cache=True, fastmath=False)

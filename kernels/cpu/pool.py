@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu._threads import loop_threads
-from refimpl.ops._checks import check_maxpool2d_args, check_maxpool2d_grad
+from kernels.cpu.tuning import loop_threads
+from refimpl.ops.checks import check_maxpool2d_args, check_maxpool2d_grad
 
 
 # Flat views indexed with unsigned integers: no negative-index test on every access.

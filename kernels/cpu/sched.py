@@ -1,9 +1,9 @@
 """Numba kernels for the per-step scheduler math (TLR, hypergradient baselines).
 
-The oracle is :mod:`refimpl.schedulers.newton`; these kernels do the same arithmetic in one
-pass over each parameter array instead of several NumPy passes with temporaries, and the
-schedulers use them when built with ``backend="numba"``. ``tests/test_sched_kernels.py``
-checks them against the oracle.
+The oracle is :mod:`refimpl.ops.sched` (same function names and signatures, as in
+:mod:`kernels.cuda.sched`); these kernels do the same arithmetic in one pass over each
+parameter array instead of several NumPy passes with temporaries. The schedulers reach them
+as ``kernels.get_backend("numba").sched`` when built with ``backend="numba"``.
 
 All accumulation is in float64 whatever the parameter dtype, as in the oracle.
 

@@ -1,15 +1,15 @@
 """CUDA backend: the ``refimpl.ops`` contract as ``numba.cuda`` kernels.
 
-Two layers:
+Three parts:
 
-* this module -- every op of ``kernels.CONTRACT`` on **NumPy arrays**: inputs are copied
-  to the device, the kernels run, results are copied back (same dtype, float32 or
-  float64). This is what ``kernels.get_backend("cuda")`` returns and what the tests
-  compare with the oracle. Caches stay on the device.
-* :mod:`kernels.cuda.device` -- the same ops on **device arrays**, plus
-  :class:`SGD` (momentum, on device-resident parameters) and the per-step scheduler math
-  (:class:`GreedyLR`, :class:`NewtonLR`, :class:`DLRS`), so a training step copies no
-  weights to the host.
+* this module -- every name of ``kernels.CONTRACT`` on **NumPy arrays**: the arguments are
+  checked as the oracle checks them (:mod:`refimpl.ops.checks`, same messages), copied to
+  the device, the kernels run, and the results are copied back (same dtype, float32 or
+  float64). This is what ``kernels.get_backend("cuda")`` returns and what the tests compare
+  with the oracle. Caches stay on the device.
+* :mod:`kernels.cuda.device` -- the same ops on **device arrays**, so a chain of ops copies
+  nothing to the host between them.
+* :mod:`kernels.cuda.sched` -- the scheduler kernels, mirroring :mod:`kernels.cpu.sched`.
 
 With ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run on Numba's CUDA simulator
 (``is_simulator`` is True, and ``kernels.get_backend("auto")`` never picks it). Kernels
@@ -23,31 +23,37 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from . import device
-from ._common import is_available, is_device_array, is_simulator
-from ._common import to_device as _float_to_device
-from .optim import SGD
-from .schedulers import DLRS, GreedyLR, NewtonLR
+from refimpl.ops import checks
+
+# y = x has nothing to run on the device: the oracle's pair is this backend's.
+from refimpl.ops.activations import identity_backward, identity_forward
+
+from . import device, sched
+from ._common import is_available, is_device_array, is_simulator, to_device
 
 __all__ = [
-    "DLRS",
-    "SGD",
-    "GreedyLR",
-    "NewtonLR",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_relu_backward",
+    "conv2d_relu_forward",
     "cos_backward",
     "cos_forward",
     "dense_backward",
     "dense_forward",
+    "dense_relu_backward",
+    "dense_relu_forward",
     "device",
+    "identity_backward",
+    "identity_forward",
     "is_available",
+    "is_device_array",
     "is_simulator",
     "maxpool2d_backward",
     "maxpool2d_forward",
     "mse",
     "relu_backward",
     "relu_forward",
+    "sched",
     "sigmoid_backward",
     "sigmoid_forward",
     "sin_backward",
@@ -60,15 +66,12 @@ __all__ = [
     "to_host",
 ]
 
-
-def to_device(a: Any, name: str = "array") -> Any:
-    """A float NumPy array copied to the device (a device array is returned as is)."""
-    return a if is_device_array(a) else _float_to_device(a, name)
+Grads = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 
 
-def to_host(a: Any) -> np.ndarray:
-    """A device array copied to a NumPy array."""
-    return a.copy_to_host()
+def to_host(a: Any) -> np.ndarray | None:
+    """A device array copied to a NumPy array (None stays None)."""
+    return None if a is None else a.copy_to_host()
 
 
 def synchronize() -> None:
@@ -76,53 +79,78 @@ def synchronize() -> None:
     cuda.synchronize()
 
 
+def _on_device(*arrays: Any) -> list[Any]:
+    return [to_device(a) for a in arrays]
+
+
+def _backward(on_device, dy: np.ndarray, cache: Any, need_dx: bool) -> Grads:
+    checks.check_float_any("dy", dy)
+    return tuple(to_host(g) for g in on_device(to_device(dy), cache, need_dx=need_dx))
+
+
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
     """``y = x W + b``; see :func:`kernels.cuda.dense.dense_forward`."""
-    y, cache = device.dense_forward(to_device(x, "x"), to_device(W, "W"), to_device(b, "b"))
+    checks.check_dense_args(x, W, b)
+    y, cache = device.dense_forward(*_on_device(x, W, b))
     return to_host(y), cache
 
 
-def dense_backward(
-    dy: np.ndarray, cache: Any, *, need_dx: bool = True
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """``dx = dy Wᵀ, dW = xᵀ dy, db = Σ dy``; see :func:`kernels.cuda.dense.dense_backward`.
+def dense_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
+    """``dx = dy Wᵀ, dW = xᵀ dy, db = Σ dy``; ``need_dx=False`` returns None for ``dx``."""
+    return _backward(device.dense_backward, dy, cache, need_dx)
 
-    ``need_dx=False`` returns None for ``dx`` (computed on the device, not copied back).
-    """
-    dx, dW, db = device.dense_backward(to_device(dy, "dy"), cache)
-    return (to_host(dx) if need_dx else None), to_host(dW), to_host(db)
+
+def dense_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
+    """``y = max(x W + b, 0)``; see :func:`kernels.cuda.device.dense_relu_forward`."""
+    checks.check_dense_args(x, W, b)
+    y, cache = device.dense_relu_forward(*_on_device(x, W, b))
+    return to_host(y), cache
+
+
+def dense_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
+    """Gradients of the fused dense + relu pair."""
+    return _backward(device.dense_relu_backward, dy, cache, need_dx)
 
 
 def conv2d_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
 ) -> tuple[np.ndarray, Any]:
     """Cross-correlation, NCHW; see :func:`kernels.cuda.conv.conv2d_forward`."""
-    y, cache = device.conv2d_forward(
-        to_device(x, "x"), to_device(W, "W"), to_device(b, "b"), stride, padding
-    )
+    checks.check_conv2d_args(x, W, b, stride, padding)
+    y, cache = device.conv2d_forward(*_on_device(x, W, b), stride, padding)
     return to_host(y), cache
 
 
-def conv2d_backward(
-    dy: np.ndarray, cache: Any, *, need_dx: bool = True
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """``(dx, dW, db)``; see :func:`kernels.cuda.conv.conv2d_backward`.
+def conv2d_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
+    """``(dx, dW, db)``; ``need_dx=False`` returns None for ``dx`` (and skips its kernel)."""
+    return _backward(device.conv2d_backward, dy, cache, need_dx)
 
-    ``need_dx=False`` returns None for ``dx`` (computed on the device, not copied back).
-    """
-    dx, dW, db = device.conv2d_backward(to_device(dy, "dy"), cache)
-    return (to_host(dx) if need_dx else None), to_host(dW), to_host(db)
+
+def conv2d_relu_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
+) -> tuple[np.ndarray, Any]:
+    """``y = max(conv2d(x, W, b), 0)``; see :func:`kernels.cuda.device.conv2d_relu_forward`."""
+    checks.check_conv2d_args(x, W, b, stride, padding)
+    y, cache = device.conv2d_relu_forward(*_on_device(x, W, b), stride, padding)
+    return to_host(y), cache
+
+
+def conv2d_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
+    """Gradients of the fused conv + relu pair."""
+    return _backward(device.conv2d_relu_backward, dy, cache, need_dx)
 
 
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, Any]:
     """Max over ``k x k`` windows, stride ``k``; see :func:`kernels.cuda.pool.maxpool2d_forward`."""
-    y, cache = device.maxpool2d_forward(to_device(x, "x"), k)
+    checks.check_maxpool2d_args(x, k)
+    y, cache = device.maxpool2d_forward(to_device(x), k)
     return to_host(y), cache
 
 
 def maxpool2d_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
     """Gradient to each window's first arg-max; see :func:`kernels.cuda.pool.maxpool2d_backward`."""
-    return to_host(device.maxpool2d_backward(to_device(dy, "dy"), cache))
+    checks.check_float_any("dy", dy)
+    return to_host(device.maxpool2d_backward(to_device(dy), cache))
 
 
 def _activation(name: str):
@@ -130,11 +158,13 @@ def _activation(name: str):
     backward_on_device = getattr(device, f"{name}_backward")
 
     def forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
-        y, cache = forward_on_device(to_device(x, "x"))
+        checks.check_float_any("x", x)
+        y, cache = forward_on_device(to_device(x))
         return to_host(y), cache
 
     def backward(dy: np.ndarray, cache: Any) -> np.ndarray:
-        return to_host(backward_on_device(to_device(dy, "dy"), cache))
+        checks.check_float_any("dy", dy)
+        return to_host(backward_on_device(to_device(dy), cache))
 
     forward.__name__, backward.__name__ = f"{name}_forward", f"{name}_backward"
     forward.__doc__ = forward_on_device.__doc__.replace("a device array", "a NumPy array")
@@ -151,27 +181,17 @@ cos_forward, cos_backward = _activation("cos")
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy and ``dlogits``; see :mod:`kernels.cuda.losses`."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    n_classes = np.shape(logits)[-1] if np.ndim(logits) == 2 else 0
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes}) (one per logits column)")
+    labels = checks.check_cross_entropy_args(logits, labels)
     loss, dlogits = device.softmax_cross_entropy(
-        to_device(logits, "logits"), cuda.to_device(labels.astype(np.int64))
+        to_device(logits), cuda.to_device(labels.astype(np.int64))
     )
     return float(to_host(loss)[0]), to_host(dlogits)
 
 
 def mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
-    """``mean((y − t)²)`` and ``dpred``; see :mod:`kernels.cuda.losses`."""
-    pred = to_device(pred, "pred")
-    if not is_device_array(target):  # as the oracle: a numeric target is cast to pred's dtype
-        target = np.asarray(target)
-        if target.dtype.kind not in "iuf":
-            raise ValueError(
-                f"target must be a numeric array with the shape of pred, got {target.dtype}"
-            )
-        target = target.astype(pred.dtype, copy=False)
-    loss, dpred = device.mse(pred, to_device(target, "target"))
+    """``mean((y − t)²)`` and ``dpred``; a numeric target is cast to pred's dtype, as the oracle."""
+    checks.check_mse_args(pred, target)
+    if not is_device_array(target):
+        target = np.asarray(target).astype(pred.dtype, copy=False)
+    loss, dpred = device.mse(to_device(pred), to_device(target))
     return float(to_host(loss)[0]), to_host(dpred)

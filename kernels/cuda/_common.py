@@ -1,7 +1,9 @@
-"""Shared plumbing of the CUDA backend: availability, launch shapes, checks, reductions.
+"""Shared plumbing of the CUDA backend: availability, launch shapes, device arrays, reductions.
 
 Every kernel of the backend is launched through the helpers here, so the launch policy
-(threads per block, grid size) and the input checks live in one place.
+(threads per block, grid size) lives in one place. The argument checks are the oracle's
+(:mod:`refimpl.ops.checks`); the only check of this backend's own is that an array is on
+the device (:func:`check_on_device`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ MAX_THREADS = 128
 REDUCE_THREADS = 32 if is_simulator else 128
 #: Most blocks of the first stage of a two-stage reduction.
 MAX_PARTIALS = 1024
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def is_available() -> bool:
@@ -60,46 +61,19 @@ def is_device_array(a: Any) -> bool:
     return devicearray.is_cuda_ndarray(a)
 
 
-def check_device_float(name: str, a: Any, ndim: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``a`` is a float32/float64 device array of ``ndim`` dims."""
-    if not is_device_array(a):
-        raise ValueError(
-            f"{name} must be a numba CUDA device array (use numba.cuda.to_device, or call "
-            f"the NumPy-level function of kernels.cuda), got {type(a).__name__}"
-        )
-    if np.dtype(a.dtype) not in FLOAT_DTYPES:
-        raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(a.shape)}")
-
-
-def check_same_dtype(**arrays: Any) -> np.dtype:
-    """Return the common dtype of ``arrays``, or raise ``ValueError`` naming the odd one."""
-    names = list(arrays)
-    dtype = np.dtype(arrays[names[0]].dtype)
-    for name in names[1:]:
-        if np.dtype(arrays[name].dtype) != dtype:
+def check_on_device(**arrays: Any) -> None:
+    """Raise ``ValueError`` naming the first of ``arrays`` that is not a device array."""
+    for name, a in arrays.items():
+        if not is_device_array(a):
             raise ValueError(
-                f"{name} has dtype {arrays[name].dtype} but {names[0]} has {dtype}; "
-                "cast both to the same float dtype"
+                f"{name} must be a numba CUDA device array (use numba.cuda.to_device, or call "
+                f"the NumPy-level function of kernels.cuda), got {type(a).__name__}"
             )
-    return dtype
 
 
-def to_device(a: Any, name: str) -> Any:
-    """Copy a NumPy float array to the device (C order), checking its dtype."""
-    a = np.ascontiguousarray(a)
-    if a.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    return cuda.to_device(a)
-
-
-def check_shape(name: str, a: Any, shape: tuple, expected: str) -> None:
-    """Raise ``ValueError`` when ``a.shape != shape``; ``expected`` says where it comes from."""
-    if tuple(a.shape) != tuple(shape):
-        raise ValueError(
-            f"{name} must have shape {tuple(shape)} ({expected}), got {tuple(a.shape)}"
-        )
+def to_device(a: Any) -> Any:
+    """A NumPy array copied to the device in C order (a device array is returned as is)."""
+    return a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a))
 
 
 # --- reductions ------------------------------------------------------------------------

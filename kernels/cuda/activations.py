@@ -23,7 +23,9 @@ import math
 
 from numba import cuda
 
-from ._common import check_device_float, check_same_dtype, check_shape, launch_1d
+from refimpl.ops.checks import check_float_any, check_same_dtype, check_shape
+
+from ._common import check_on_device, launch_1d
 
 
 @cuda.jit(device=True)
@@ -106,7 +108,8 @@ def _make_activation(name: str, rule, grad_rule, cache_output: bool):
     backward_kernel = _binary_kernel(grad_rule)
 
     def forward(x):
-        check_device_float("x", x)
+        check_on_device(x=x)
+        check_float_any("x", x)
         y = cuda.device_array(x.shape, dtype=x.dtype)
         n = x.size
         if n:
@@ -114,9 +117,10 @@ def _make_activation(name: str, rule, grad_rule, cache_output: bool):
         return y, (y if cache_output else x)
 
     def backward(dy, cache):
-        check_device_float("dy", dy)
-        check_same_dtype(cache=cache, dy=dy)
-        check_shape("dy", dy, tuple(cache.shape), "the shape of the forward input")
+        check_on_device(dy=dy)
+        check_float_any("dy", dy)
+        check_shape("dy", dy, tuple(cache.shape), "the shape of the forward output y")
+        check_same_dtype("dy", dy, "the forward input", cache)
         dx = cuda.device_array(dy.shape, dtype=dy.dtype)
         n = dy.size
         if n:
@@ -138,3 +142,18 @@ tanh_forward, tanh_backward = _make_activation("tanh", _tanh, _tanh_grad, True)
 sigmoid_forward, sigmoid_backward = _make_activation("sigmoid", _sigmoid, _sigmoid_grad, True)
 sin_forward, sin_backward = _make_activation("sin", _sin, _sin_grad, False)
 cos_forward, cos_backward = _make_activation("cos", _cos, _cos_grad, False)
+
+
+def identity_forward(x):
+    """identity forward on a device array: ``(x, cache)``, the array itself (not copied)."""
+    check_on_device(x=x)
+    check_float_any("x", x)
+    return x, tuple(x.shape)
+
+
+def identity_backward(dy, cache):
+    """identity backward on device arrays: ``dx = dy``."""
+    check_on_device(dy=dy)
+    check_float_any("dy", dy)
+    check_shape("dy", dy, cache, "the shape of the forward output y")
+    return dy

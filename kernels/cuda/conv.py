@@ -14,11 +14,12 @@ so no atomics are used and results are deterministic.
 
 from __future__ import annotations
 
-import operator
 
 from numba import cuda
 
-from ._common import check_device_float, check_same_dtype, check_shape, for_dtypes, launch_1d
+from refimpl.ops.checks import check_conv2d_args, check_conv2d_grad
+
+from ._common import check_on_device, for_dtypes, launch_1d
 
 
 def _make_forward(scalar: type):
@@ -130,16 +131,6 @@ _BACKWARD_WEIGHT = for_dtypes(_make_backward_weight)
 _BACKWARD_BIAS = for_dtypes(_make_backward_bias)
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def conv2d_forward(x, W, b, stride: int = 1, padding: int = 0):
     """Cross-correlation ``y = W ⋆ x + b`` (NCHW, as ``torch.nn.functional.conv2d``).
 
@@ -155,50 +146,33 @@ def conv2d_forward(x, W, b, stride: int = 1, padding: int = 0):
     y : device array (N, C_out, H_out, W_out), ``H_out = (H + 2p − kh)//s + 1``
     cache : opaque, read by :func:`conv2d_backward`
     """
-    check_device_float("x", x, ndim=4)
-    check_device_float("W", W, ndim=4)
-    check_device_float("b", b, ndim=1)
-    dtype = check_same_dtype(x=x, W=W, b=b)
-    stride = _check_int("stride", stride, 1)
-    padding = _check_int("padding", padding, 0)
-    n_batch, c_in, height, width = x.shape
-    c_out, w_c_in, kh, kw = W.shape
-    if w_c_in != c_in:
-        raise ValueError(
-            f"W has {w_c_in} input channels but x has {c_in}; W is (C_out, C_in, kh, kw)"
-        )
-    check_shape("b", b, (c_out,), "one bias per output channel of W")
-    h_out = (height + 2 * padding - kh) // stride + 1
-    w_out = (width + 2 * padding - kw) // stride + 1
-    if h_out < 1 or w_out < 1:
-        raise ValueError(
-            f"kernel {kh}x{kw} does not fit the padded input {height}x{width} "
-            f"(padding={padding}); use a smaller kernel or more padding"
-        )
-    y = cuda.device_array((n_batch, c_out, h_out, w_out), dtype=dtype)
+    check_on_device(x=x, W=W, b=b)
+    stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
+    dtype = x.dtype
+    y = cuda.device_array((x.shape[0], W.shape[0], h_out, w_out), dtype=dtype)
     _FORWARD[dtype][launch_1d(y.size)](x, W, b, stride, padding, y)
     return y, (x, W, stride, padding)
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, *, need_dx: bool = True):
     """Gradients of :func:`conv2d_forward` (equations in the module docstring).
+
+    ``need_dx=False`` skips the input gradient and returns None for it.
 
     Returns
     -------
-    dx (N, C_in, H, W), dW (C_out, C_in, kh, kw), db (C_out,) : device arrays
+    dx (N, C_in, H, W) or None, dW (C_out, C_in, kh, kw), db (C_out,) : device arrays
     """
     x, W, stride, padding = cache
-    check_device_float("dy", dy, ndim=4)
-    dtype = check_same_dtype(x=x, dy=dy)
-    h_out = (x.shape[2] + 2 * padding - W.shape[2]) // stride + 1
-    w_out = (x.shape[3] + 2 * padding - W.shape[3]) // stride + 1
-    check_shape(
-        "dy", dy, (x.shape[0], W.shape[0], h_out, w_out), "the shape of the forward output y"
-    )
-    dx = cuda.device_array(x.shape, dtype=dtype)
+    check_on_device(dy=dy)
+    check_conv2d_grad(dy, tuple(x.shape), W, stride, padding)
+    dtype = x.dtype
+    dx = None
+    if need_dx:
+        dx = cuda.device_array(x.shape, dtype=dtype)
+        _BACKWARD_INPUT[dtype][launch_1d(dx.size)](dy, W, stride, padding, dx)
     dW = cuda.device_array(W.shape, dtype=dtype)
     db = cuda.device_array(W.shape[0], dtype=dtype)
-    _BACKWARD_INPUT[dtype][launch_1d(dx.size)](dy, W, stride, padding, dx)
     _BACKWARD_WEIGHT[dtype][launch_1d(dW.size)](dy, x, stride, padding, dW)
     _BACKWARD_BIAS[dtype][launch_1d(db.size)](dy, db)
     return dx, dW, db

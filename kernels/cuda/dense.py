@@ -11,14 +11,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._common import (
-    check_device_float,
-    check_same_dtype,
-    check_shape,
-    for_dtypes,
-    is_simulator,
-    launch_1d,
-)
+from refimpl.ops.checks import check_dense_args, check_dense_grad
+
+from ._common import check_on_device, for_dtypes, is_simulator, launch_1d
 
 #: Side of the square shared-memory tiles of the matmul (TILE x TILE threads per block):
 #: 16 on a GPU; 8 on the simulator, where each thread is a Python thread and a smaller tile
@@ -115,36 +110,28 @@ def dense_forward(x, W, b):
     y : device array (N, out)
     cache : opaque, read by :func:`dense_backward`
     """
-    check_device_float("x", x, ndim=2)
-    check_device_float("W", W, ndim=2)
-    check_device_float("b", b, ndim=1)
-    check_same_dtype(x=x, W=W, b=b)
-    if W.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"W must have shape ({x.shape[1]}, out) to match x of shape {tuple(x.shape)}, "
-            f"got {tuple(W.shape)}"
-        )
-    check_shape("b", b, (W.shape[1],), "one bias per output column of W")
+    check_on_device(x=x, W=W, b=b)
+    check_dense_args(x, W, b)
     return matmul(x, W, bias=b), (x, W)
 
 
-def dense_backward(dy, cache):
+def dense_backward(dy, cache, *, need_dx: bool = True):
     """``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_rows dy`` on device arrays.
 
     Parameters
     ----------
     dy : device array (N, out)
     cache : from :func:`dense_forward`
+    need_dx : bool, keyword-only; False skips ``dx`` and returns None for it
 
     Returns
     -------
-    dx (N, in), dW (in, out), db (out,) : device arrays
+    dx (N, in) or None, dW (in, out), db (out,) : device arrays
     """
     x, W = cache
-    check_device_float("dy", dy, ndim=2)
-    check_same_dtype(x=x, dy=dy)
-    check_shape("dy", dy, (x.shape[0], W.shape[1]), "the shape of the forward output y")
-    dx = matmul(dy, W, trans_b=True)
+    check_on_device(dy=dy)
+    check_dense_grad(dy, x, W)
+    dx = matmul(dy, W, trans_b=True) if need_dx else None
     dW = matmul(x, dy, trans_a=True)
     db = cuda.device_array(W.shape[1], dtype=dy.dtype)
     _COLUMN_SUM[np.dtype(dy.dtype)][launch_1d(db.size)](dy, db)

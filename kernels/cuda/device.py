@@ -3,12 +3,15 @@
 Same names and equations as ``refimpl.ops`` (``kernels.CONTRACT``), with two differences
 that keep a training step on the device: every array argument and result is a numba
 device array, and the losses return the loss as a 1-element float64 device array (the
-NumPy-level functions in ``kernels.cuda`` copy it out as a Python float).
+NumPy-level functions in ``kernels.cuda`` copy it out as a Python float). The fused pairs
+run the layer's kernel and then the relu kernel, as the oracle composes them.
 """
 
 from .activations import (  # noqa: F401
     cos_backward,
     cos_forward,
+    identity_backward,
+    identity_forward,
     relu_backward,
     relu_forward,
     sigmoid_backward,
@@ -22,3 +25,29 @@ from .conv import conv2d_backward, conv2d_forward  # noqa: F401
 from .dense import dense_backward, dense_forward  # noqa: F401
 from .losses import mse, softmax_cross_entropy  # noqa: F401
 from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: F401
+
+
+def dense_relu_forward(x, W, b):
+    """``y = max(x W + b, 0)`` on device arrays; cache for :func:`dense_relu_backward`."""
+    z, dense_cache = dense_forward(x, W, b)
+    y, relu_cache = relu_forward(z)
+    return y, (dense_cache, relu_cache)
+
+
+def dense_relu_backward(dy, cache, *, need_dx: bool = True):
+    """``(dx, dW, db)`` of the dense layer for the gradient ``dy · [x W + b > 0]``."""
+    dense_cache, relu_cache = cache
+    return dense_backward(relu_backward(dy, relu_cache), dense_cache, need_dx=need_dx)
+
+
+def conv2d_relu_forward(x, W, b, stride: int = 1, padding: int = 0):
+    """``y = max(conv2d(x, W, b), 0)`` on device arrays."""
+    z, conv_cache = conv2d_forward(x, W, b, stride, padding)
+    y, relu_cache = relu_forward(z)
+    return y, (conv_cache, relu_cache)
+
+
+def conv2d_relu_backward(dy, cache, *, need_dx: bool = True):
+    """``(dx, dW, db)`` of the convolution for the gradient ``dy · [conv2d(x) > 0]``."""
+    conv_cache, relu_cache = cache
+    return conv2d_backward(relu_backward(dy, relu_cache), conv_cache, need_dx=need_dx)

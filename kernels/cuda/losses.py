@@ -19,14 +19,9 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._common import (
-    check_device_float,
-    check_same_dtype,
-    check_shape,
-    is_device_array,
-    launch_1d,
-    reduce_sum,
-)
+from refimpl.ops.checks import check_float_array, check_mse_args, check_shape
+
+from ._common import check_on_device, is_device_array, launch_1d, reduce_sum
 
 
 @cuda.jit
@@ -95,13 +90,16 @@ def softmax_cross_entropy(logits, labels, loss_out=None, index: int = 0):
     loss : float64 device array holding the loss at ``[index]``
     dlogits : device array (N, C), dtype of ``logits``
     """
-    check_device_float("logits", logits, ndim=2)
-    if not is_device_array(labels) or labels.ndim != 1 or np.dtype(labels.dtype).kind not in "iu":
-        raise ValueError("labels must be a 1-D integer device array of class indices")
-    check_shape("labels", labels, (logits.shape[0],), "one label per row of logits")
+    check_on_device(logits=logits, labels=labels)
+    check_float_array("logits", logits, "(N, C)")
     n_rows = logits.shape[0]
     if n_rows == 0:
         raise ValueError("logits must hold at least one row (N >= 1), got shape (0, C)")
+    # Labels stay on the device, so their values are not checked here (the NumPy-level
+    # function checks them as the oracle does); an out-of-range label gives a NaN loss.
+    if np.dtype(labels.dtype).kind not in "iu":
+        raise ValueError(f"labels must hold integer class indices, got dtype {labels.dtype}")
+    check_shape("labels", labels, (n_rows,), "one label per row of logits")
     loss_out, index = _loss_slot(loss_out, index)
     row_loss = cuda.device_array(n_rows, dtype=np.float64)
     dlogits = cuda.device_array(logits.shape, dtype=logits.dtype)
@@ -123,13 +121,11 @@ def mse(pred, target, loss_out=None, index: int = 0):
     loss : float64 device array holding the loss at ``[index]``
     dpred : device array, shape and dtype of ``pred``
     """
-    check_device_float("pred", pred)
-    check_device_float("target", target)
-    check_same_dtype(pred=pred, target=target)
-    check_shape("target", target, tuple(pred.shape), "the shape of pred")
+    check_on_device(pred=pred, target=target)
+    check_mse_args(pred, target)
+    if target.dtype != pred.dtype:
+        raise ValueError(f"target has dtype {target.dtype}; cast it to pred's {pred.dtype}")
     n = pred.size
-    if n == 0:
-        raise ValueError("pred must hold at least one element")
     loss_out, index = _loss_slot(loss_out, index)
     squared = cuda.device_array(n, dtype=np.float64)
     dpred = cuda.device_array(pred.shape, dtype=pred.dtype)

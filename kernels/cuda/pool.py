@@ -10,12 +10,13 @@ zero gradient. Windows do not overlap, so the backward scatter has no write conf
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 from numba import cuda
 
-from ._common import check_device_float, check_shape, launch_1d
+from refimpl.ops.checks import check_maxpool2d_args, check_maxpool2d_grad
+
+from ._common import check_on_device, launch_1d
 
 
 @cuda.jit
@@ -86,23 +87,13 @@ def maxpool2d_forward(x, k: int = 2):
     y : device array (N, C, H // k, W // k)
     cache : opaque (input shape and arg-max positions), read by :func:`maxpool2d_backward`
     """
-    check_device_float("x", x, ndim=4)
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}") from None
-    if k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    n_batch, channels, height, width = x.shape
-    if height < k or width < k:
-        raise ValueError(
-            f"k={k} is larger than the input's {height}x{width} plane; use k <= {min(height, width)}"
-        )
-    out_shape = (n_batch, channels, height // k, width // k)
+    check_on_device(x=x)
+    k, h_out, w_out = check_maxpool2d_args(x, k)
+    out_shape = (x.shape[0], x.shape[1], h_out, w_out)
     y = cuda.device_array(out_shape, dtype=x.dtype)
     argmax = cuda.device_array(out_shape, dtype=np.int64)
     _maxpool_forward_kernel[launch_1d(y.size)](x, k, y, argmax)
-    return y, (tuple(x.shape), argmax)
+    return y, (tuple(x.shape), argmax, k)
 
 
 def maxpool2d_backward(dy, cache):
@@ -112,9 +103,9 @@ def maxpool2d_backward(dy, cache):
     -------
     dx : device array (N, C, H, W), zero outside the arg-max positions
     """
-    x_shape, argmax = cache
-    check_device_float("dy", dy, ndim=4)
-    check_shape("dy", dy, tuple(argmax.shape), "the shape of the forward output y")
+    x_shape, argmax, k = cache
+    check_on_device(dy=dy)
+    check_maxpool2d_grad(dy, x_shape, k)
     dx = cuda.device_array(x_shape, dtype=dy.dtype)
     flat = dx.reshape(dx.size)
     _zero_kernel[launch_1d(dx.size)](flat)

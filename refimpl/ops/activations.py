@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from refimpl.ops._checks import check_float_any
+from refimpl.ops.checks import check_float_any
 
 
 def _check_grad(dy: np.ndarray, like: np.ndarray) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import check_conv2d_args, check_conv2d_grad, conv2d_output_size
+from refimpl.ops.checks import check_conv2d_args, check_conv2d_grad, conv2d_output_size
 
 __all__ = ["col2im", "conv2d_backward", "conv2d_forward", "conv2d_output_size", "im2col"]
 
@@ -104,7 +104,7 @@ def conv2d_backward(
     cache : from :func:`conv2d_forward`
     need_dx : bool, keyword-only, default True
         False skips the product and col2im of ``dx`` (returned as None), for a model's
-        first layer. An extension beyond the ops contract, accepted by every backend.
+        first layer. Part of the contract: every backend accepts it.
 
     Returns
     -------

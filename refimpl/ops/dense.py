@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import check_dense_args, check_dense_grad
+from refimpl.ops.checks import check_dense_args, check_dense_grad
 
 
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -37,7 +37,7 @@ def dense_backward(
     cache : from :func:`dense_forward`
     need_dx : bool, keyword-only, default True
         False skips ``dx`` (returned as None): a model's first layer needs no input
-        gradient. An extension beyond the ops contract, accepted by every backend.
+        gradient. Part of the contract: every backend accepts it.
 
     Returns
     -------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import check_cross_entropy_args, check_mse_args
+from refimpl.ops.checks import check_cross_entropy_args, check_mse_args
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:

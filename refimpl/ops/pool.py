@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl.ops._checks import check_maxpool2d_args, check_maxpool2d_grad
+from refimpl.ops.checks import check_maxpool2d_args, check_maxpool2d_grad
 
 
 def _offset_view(x: np.ndarray, u: int, v: int, k: int, h_out: int, w_out: int) -> np.ndarray:

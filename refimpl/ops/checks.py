@@ -1,4 +1,11 @@
-"""Input validation shared by the ops: every message names the argument and the fix."""
+"""Argument checks of every op, shared by all backends: each message names the argument and the fix.
+
+The oracle (:mod:`refimpl.ops`), the ``numba`` backend (:mod:`kernels.cpu`) and the
+``cuda`` backend (:mod:`kernels.cuda`) call these same functions, so a bad call raises the
+same ``ValueError`` whichever backend runs it. The checks read only ``shape``, ``ndim`` and
+``dtype``, so they accept NumPy arrays and device arrays alike; where the data must live
+(host or GPU) is the backend's own check.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,24 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def is_array(a: object) -> bool:
+    """True for a NumPy array, or an array-like with ``shape``, ``ndim`` and a NumPy ``dtype``
+    (a numba CUDA device array)."""
+    if isinstance(a, np.ndarray):
+        return True
+    return hasattr(a, "shape") and hasattr(a, "ndim") and isinstance(getattr(a, "dtype", None),
+                                                                       np.dtype)
+
+
 def check_float_array(name: str, a: object, shape_doc: str) -> np.ndarray:
     """Check that ``a`` is a float32/float64 ndarray with as many axes as ``shape_doc``.
 
     ``shape_doc`` is the expected shape written for people, e.g. ``"(N, in_features)"``;
     its number of comma-separated entries is the required ``ndim``.
     """
-    if not isinstance(a, np.ndarray):
+    if not is_array(a):
         # ValueError, not TypeError: the ops contract promises ValueError for any bad input.
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"{name} must be a numpy.ndarray of shape {shape_doc}, got {type(a).__name__}; "
             f"convert it with np.asarray({name}, dtype=np.float32)"
         )
@@ -42,7 +58,7 @@ def check_same_dtype(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -
 
 def check_shape(name: str, a: np.ndarray, expected: tuple[int, ...], why: str) -> None:
     """Check an exact shape; ``why`` says what the expected shape is derived from."""
-    if a.shape != tuple(expected):
+    if tuple(a.shape) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)} ({why}), got {a.shape}")
 
 
@@ -55,9 +71,9 @@ def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
 
 def check_float_any(name: str, a: object) -> np.ndarray:
     """Check that ``a`` is a float32/float64 ndarray of any shape (element-wise ops)."""
-    if not isinstance(a, np.ndarray):
+    if not is_array(a):
         # ValueError, not TypeError: the ops contract promises ValueError for any bad input.
-        raise ValueError(  # noqa: TRY004
+        raise ValueError(
             f"{name} must be a numpy.ndarray, got {type(a).__name__}; "
             f"convert it with np.asarray({name}, dtype=np.float32)"
         )
@@ -69,7 +85,7 @@ def check_float_any(name: str, a: object) -> np.ndarray:
     return a
 
 
-# -- per-op argument checks, shared by the oracle and the kernels.cpu backend -------------
+# -- per-op argument checks -----------------------------------------------------------------
 
 
 def conv2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
@@ -177,12 +193,12 @@ def check_cross_entropy_args(logits: object, labels: object) -> np.ndarray:
 def check_mse_args(pred: object, target: object) -> None:
     """Arguments of ``mse``: a non-empty float ``pred`` and a numeric ``target`` of its shape."""
     check_float_any("pred", pred)
-    if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.number):
+    if not is_array(target) or not np.issubdtype(target.dtype, np.number):
         raise ValueError(
             "target must be a numeric numpy.ndarray with the shape of pred; "
             "convert it with np.asarray(target, dtype=pred.dtype)"
         )
-    if target.shape != pred.shape:
+    if tuple(target.shape) != tuple(pred.shape):
         raise ValueError(f"target must have the shape of pred {pred.shape}, got {target.shape}")
     if pred.size == 0:
         raise ValueError("pred must hold at least one element")

@@ -1,0 +1,56 @@
+"""Per-step scheduler math: the inner products of the TLR and hypergradient rules.
+
+:class:`refimpl.schedulers.NewtonLR` and the hypergradient schedulers reduce each step to
+a few inner products over every parameter array (docs/methods.md §5). These two functions
+compute them for one flattened array and roll the stored state forward in place; the fast
+backends provide the same functions under the same names (``kernels.cpu.sched``,
+``kernels.cuda.sched``), reached as ``kernels.get_backend(name).sched``. Everything is
+accumulated in float64 whatever the parameter dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _inner(x: np.ndarray, y: np.ndarray) -> float:
+    """``<x, y>`` of two float64 vectors.
+
+    ``einsum`` rather than ``x @ y``: BLAS ``ddot`` may start threads, which on a busy
+    machine made one TLR update cost ~100x more than the arithmetic (docs/methods.md).
+    """
+    return float(np.einsum("i,i->", x, y))
+
+
+def tlr_pass(
+    weights: np.ndarray, cached: np.ndarray, u_prev: np.ndarray, lr: float
+) -> tuple[float, float]:
+    """One TLR update over one flattened parameter array; returns ``(a, b)``.
+
+    ``u = (cached − w) / lr`` (the mean update direction of the last K steps),
+    ``a = <u_prev, u>``, ``b = <u_prev, u_prev>``; then ``cached ← w`` and ``u_prev ← u``.
+
+    Parameters
+    ----------
+    weights : 1-D float32/float64 array, the current weights (read only)
+    cached, u_prev : 1-D float64 arrays of the same length, updated in place
+    lr : float, the rate in force during the last K steps
+    """
+    w64 = np.asarray(weights, dtype=np.float64)
+    u = (cached - w64) / lr
+    a = _inner(u_prev, u)
+    b = _inner(u_prev, u_prev)
+    cached[...] = w64
+    u_prev[...] = u
+    return a, b
+
+
+def grad_pair_pass(grad: np.ndarray, prev: np.ndarray) -> tuple[float, float, float]:
+    """``(<g, g_prev>, <g, g>, <g_prev, g_prev>)`` of one flattened gradient, then ``prev ← g``.
+
+    ``grad`` is a 1-D float32/float64 array, ``prev`` a float64 array of the same length.
+    """
+    g64 = np.asarray(grad, dtype=np.float64)
+    products = (_inner(g64, prev), _inner(g64, g64), _inner(prev, prev))
+    prev[...] = g64
+    return products
