@@ -26,11 +26,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+import kernels
+
 from .base import Scheduler
 
 #: ``den + DEN_EPS`` guards the division, as in the paper's code.
 DEN_EPS = 1e-10
-_BACKENDS = ("numpy", "numba")
 
 
 def tlr_factor(a: float, b: float, gamma: float, max_factor: float = 100.0) -> float:
@@ -46,20 +47,10 @@ def tlr_factor(a: float, b: float, gamma: float, max_factor: float = 100.0) -> f
 
 
 def _check_backend(backend: str) -> str:
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if backend == "numba":
-        import kernels.cpu.sched  # noqa: F401  (fail early and clearly if Numba is missing)
-    return backend
-
-
-def _inner(x: np.ndarray, y: np.ndarray) -> float:
-    """``<x, y>`` of two float64 vectors.
-
-    ``einsum`` rather than ``x @ y``: BLAS ``ddot`` may start threads, which on a busy
-    machine made one TLR update cost ~100x more than the arithmetic (docs/methods.md).
-    """
-    return float(np.einsum("i,i->", x, y))
+    """The backend name, ``auto`` resolved; its ``sched`` functions do the inner products."""
+    name = kernels.resolve(backend)
+    kernels.get_backend(name)  # fail early and clearly if it cannot run here
+    return name
 
 
 def _flat64(array: np.ndarray) -> np.ndarray:
@@ -85,8 +76,9 @@ class NewtonLR(Scheduler):
         :meth:`set_batches_per_epoch` before the first step.
     max_factor : float
         Clamp on the multiplicative factor (paper: 100).
-    backend : {"numpy", "numba"}
-        ``numba`` computes the inner products with :func:`kernels.cpu.sched.tlr_pass`.
+    backend : {"numpy", "numba", "cuda", "auto"}
+        Where the inner products run: ``kernels.get_backend(backend).sched.tlr_pass``
+        (the ``numpy`` one is :func:`refimpl.ops.sched.tlr_pass`).
 
     Notes
     -----
@@ -182,23 +174,12 @@ class NewtonLR(Scheduler):
 
     def _roll_directions(self, params: list[np.ndarray], lr: float) -> tuple[float, float]:
         """Compute ``u_k``, return ``(a, b)``, and make ``w`` and ``u_k`` the new cache."""
-        if self.backend == "numba":
-            from kernels.cpu.sched import tlr_pass
-
-            a = b = 0.0
-            for w, cached, u_prev in zip(params, self.cached, self.u_prev):
-                da, db = tlr_pass(np.ravel(w), cached, u_prev, lr)
-                a += da
-                b += db
-            return a, b
+        tlr_pass = kernels.get_backend(self.backend).sched.tlr_pass
         a = b = 0.0
-        for i, w in enumerate(params):
-            w64 = _flat64(w)
-            u = (self.cached[i] - w64) / lr
-            a += _inner(self.u_prev[i], u)
-            b += _inner(self.u_prev[i], self.u_prev[i])
-            self.cached[i] = w64
-            self.u_prev[i] = u
+        for w, cached, u_prev in zip(params, self.cached, self.u_prev):
+            da, db = tlr_pass(np.ravel(w), cached, u_prev, lr)
+            a += da
+            b += db
         return a, b
 
     def _after_load(self) -> None:
@@ -234,20 +215,11 @@ class _HypergradientLR(Scheduler):
                 f"step got {len(grads)} gradient arrays but the previous call had "
                 f"{len(self.prev)}; pass the same list every step"
             )
+        grad_pair_pass = kernels.get_backend(self.backend).sched.grad_pair_pass
         gp = gg = pp = 0.0
-        if self.backend == "numba":
-            from kernels.cpu.sched import grad_pair_pass
-
-            for g, prev in zip(grads, self.prev):
-                d = grad_pair_pass(np.ravel(g), prev)
-                gp, gg, pp = gp + d[0], gg + d[1], pp + d[2]
-            return gp, gg, pp
-        for i, g in enumerate(grads):
-            g64 = _flat64(g)
-            gp += _inner(g64, self.prev[i])
-            gg += _inner(g64, g64)
-            pp += _inner(self.prev[i], self.prev[i])
-            self.prev[i] = g64
+        for g, prev in zip(grads, self.prev):
+            d = grad_pair_pass(np.ravel(g), prev)
+            gp, gg, pp = gp + d[0], gg + d[1], pp + d[2]
         return gp, gg, pp
 
     def _after_load(self) -> None:
@@ -267,7 +239,8 @@ class HypergradientAdditiveLR(_HypergradientLR):
     min_lr : float
         Floor on the rate (interpretation: a safeguard so the rate never turns negative;
         the formula itself has none). Default 0.
-    backend : {"numpy", "numba"}
+    backend : {"numpy", "numba", "cuda", "auto"}
+        Where the inner products run (``kernels.get_backend(backend).sched``).
 
     Notes
     -----
@@ -297,7 +270,8 @@ class HypergradientMultiplicativeLR(_HypergradientLR):
         The meta learning rate ``eta``; for ``eta < 1`` the factor stays positive.
     min_lr : float
         Floor on the rate (interpretation, as for the additive rule). Default 0.
-    backend : {"numpy", "numba"}
+    backend : {"numpy", "numba", "cuda", "auto"}
+        Where the inner products run (``kernels.get_backend(backend).sched``).
 
     Notes
     -----
