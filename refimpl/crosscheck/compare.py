@@ -143,7 +143,8 @@ def describe_signal(signal: Any) -> str:
     if items and all(np.ndim(x) == 0 for x in items):
         values = np.asarray(items, dtype=np.float64)
         head = ", ".join(f"{v:.6g}" for v in values[:3])
-        return (f"{len(values)} batch losses, first {values[0]!r}, last {values[-1]!r}, "
+        return (f"{len(values)} batch losses, first {float(values[0])!r}, "
+                f"last {float(values[-1])!r}, "
                 f"mean {values.mean():.6g} [{head}{', ...' if len(values) > 3 else ''}]")
     shapes = [tuple(np.shape(x)) for x in items]
     norm = math.sqrt(sum(float(np.sum(np.asarray(x, dtype=np.float64) ** 2)) for x in items))
@@ -291,7 +292,7 @@ def check(theirs: Any, ours: Scheduler, signals: Sequence[Any] | None = None, *,
         _feed_ours(ours, signal)
         feed_theirs(signal)
         result = state.compare(t, ours, read(t), previous, signal)
-    return result or state.success(len(signals), _explain(ours))
+    return result if result is not None else state.success(len(signals), _explain(ours))
 
 
 @dataclass
