@@ -20,10 +20,11 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	touch $@
 
 # torch is pinned and installed first: the pinned CPU build lies on disk, and installing it
-# before transformers keeps pip from pulling a multi-GB CUDA build as a dependency.
+# before transformers (and pytorch-dlrs, which asks for torch>=2.0) keeps pip from pulling a
+# multi-GB CUDA build as a dependency.
 $(TEST_STAMP): $(STAMP)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,torch,hf,dask,cuda]"
+	$(PIP) install -q -e ".[test,torch,hf,dask,cuda,crosscheck]"
 	touch $@
 
 venv: $(STAMP)
