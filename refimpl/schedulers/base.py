@@ -20,6 +20,8 @@ needs to drive any scheduler without knowing its class:
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -87,12 +89,19 @@ class Scheduler:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a state saved by ``state_dict``: all or nothing.
+        """Restore a state saved by ``state_dict``: all or nothing, and only what the
+        constructor would accept.
 
-        Every value is checked against the kind of value this scheduler holds under the same
-        key (a number where a number is held, an int where an int is, a list of numbers where
-        a list of numbers is, ...) before anything is assigned, so a bad state raises
-        ``ValueError`` or ``TypeError`` and leaves the scheduler exactly as it was.
+        The state may hold exactly the keys this scheduler's own ``state_dict()`` writes
+        (unknown keys are refused, missing ones too). Its hyper-parameters are checked by the
+        class's own constructor: a throw-away scheduler is built from them (see
+        :meth:`_validation_kwargs`), so a value the constructor refuses (``factor=5``,
+        ``patience=-3``) is refused here with the constructor's message, and a value it
+        accepts is stored as the constructor would store it. Every other value (counters,
+        buffers) is checked against the kind of value this scheduler holds under the same key
+        (a number where a number is held, an int where an int is, ...). Nothing is assigned
+        before every check has passed, so a bad state raises ``ValueError`` (or ``TypeError``
+        for a state that is not a dict) and leaves the scheduler exactly as it was.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
@@ -102,6 +111,12 @@ class Scheduler:
                 f"state dict belongs to {cls!r}, not {type(self).__name__!r}; "
                 "load it into a scheduler of the class that saved it"
             )
+        unknown = sorted(set(state) - set(self.state_dict()))
+        if unknown:
+            raise ValueError(
+                f"state dict for {cls} has unknown keys {unknown}; it may hold only the keys "
+                f"its state_dict() writes"
+            )
         required = ["base_lrs", "lrs", *self._state_keys]
         missing = [k for k in required if k not in state]
         if missing:
@@ -109,8 +124,10 @@ class Scheduler:
         # the group count comes from the state, like every hyper-parameter
         n_groups = len(state["base_lrs"]) if isinstance(state["base_lrs"], list) else 0
         new = {key: _rates(state[key], max(n_groups, 1), key) for key in ("base_lrs", "lrs")}
+        new.update(self._checked_hyper_parameters(state))
         for key in self._state_keys:
-            new[key] = _conform(_from_plain(state[key]), _to_plain(getattr(self, key)), key)
+            if key not in new:
+                new[key] = _conform(_from_plain(state[key]), _to_plain(getattr(self, key)), key)
         before = {key: getattr(self, key) for key in new}
         try:  # a property setter or the hook may still refuse a value: then undo it all
             for key, value in new.items():
@@ -120,6 +137,53 @@ class Scheduler:
             for key, value in before.items():
                 setattr(self, key, value)
             raise
+
+    #: Constructor arguments that say where to resume rather than how to schedule (torch's
+    #: ``last_epoch``): the scheduler that checks a loaded state is built without them.
+    _resume_args: Sequence[str] = ("last_epoch",)
+
+    def _validation_kwargs(self, state: dict) -> dict[str, Any] | None:
+        """The constructor arguments that rebuild this scheduler's hyper-parameters from
+        ``state``, or ``None`` when the constructor needs live objects (child schedulers).
+
+        ``lr`` is ``state["base_lrs"]``; an argument ``name`` listed in ``_state_keys`` is
+        ``state[name]``, or ``state[name + "s"]`` for one kept per group (``min_lr`` is held
+        as ``min_lrs``); an argument not in the state takes its default, or, when it has none,
+        this scheduler's own value (e.g. the callables of a lambda schedule). Subclasses whose
+        constructor cannot be driven this way override this method.
+        """
+        kwargs: dict[str, Any] = {}
+        for name, param in inspect.signature(type(self)).parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) \
+                    or name in self._resume_args:
+                continue
+            if name == "lr":
+                kwargs[name] = list(state["base_lrs"])
+            elif name in self._state_keys or name + "s" in self._state_keys:
+                kwargs[name] = copy.deepcopy(
+                    state[name] if name in self._state_keys else state[name + "s"])
+            elif param.default is param.empty:
+                live = getattr(self, name, getattr(self, name + "s", _ABSENT))
+                if live is _ABSENT or _holds_scheduler(live):
+                    return None
+                kwargs[name] = live
+        return kwargs
+
+    def _checked_hyper_parameters(self, state: dict) -> dict[str, Any]:
+        """The loaded hyper-parameters as the class's constructor checks and stores them."""
+        kwargs = self._validation_kwargs(state)
+        if kwargs is None:
+            return {}
+        try:
+            probe = type(self)(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"state dict for {type(self).__name__}: {exc} (a loaded state must hold "
+                "hyper-parameters the constructor accepts)"
+            ) from None
+        keys = [key for key in self._state_keys
+                if key in kwargs or (key.endswith("s") and key[:-1] in kwargs)]
+        return {key: copy.deepcopy(getattr(probe, key)) for key in keys}
 
     def explain(self) -> dict:
         """The intermediates of the last ``step`` as a dict, with a one-sentence ``rule``.
@@ -132,6 +196,15 @@ class Scheduler:
     def _after_load(self) -> None:
         """Hook for subclasses: rebuild derived objects (arrays) and check invariants after
         a load; raising ``ValueError``/``TypeError`` here undoes the load."""
+
+
+_ABSENT = object()
+
+
+def _holds_scheduler(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, Scheduler) for v in value)
+    return isinstance(value, Scheduler)
 
 
 def _rates(value: Any, n_groups: int, key: str) -> list[float]:
