@@ -1,6 +1,7 @@
 """kernels.cpu (the numba backend) beyond the shared conformance suite of test_backends.py:
 fused paths against the composition of oracle ops, random shapes (hypothesis), views,
-NaN and ties, the oracle's error messages, and the on-disk JIT cache across processes.
+NaN and ties, the oracle's error messages, the on-disk JIT cache across processes, and the
+explicit tuning (thread policy, threading layer, malloc).
 
 Tolerances are those of test_backends.py (float64 1e-12, float32 1e-5, relative to the
 largest magnitude of the oracle's result) and are justified there.
@@ -232,46 +233,111 @@ def test_warmup_reports_seconds_and_dispatchers_are_listed():
     assert "kernels.cpu.conv._im2col" in names and "kernels.cpu.pool._forward" in names
 
 
-# --- thread policy (kernels/cpu/_threads.py) ----------------------------------------------
+# --- tuning (kernels/cpu/tuning.py) -------------------------------------------------------
 def test_blas_threads_reads_the_openblas_then_omp_variables(monkeypatch):
-    from kernels.cpu import _threads
+    from kernels.cpu import tuning
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert _threads.blas_threads() == 3
+    assert tuning.blas_threads() == 3
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
-    assert _threads.blas_threads() == 5
+    assert tuning.blas_threads() == 5
     monkeypatch.setenv("OMP_NUM_THREADS", "junk")
-    assert _threads.blas_threads() == (os.cpu_count() or 1)
+    assert tuning.blas_threads() == (os.cpu_count() or 1)
 
 
-def test_loop_threads_runs_numba_loops_on_one_thread_and_restores(monkeypatch):
+def _two_numba_threads():
     import numba
-
-    from kernels.cpu import _threads
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has a single thread here (NUMBA_NUM_THREADS=1)")
     numba.set_num_threads(2)
-    monkeypatch.setattr(_threads, "SERIAL_LOOPS", True)
-    with _threads.loop_threads():
+    return numba
+
+
+def test_loop_threads_follows_the_policy_and_restores(monkeypatch):
+    from kernels.cpu import tuning
+
+    numba = _two_numba_threads()
+    monkeypatch.setenv(tuning.ENV_VAR, "serial")
+    with tuning.loop_threads():
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == 2
-    with pytest.raises(KeyError), _threads.loop_threads():
+    with pytest.raises(KeyError), tuning.loop_threads():
         raise KeyError("restored on errors too")
     assert numba.get_num_threads() == 2
-    monkeypatch.setattr(_threads, "SERIAL_LOOPS", False)
-    with _threads.loop_threads():
+    monkeypatch.setenv(tuning.ENV_VAR, "parallel")
+    with tuning.loop_threads():
         assert numba.get_num_threads() == 2
+    monkeypatch.setenv(tuning.ENV_VAR, "sometimes")
+    with pytest.raises(ValueError, match=tuning.ENV_VAR):
+        tuning.loop_policy()
 
 
-def test_malloc_thresholds_are_set_on_glibc_unless_the_user_tunes_malloc(monkeypatch):
+def test_policy_is_measured_once_per_machine_and_cached_on_disk(monkeypatch, tmp_path):
+    from kernels.cpu import tuning
+
+    _two_numba_threads()
+    monkeypatch.delenv(tuning.ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(tuning, "_chosen", {})
+    measured = []
+    real = tuning.measure_loop_policy
+
+    def counting(repeats=5):
+        measured.append(repeats)
+        return real(repeats=1)
+
+    monkeypatch.setattr(tuning, "measure_loop_policy", counting)
+    policy = tuning.loop_policy()
+    assert policy in tuning.POLICIES and measured == [5]
+    stored = json.loads(tuning.cache_file().read_text())
+    record = stored[tuning.configuration()]
+    assert record["policy"] == policy and record["serial_s"] > 0 and record["parallel_s"] > 0
+    assert str(tuning.cache_file()).startswith(str(tmp_path))
+    monkeypatch.setattr(tuning, "_chosen", {})  # a new process: read from disk, no measurement
+    assert tuning.loop_policy() == policy and measured == [5]
+    other = "serial" if policy == "parallel" else "parallel"
+    stored[tuning.configuration()]["policy"] = other
+    tuning.cache_file().write_text(json.dumps(stored))
+    monkeypatch.setattr(tuning, "_chosen", {})
+    assert tuning.loop_policy() == other and measured == [5]  # the cache is what decides
+
+
+def test_tune_changes_only_what_it_is_asked_and_checks_its_arguments(monkeypatch):
+    from kernels.cpu import tuning
+
+    numba = _two_numba_threads()
+    monkeypatch.setattr(tuning, "_forced", None)
+    monkeypatch.setenv(tuning.ENV_VAR, "parallel")
+    layer = numba.config.THREADING_LAYER
+    settings_now = nb.tune()
+    assert settings_now == {"threads": 2, "loops": "parallel", "threading_layer": layer,
+                            "large_blocks_kept": False}
+    assert nb.tune(threads=1, loops="serial")["loops"] == "serial"
+    assert numba.get_num_threads() == 1 and tuning.loop_policy() == "serial"
+    numba.set_num_threads(2)
+    with pytest.raises(ValueError, match="^threads must be"):
+        nb.tune(threads=0)
+    with pytest.raises(ValueError, match="^loops must be"):
+        nb.tune(loops="fast")
+    nb.relu_forward(np.zeros(nb.activations.PARALLEL_MIN_SIZE))  # Numba's threads now run
+    other = "workqueue" if numba.threading_layer() != "workqueue" else "omp"
+    with pytest.raises(ValueError, match="comes too late"):
+        nb.tune(threading_layer=other)
+
+
+def test_malloc_thresholds_only_on_request_and_not_when_the_user_tunes_malloc(monkeypatch):
     import platform
 
-    from kernels.cpu import _memory
+    from kernels.cpu import tuning
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
-    assert nb.MALLOC_TUNED or any(name.startswith("MALLOC_") for name in os.environ)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert _memory.keep_large_blocks() is False
+    assert tuning.raise_malloc_thresholds() is False
+    assert nb.tune(keep_large_blocks=True)["large_blocks_kept"] is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    for name in [n for n in os.environ if n.startswith("MALLOC_")]:
+        monkeypatch.delenv(name)
+    assert nb.tune(keep_large_blocks=True)["large_blocks_kept"] is True

@@ -1,18 +1,21 @@
-"""Numba scheduler kernels (kernels/cpu/sched.py) agree with the NumPy oracle."""
+"""Numba scheduler kernels (kernels/cpu/sched.py) agree with the NumPy oracle, and the
+schedulers reach them through the backend registry."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-pytest.importorskip("numba", reason="the scheduler kernels need numba")
-
-from kernels.cpu.sched import grad_pair_pass, tlr_pass
+import kernels
 from refimpl.schedulers import (
     HypergradientAdditiveLR,
     HypergradientMultiplicativeLR,
     NewtonLR,
 )
+
+pytest.importorskip("numba", reason="the scheduler kernels need numba")
+sched = kernels.get_backend("numba").sched
+tlr_pass, grad_pair_pass = sched.tlr_pass, sched.grad_pair_pass
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -83,5 +86,25 @@ def test_hypergradient_numba_backend_trace_matches_numpy_backend(cls):
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(ValueError, match="backend"):
-        NewtonLR(0.1, batches_per_epoch=5, backend="cuda")
+    with pytest.raises(ValueError, match="^backend must be one of"):
+        NewtonLR(0.1, batches_per_epoch=5, backend="tpu")
+    with pytest.raises(ValueError, match="^backend must be one of"):
+        HypergradientAdditiveLR(0.1, backend="tpu")
+
+
+def test_schedulers_use_the_registry_backend_module(monkeypatch):
+    """The rate rules call ``kernels.get_backend(name).sched``, not an import path of their own."""
+    calls = []
+    real = kernels.get_backend("numba").sched.tlr_pass
+
+    def counting(*args):
+        calls.append(len(args[0]))
+        return real(*args)
+
+    monkeypatch.setattr(kernels.get_backend("numba").sched, "tlr_pass", counting)
+    scheduler = NewtonLR(0.05, batches_per_epoch=1, backend="numba")
+    params = [np.ones((2, 3)), np.ones(4)]
+    scheduler.step(params)
+    scheduler.step(params)
+    assert calls == [6, 4]
+    assert NewtonLR(0.05, batches_per_epoch=1, backend="auto").backend in kernels.available()
