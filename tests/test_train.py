@@ -347,6 +347,40 @@ def test_nan_rollback_halves_lr_from_last_good_state():
     assert h.n_steps == 2 * BATCHES and np.isfinite(h.loss).all()
 
 
+def test_nan_rollback_restores_the_scheduler_through_its_state_dict():
+    class Steady(Scheduler):
+        """Keeps its rate; counts its steps; records every state it is given to load."""
+
+        interval, signal, _state_keys = "step", "none", ("calls",)
+
+        def __init__(self, lr):
+            super().__init__(lr)
+            self.calls, self.loaded = 0, []
+
+        def step(self):
+            self.calls += 1
+            return self.lr
+
+        def load_state_dict(self, state):
+            self.loaded.append(state)
+            super().load_state_dict(state)
+
+    # forward passes BATCHES + 2 and BATCHES + 5 fail: the second is the third step after
+    # the first rollback, before any new checkpoint, so the rates go to 0.1 * 0.5 ** 2
+    scheduler = Steady(0.1)
+    trainer = poisoned_trainer({BATCHES + 2, BATCHES + 5}, scheduler=scheduler,
+                               nan_policy="rollback")
+    h = trainer.fit(TRAIN, VAL, epochs=2)
+    # the History is restored from the last good state too, so it keeps the latest event
+    assert [e["lr_scale"] for e in h.events] == [0.25]
+    assert h.lr == [0.1] * BATCHES + [0.025] * BATCHES
+    assert scheduler.lrs == scheduler.base_lrs == [0.025]
+    # both loads restore the end of epoch 1 (BATCHES steps) with the scaled rates
+    assert [(s["calls"], s["lrs"], s["base_lrs"]) for s in scheduler.loaded] == [
+        (BATCHES, [0.05], [0.05]), (BATCHES, [0.025], [0.025])]
+    assert scheduler.calls == 2 * BATCHES
+
+
 def test_nan_rollback_gives_up():
     trainer = poisoned_trainer(set(range(100)), nan_policy="rollback", max_rollbacks=2)
     with pytest.raises(NonFiniteLossError, match="gave up after 2 rollbacks"):
