@@ -123,3 +123,190 @@ def test_failed_warmup_load_leaves_the_scheduler_unchanged():
     with pytest.raises(ValueError, match="missing keys"):
         scheduler.load_state_dict(saved)
     assert scheduler.state_dict() == before
+
+
+# -- a state loads exactly when the constructor would accept its hyper-parameters -------------
+import inspect  # noqa: E402
+
+from refimpl import schedulers  # noqa: E402
+
+# class name -> valid constructor arguments (besides lr); every scheduler of the package
+VALID = {
+    "ConstantLR": {"factor": 0.5, "total_iters": 4},
+    "StepLR": {"step_size": 3, "gamma": 0.5},
+    "MultiStepLR": {"milestones": [2, 5], "gamma": 0.5},
+    "ExponentialLR": {"gamma": 0.9},
+    "CosineAnnealingLR": {"T_max": 6, "eta_min": 1e-3},
+    "CosineAnnealingWarmRestarts": {"T_0": 3, "T_mult": 2, "eta_min": 1e-3},
+    "LinearWarmup": {"start_factor": 0.5, "total_iters": 3},
+    "ReduceLROnPlateau": {"factor": 0.5, "patience": 1, "cooldown": 1, "min_lr": 1e-4},
+    "GreedyLR": {"factor": 0.9, "patience": 1, "min_lr": 1e-4, "max_lr": 0.5, "smooth": True,
+                 "window_size": 3},
+    "NewtonLR": {"gamma": 0.5, "p": 0.5, "batches_per_epoch": 2},
+    "HypergradientAdditiveLR": {"hyper_lr": 1e-3},
+    "HypergradientMultiplicativeLR": {"hyper_lr": 1e-2, "min_lr": 1e-4},
+    "DLRS": {"delta_d": 0.5, "min_lr": 1e-4, "max_lr": 0.5},
+    "Adacomp": {"beta_inc": 0.2, "min_lr": 1e-4, "max_lr": 0.5},
+    "LRPOSchedule": {"pretrain_epochs": 2, "jump_epochs": 1, "finetune_lr": 0.01,
+                     "predictor_steps": 5},
+}
+# values to try under each hyper-parameter name: refused and accepted ones alike (which is
+# which depends on the class; the test asks the constructor)
+CANDIDATES = {
+    "factor": [5, -0.5, 0.0, 0.5, 1.0, "abc"],
+    "patience": [-3, 2.5, 0, 4, True],
+    "gamma": [-1.0, 0.0, 0.5, 1.5, float("nan")],
+    "step_size": [0, 4, 2.5],
+    "total_iters": [0, -2, 1, 7],
+    "milestones": [[-1, 3], [5, 1], [], "abc"],
+    "T_max": [0, 5, 1.5],
+    "T_0": [0, 4],
+    "T_mult": [0, 1, 3],
+    "eta_min": [-1.0, 0.0, 1e-2],
+    "start_factor": [0.0, 0.25, 1.0, 2.0],
+    "interval": ["hour", "step", "epoch"],
+    "mode": ["up", "min", "max"],
+    "threshold": [-1.0, 0.0, 0.1],
+    "threshold_mode": ["x", "rel", "abs"],
+    "cooldown": [-1, 0, 3],
+    "warmup": [-1, 0, 2],
+    "min_lr": [-1.0, 0.0, 1e-5, 0.9],
+    "max_lr": [-1.0, 1e-5, 0.9],
+    "eps": [-1.0, 0.0, 1e-9],
+    "window_size": [0, 5],
+    "reset_start": [-1, 0, 10],
+    "p": [0.0, -0.1, 0.25],
+    "max_factor": [0.5, 10.0],
+    "batches_per_epoch": [0, 5, None],
+    "hyper_lr": [-1.0, 0.0, 0.01, float("inf")],
+    "delta_d": [-1.0, 0.2],
+    "delta_i": [-1.0, 0.2],
+    "beta_inc": [-1.0, 0.3],
+    "beta_dec": [-1.0, 0.3],
+    "pretrain_epochs": [1, 3],
+    "jump_epochs": [-1, 0, 2],
+    "finetune_lr": [-1.0, 0.02],
+    "alpha_max": [0.5, 2.0],
+    "predictor_steps": [0, 7],
+}
+LRS = [0.1, 0.05]
+
+
+def _build(name: str, **changes):
+    kwargs = {**VALID[name], **changes}
+    if name == "LinearWarmup":
+        after = schedulers.CosineAnnealingLR(LRS, T_max=5)
+        return schedulers.LinearWarmup(LRS, after, **kwargs)
+    return getattr(schedulers, name)(LRS, **kwargs)
+
+
+def _drive(scheduler, steps: int = 4) -> None:
+    """A few steps with whatever signal the scheduler takes, so its counters have moved."""
+    for k in range(steps):
+        loss = 1.0 + 0.3 * (-1) ** k
+        signal = {"none": (), "loss": (loss,), "params": ([np.full(3, float(k))],),
+                  "grads": ([np.array([1.0, -k, 0.5])],),
+                  "batch_losses": ([loss, loss * 0.9, loss * 0.8],)}[scheduler.signal]
+        scheduler.step(*signal)
+
+
+def _running(name: str):
+    scheduler = _build(name)
+    _drive(scheduler)
+    return scheduler
+
+
+def _hyper_keys(name: str, state: dict) -> dict[str, str]:
+    """state key -> constructor argument, for the hyper-parameters in the state (an argument
+    kept per group is stored under its plural: min_lr -> min_lrs)."""
+    cls = getattr(schedulers, name)
+    arguments = set(inspect.signature(cls).parameters)
+    keys = {}
+    for key in state:
+        for argument in (key, key[:-1]):
+            if argument in arguments and argument in CANDIDATES:
+                keys[key] = argument
+    return keys
+
+
+def _constructor_accepts(name: str, argument: str, value) -> bool:
+    try:
+        _build(name, **{argument: value})
+    except ValueError:
+        return False
+    return True
+
+
+def _load_accepts(scheduler, state: dict) -> bool:
+    before = json.dumps(scheduler.state_dict(), sort_keys=True, default=repr)
+    try:
+        scheduler.load_state_dict(state)
+    except ValueError:
+        after = json.dumps(scheduler.state_dict(), sort_keys=True, default=repr)
+        assert after == before, "a refused load changed the scheduler"
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_loader_accepts_exactly_what_the_constructor_accepts(name):
+    saved = _running(name).state_dict()
+    keys = _hyper_keys(name, saved)
+    assert keys, f"{name}: no hyper-parameter found in its state"
+    tried = refused = 0
+    for key, argument in keys.items():
+        for value in CANDIDATES[argument]:
+            state = json.loads(json.dumps(saved))
+            per_group = key != argument and isinstance(saved[key], list)
+            state[key] = [value] * len(LRS) if per_group else value
+            expected = _constructor_accepts(name, argument, value)
+            assert _load_accepts(_running(name), state) == expected, (
+                f"{name}: {key}={value!r}: constructor "
+                f"{'accepts' if expected else 'refuses'} it, the loader does not agree")
+            tried += 1
+            refused += not expected
+    assert refused and refused < tried  # both outcomes were exercised
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_careless_values_and_unknown_keys_are_refused_naming_the_key(name):
+    scheduler = _running(name)
+    saved = scheduler.state_dict()
+    bad = [("surprise", 1.0, "unknown keys.*surprise")]
+    bad += [(key, value, key) for key, value in (("factor", 5), ("patience", -3))
+            if key in saved]
+    for key, value, message in bad:
+        state = {**json.loads(json.dumps(saved)), key: value}
+        before = scheduler.state_dict()
+        with pytest.raises(ValueError, match=message):
+            scheduler.load_state_dict(state)
+        assert json.dumps(scheduler.state_dict(), default=repr) == json.dumps(before,
+                                                                              default=repr)
+    fresh = _build(name)
+    fresh.load_state_dict(json.loads(json.dumps(saved)))  # the valid state still loads
+    assert json.dumps(fresh.state_dict(), default=repr) == json.dumps(saved, default=repr)
+
+
+def test_a_loaded_value_is_stored_as_the_constructor_stores_it():
+    scheduler = _running("MultiStepLR")
+    state = scheduler.state_dict()
+    state["milestones"] = [5, 2, 2]
+    scheduler.load_state_dict(state)
+    assert scheduler.milestones == _build("MultiStepLR", milestones=[5, 2, 2]).milestones
+
+    greedy = _running("GreedyLR")
+    state = greedy.state_dict()
+    state["patience"] = 3.0  # the constructor accepts a whole float and keeps an int
+    greedy.load_state_dict(state)
+    assert greedy.patience == 3 and isinstance(greedy.patience, int)
+
+
+def test_a_valid_hyper_parameter_change_takes_effect():
+    plateau = _running("ReduceLROnPlateau")
+    state = plateau.state_dict()
+    state["factor"], state["patience"], state["cooldown"] = 0.25, 0, 0
+    state["cooldown_counter"] = 0
+    plateau.load_state_dict(state)
+    before = list(plateau.lrs)
+    plateau.step(10.0)  # worse than the best loss (0.7), patience 0: reduce at once
+    assert plateau.lrs == [max(lr * 0.25, 1e-4) for lr in before]

@@ -146,7 +146,7 @@ class Scheduler:
         """The constructor arguments that rebuild this scheduler's hyper-parameters from
         ``state``, or ``None`` when the constructor needs live objects (child schedulers).
 
-        ``lr`` is ``state["base_lrs"]``; an argument ``name`` listed in ``_state_keys`` is
+        ``lr`` (and ``base_lr``) is ``state["base_lrs"]``; an argument ``name`` listed in ``_state_keys`` is
         ``state[name]``, or ``state[name + "s"]`` for one kept per group (``min_lr`` is held
         as ``min_lrs``); an argument not in the state takes its default, or, when it has none,
         this scheduler's own value (e.g. the callables of a lambda schedule). Subclasses whose
@@ -157,7 +157,7 @@ class Scheduler:
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) \
                     or name in self._resume_args:
                 continue
-            if name == "lr":
+            if name in ("lr", "base_lr"):  # the rates the schedule starts from
                 kwargs[name] = list(state["base_lrs"])
             elif name in self._state_keys or name + "s" in self._state_keys:
                 kwargs[name] = copy.deepcopy(
