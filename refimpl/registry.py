@@ -273,6 +273,10 @@ def make_scheduler(name: str, lr, *, epochs: int | None = None,
         if kwargs:
             raise ValueError(f"scheduler 'none' takes no arguments, got {sorted(kwargs)}")
         return None
+    first = next(iter(inspect.signature(cls).parameters), None)
+    if first != "lr":
+        raise ValueError(f"scheduler {name!r} ({cls.__name__}) is built from other schedulers "
+                         f"({first}=...), not from a rate; construct it directly")
     kwargs = dict(kwargs)
     if cls.__name__ == "LinearWarmup" and isinstance(kwargs.get("after"), str):
         kwargs["after"] = _warmup_after(lr, kwargs, epochs, steps_per_epoch)

@@ -43,13 +43,17 @@ def test_parse_kv_errors_name_the_option_and_the_item(text, words):
 def test_every_scheduler_class_is_reachable_by_its_own_name():
     from refimpl import schedulers
 
+    from refimpl.schedulers.base import Scheduler
+
     names = registry.scheduler_names()
     assert {"none", "cosine", "greedy", "newton", "dlrs", "lrpo"} <= set(names)
-    for name in schedulers.__all__:
-        if name in ("Scheduler", "make", "NAMES"):
-            continue
-        assert name in names
-        assert registry.scheduler_class(name) is getattr(schedulers, name)
+    exported = [getattr(schedulers, name) for name in schedulers.__all__]
+    classes = [c for c in exported if isinstance(c, type) and issubclass(c, Scheduler)
+               and c is not Scheduler]
+    assert len(classes) >= 16
+    for cls in classes:
+        assert cls.__name__ in names
+        assert registry.scheduler_class(cls.__name__) is cls
     for alias, class_name in registry.SCHEDULER_ALIASES.items():
         cls = registry.scheduler_class(alias)
         assert (cls is None) if class_name is None else cls.__name__ == class_name
@@ -86,6 +90,20 @@ def test_a_class_added_to_schedulers_is_found_without_editing_the_registry(monke
     monkeypatch.setattr(schedulers, "__all__", [*schedulers.__all__, "HalvingLR"])
     made = registry.make_scheduler("HalvingLR", 0.1, epochs=3, steps_per_epoch=5)
     assert isinstance(made, HalvingLR) and made.total_steps == 3  # interval "epoch"
+
+
+def test_torch_run_length_arguments_of_one_cycle_and_polynomial():
+    from refimpl import schedulers
+
+    if not {"OneCycleLR", "PolynomialLR", "ChainedScheduler"} <= set(schedulers.__all__):
+        pytest.skip("OneCycleLR / PolynomialLR / ChainedScheduler are not in this installation")
+    one_cycle = registry.make_scheduler("OneCycleLR", 0.1, epochs=3, steps_per_epoch=7,
+                                        max_lr=0.5)
+    assert one_cycle.total_steps == 21  # interval "step": every optimizer step of the run
+    polynomial = registry.make_scheduler("PolynomialLR", 0.1, epochs=3, steps_per_epoch=7)
+    assert polynomial.total_iters == 3  # interval "epoch"
+    with pytest.raises(ValueError, match="construct it directly"):
+        registry.make_scheduler("ChainedScheduler", 0.1)
 
 
 @pytest.mark.parametrize(("name", "kwargs", "words"), [
