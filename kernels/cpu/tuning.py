@@ -276,14 +276,13 @@ def tune(
     ``large_blocks_kept`` (whether this call set the malloc thresholds).
     """
     global _forced
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or not (
-            1 <= threads <= numba.config.NUMBA_NUM_THREADS
-        ):
-            raise ValueError(
-                f"threads must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}] "
-                f"(NUMBA_NUM_THREADS), got {threads!r}"
-            )
+    most = numba.config.NUMBA_NUM_THREADS
+    if threads is not None and not (
+        isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= most
+    ):
+        raise ValueError(
+            f"threads must be an integer in [1, {most}] (NUMBA_NUM_THREADS), got {threads!r}"
+        )
     if loops is not None and loops not in (*POLICIES, "measure"):
         raise ValueError(f"loops must be one of {(*POLICIES, 'measure')} or None, got {loops!r}")
     if threading_layer is not None:

@@ -14,7 +14,6 @@ so no atomics are used and results are deterministic.
 
 from __future__ import annotations
 
-
 from numba import cuda
 
 from refimpl.ops.checks import check_conv2d_args, check_conv2d_grad

@@ -21,8 +21,8 @@ from .activations import (  # noqa: F401
     tanh_backward,
     tanh_forward,
 )
-from .conv import conv2d_backward, conv2d_forward  # noqa: F401
-from .dense import dense_backward, dense_forward  # noqa: F401
+from .conv import conv2d_backward, conv2d_forward
+from .dense import dense_backward, dense_forward
 from .losses import mse, softmax_cross_entropy  # noqa: F401
 from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: F401
 
