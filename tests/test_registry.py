@@ -162,3 +162,15 @@ def test_one_key_value_parser_in_the_package():
     from refimpl import cli
 
     assert cli.parse_kv is registry.parse_kv
+
+
+def test_importing_the_registry_imports_none_of_what_it_names():
+    # the registry looks classes up when asked, so any module may import it without a cycle
+    import subprocess
+    import sys
+
+    code = ("import sys, refimpl.registry; "
+            "print(sorted(m for m in sys.modules if m.startswith('refimpl.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['refimpl.registry']"

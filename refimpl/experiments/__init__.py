@@ -1,12 +1,16 @@
-"""Paper reproductions: one module per study, a registry, and ``refimpl reproduce``.
+"""Paper reproductions: one module per study, the table of studies, and ``refimpl reproduce``.
 
     refimpl reproduce NAME [--quick] [--out DIR] [--seed N]
 
 Each study module exposes ``run(quick=False, out=None, seed=0) -> StudyResult``
 (:mod:`refimpl.experiments.common`); ``--quick`` is the CI size (well under a minute),
 the default is the scaled-down full size whose tables live in docs/results.md.
-Run with ``NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1`` on a shared machine: threaded kernels
-on an oversubscribed CPU were 7x slower here.
+On a machine shared with other jobs, ``NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1`` avoids
+threaded kernels competing for an oversubscribed CPU.
+
+:mod:`refimpl.experiments.lrpo` also holds :func:`~refimpl.experiments.lrpo.run_lrpo`, the
+LRPO plan as one training run (used by ``refimpl train --scheduler lrpo`` and the ``lrpo``
+study).
 """
 
 from __future__ import annotations
