@@ -1,4 +1,6 @@
-"""refimpl.crosscheck: trace comparison, loss traces, torch replays and the CLI entry."""
+"""refimpl.crosscheck built-in replays: trace comparison, loss traces, torch / transformers
+replays, optimizers and the ``torch`` / ``transformers`` commands (check(), traces and
+replay: tests/test_check.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from refimpl.crosscheck import (
     crosscheck_optimizer,
     crosscheck_scheduler,
     main,
-    parse_kwargs,
     random_losses,
     replay_scheduler,
 )
@@ -74,9 +75,9 @@ def test_random_losses_reproducible():
 class _BuggyCosine(CosineAnnealingLR):
     """Departs from torch by 1e-9 (relative) from epoch 17 on."""
 
-    def _recurse(self, lr, base_lr):
-        value = super()._recurse(lr, base_lr)
-        return value * (1 + 1e-9) if self.last_epoch == 17 else value
+    def get_lr(self):
+        rates = super().get_lr()
+        return [r * (1 + 1e-9) for r in rates] if self.last_epoch == 17 else rates
 
 
 @pytest.mark.torch
@@ -120,14 +121,6 @@ def test_crosscheck_optimizer_rejects_unknown_names():
         crosscheck_optimizer("lion")
 
 
-def test_parse_kwargs():
-    assert parse_kwargs("milestones=[30,60],gamma=0.5,mode=max,nesterov=True") == {
-        "milestones": [30, 60], "gamma": 0.5, "mode": "max", "nesterov": True}
-    assert parse_kwargs(None) == {} and parse_kwargs("betas=(0.9,0.99)") == {"betas": (0.9, 0.99)}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_kwargs("gamma")
-
-
 @pytest.mark.torch
 def test_main_cli(capsys):
     pytest.importorskip("torch", reason="torch cross-check needs torch")
@@ -143,6 +136,9 @@ def test_main_cli(capsys):
     assert "gamma" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["torch"])  # one of --scheduler / --optimizer is required
+    # the same option names as `refimpl train`
+    assert main(["torch", "--scheduler", "step", "--steps", "40",
+                 "--scheduler-args", "step_size=7,gamma=0.5"]) == 0
 
 
 def test_clear_error_without_torch(monkeypatch):

@@ -160,7 +160,7 @@ class DLRS(Scheduler):
                   "convergent": "slope < 0"}[regime]
         granularities = [granularity(lr) for lr in last["lrs_before"]]
         return {
-            "rule": (f"{regime}: slope {slope:.17g} ({bounds}) -> delta {delta:g}; "
+            "rule": (f"{regime}: slope {slope!r} ({bounds}) -> delta {delta:g}; "
                      f"lr <- clip(lr - delta * G * slope, {self.min_lr:g}, {self.max_lr:g})"),
             "slope": slope, "regime": regime, "delta": delta, "granularity": granularities,
             **last,
@@ -266,11 +266,11 @@ class Adacomp(Scheduler):
             branch, rule = "first", "first: no previous loss (or it was 0) -> rates kept"
         elif r >= 0.0:
             branch = "progress"
-            rule = (f"progress: r = {r:.17g} >= 0 -> lr + beta_inc {self.beta_inc:g} tanh(r) "
+            rule = (f"progress: r = {r!r} >= 0 -> lr + beta_inc {self.beta_inc:g} tanh(r) "
                     "lr0^2 / (lr + lr0), clipped")
         else:
             branch = "setback"
-            rule = (f"setback: r = {r:.17g} < 0 -> lr / (1 + beta_dec {self.beta_dec:g} "
+            rule = (f"setback: r = {r!r} < 0 -> lr / (1 + beta_dec {self.beta_dec:g} "
                     "tanh(-r) lr / lr0), clipped")
         return {"rule": rule, "branch": branch, **last,
                 "clipped": [u != lr for u, lr in zip(last["unclipped"], self.lrs)],

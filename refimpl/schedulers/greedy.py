@@ -264,10 +264,10 @@ class GreedyLR(Scheduler):
             return (f"{branch}: counting suspended ({getattr(self, branch + '_counter')} "
                     "steps left), both counts zeroed, rates kept")
         side = "<" if self.mode == "min" else ">"
-        verdict = (f"value {value:.17g} {side} best {last['best_before']:.17g} by more than "
+        verdict = (f"value {value!r} {side} best {last['best_before']!r} by more than "
                    f"threshold {self.threshold:g} ({self.threshold_mode})" if last["improved"]
-                   else f"value {value:.17g} does not improve on best "
-                        f"{last['best_before']:.17g} (threshold {self.threshold:g}, "
+                   else f"value {value!r} does not improve on best "
+                        f"{last['best_before']!r} (threshold {self.threshold:g}, "
                         f"{self.threshold_mode})")
         if branch == "increase":
             return (f"increase: {verdict}; num_good {last['num_good_before'] + 1} > patience "

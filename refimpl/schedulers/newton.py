@@ -172,6 +172,45 @@ class NewtonLR(Scheduler):
         self.lrs = [lr * factor for lr in self.lrs]
         return self.lr
 
+    def explain(self) -> dict:
+        """What the last :meth:`step` did, and why.
+
+        Returns
+        -------
+        dict
+            ``rule`` (one sentence), ``updated`` (whether the last call was an update call,
+            ``K+1, 2K+1, ...``), ``call``, ``K``, ``next_update`` (call number), and for the
+            last update: ``a``, ``b``, ``den = b - a``, ``factor``, ``kept`` (``den <= 0``:
+            rate kept), ``clamped`` (the factor hit ``max_factor``), ``unclamped`` (the
+            factor without the clamp), ``lrs``.
+        """
+        a, b, factor = self.last_a, self.last_b, self.last_factor
+        den = b - a
+        unclamped = 1.0 + self.gamma * a / (den + DEN_EPS) if den > 0.0 else 1.0
+        state = {"call": self.calls, "a": a, "b": b, "den": den, "factor": factor,
+                 "kept": not den > 0.0, "clamped": unclamped > self.max_factor,
+                 "unclamped": unclamped, "lrs": list(self.lrs)}
+        if self.batches_per_epoch is None or self.calls == 0:
+            return {"rule": "no step yet", "updated": False, **state}
+        k = self.update_every
+        updated = self.calls > 1 and (self.calls - 1) % k == 0
+        nxt = self.calls + (k - (self.calls - 1) % k if self.calls > 1 else k)
+        state.update({"updated": updated, "K": k, "next_update": nxt})
+        if self.calls == 1:
+            return {"rule": f"call 1: weights cached; first update at call {k + 1}", **state}
+        if not updated:
+            return {"rule": f"call {self.calls}: between updates (every K = {k} calls), "
+                            "rate kept", **state}
+        if state["kept"]:
+            why = f"den = b - a = {den!r} <= 0 -> rate kept (factor 1)"
+        elif state["clamped"]:
+            why = (f"den = {den!r} > 0, 1 + gamma a / (den + 1e-10) = {unclamped!r} > "
+                   f"max_factor {self.max_factor:g} -> clamped, lr * {factor:g}")
+        else:
+            why = f"den = {den!r} > 0 -> lr * (1 + gamma a / (den + 1e-10)) = lr * {factor!r}"
+        return {"rule": f"update at call {self.calls}: a = {a!r}, b = {b!r}; {why}",
+                **state}
+
     def _roll_directions(self, params: list[np.ndarray], lr: float) -> tuple[float, float]:
         """Compute ``u_k``, return ``(a, b)``, and make ``w`` and ``u_k`` the new cache."""
         tlr_pass = kernels.get_backend(self.backend).sched.tlr_pass
@@ -253,10 +292,27 @@ class HypergradientAdditiveLR(_HypergradientLR):
 
     def step(self, grads: Sequence[np.ndarray]) -> float:
         products = self._inner_products(list(grads))
+        self._last = {"products": products, "lrs_before": list(self.lrs)}
         if products is not None:
             delta = self.hyper_lr * products[0]
             self.lrs = [max(lr + delta, self.min_lr) for lr in self.lrs]
         return self.lr
+
+    def explain(self) -> dict:
+        """What the last :meth:`step` did: ``rule``, ``updated`` (False on the first call),
+        ``dot`` (``<g_t, g_{t-1}>``), ``delta = hyper_lr * dot``, ``floored`` (per group:
+        ``min_lr`` applied), ``lrs_before``, ``lrs``."""
+        last = getattr(self, "_last", None)
+        if last is None or last["products"] is None:
+            return {"rule": "no step yet" if last is None else "first call: gradients stored",
+                    "updated": False, "lrs": list(self.lrs)}
+        dot = last["products"][0]
+        delta = self.hyper_lr * dot
+        return {"rule": f"lr <- max(lr + hyper_lr {self.hyper_lr:g} * <g, g_prev> {dot!r}, "
+                        f"min_lr {self.min_lr:g})",
+                "updated": True, "dot": dot, "delta": delta,
+                "floored": [lr + delta < self.min_lr for lr in last["lrs_before"]],
+                "lrs_before": last["lrs_before"], "lrs": list(self.lrs)}
 
 
 class HypergradientMultiplicativeLR(_HypergradientLR):
@@ -284,10 +340,29 @@ class HypergradientMultiplicativeLR(_HypergradientLR):
 
     def step(self, grads: Sequence[np.ndarray]) -> float:
         products = self._inner_products(list(grads))
+        self._last = {"products": products, "lrs_before": list(self.lrs)}
         if products is not None:
             gp, gg, pp = products
             norms = math.sqrt(gg) * math.sqrt(pp)
             cosine = gp / norms if norms > 0.0 else 0.0
             factor = 1.0 + self.hyper_lr * cosine
+            self._last.update({"cosine": cosine, "factor": factor})
             self.lrs = [max(lr * factor, self.min_lr) for lr in self.lrs]
         return self.lr
+
+    def explain(self) -> dict:
+        """What the last :meth:`step` did: ``rule``, ``updated`` (False on the first call),
+        ``dot``, ``norm2``, ``norm2_prev`` (the three inner products), ``cosine``,
+        ``factor = 1 + hyper_lr * cosine``, ``floored`` (per group), ``lrs_before``,
+        ``lrs``."""
+        last = getattr(self, "_last", None)
+        if last is None or last["products"] is None:
+            return {"rule": "no step yet" if last is None else "first call: gradients stored",
+                    "updated": False, "lrs": list(self.lrs)}
+        dot, norm2, norm2_prev = last["products"]
+        return {"rule": f"lr <- max(lr * (1 + hyper_lr {self.hyper_lr:g} * cos "
+                        f"{last['cosine']!r}), min_lr {self.min_lr:g})",
+                "updated": True, "dot": dot, "norm2": norm2, "norm2_prev": norm2_prev,
+                "cosine": last["cosine"], "factor": last["factor"],
+                "floored": [lr * last["factor"] < self.min_lr for lr in last["lrs_before"]],
+                "lrs_before": last["lrs_before"], "lrs": list(self.lrs)}
