@@ -71,45 +71,84 @@ def test_factor_keeps_lr_for_nonpositive_denominator_and_clamps_at_100():
     assert tlr_factor(a=-1.0, b=1.0, gamma=GAMMA) == 1 + GAMMA * -1.0 / (2.0 + 1e-10)
 
 
-def _reference_code_trace(weights: list[np.ndarray], lr: float, gamma: float) -> list[float]:
-    """The public reference code's variant (test-local): it tests ``b < 0`` (never true for a
-    squared norm) instead of ``den <= 0``, and its x100 clamp is commented out. K = 1."""
-    lrs, cached, u_prev = [], weights[0], np.zeros_like(weights[0])
-    for w in weights[1:]:
-        u = (cached - w) / lr
-        a, b = float(u_prev @ u), float(u_prev @ u_prev)
-        if not b < 0:
-            lr = lr * (1 + gamma * a / (b - a + 1e-10))
-        cached, u_prev = w, u
+def _reference_code_trace(weights: list[np.ndarray], lr: float, gamma: float, p: float = 1.0,
+                          batches_per_epoch: int = 1) -> list[float]:
+    """The TLR authors' code (georgeretsi/NTLR, tlr_src/tlr_wrapper.py) for one parameter
+    group, modelled from its description (test-local). ``weights[i]`` are the weights after
+    call ``i + 1`` (the same list our scheduler is fed); returns the rate after each call.
+
+    ``K = int(p * N)``; a counter makes calls K+1, 2K+1, ... updates; the first update only
+    caches the weights (its direction is 0), so the first change can come at call 3K+1; it
+    keeps the rate only when ``b < 0`` (never true for a squared norm) and has no x100 clamp.
+    """
+    k = int(p * batches_per_epoch)
+    lrs, count, cached, u_prev = [], 0, None, None
+    for w in weights:
+        if count == k:
+            count = 0
+            if cached is None:
+                cached, u_prev = w, np.zeros_like(w)
+            u = (cached - w) / lr
+            a, b = float(u_prev @ u), float(u_prev @ u_prev)
+            if not b < 0:
+                lr = lr * (1 + gamma * a / (b - a + 1e-10))
+            cached, u_prev = w, u
+        count += 1
         lrs.append(lr)
     return lrs
 
 
-def test_paper_rule_differs_from_reference_code_where_den_is_negative_or_factor_huge():
-    # A weight trace whose steps (computed with the rate in force) give u = (1, 0), then
-    # (1.2, 0) (a = 1.2 > b = 1: den < 0), then (1.1999, 0) (a = 1.43988, b = 1.44,
-    # den = 1.2e-4: factor 1 + 0.33 * 1.43988 / 1.2e-4 ~ 3960, clamped to 100).
-    lr = 0.01
-    directions = [np.array([1.0, 0.0]), np.array([1.2, 0.0]), np.array([1.1999, 0.0])]
-    ours = NewtonLR(lr, gamma=GAMMA, batches_per_epoch=1)
-    w = np.array([5.0, 5.0])
-    weights = [w.copy()]
-    ours_lrs = [ours.step([w])]
-    ref_lr = lr
+def _weights_from(directions, lr: float) -> list[np.ndarray]:
+    """Weights after each step ``w <- w - lr u`` from (5, 5), for the given directions."""
+    w, weights = np.array([5.0, 5.0]), []
     for u in directions:
-        w = w - ours.lr * u
+        w = w - lr * np.asarray(u, dtype=float)
         weights.append(w.copy())
-        ours_lrs.append(ours.step([w]))
-    # update 1: u_prev = 0 -> kept; update 2: den = 1 - 1.5 < 0 -> kept; update 3: clamped
-    np.testing.assert_allclose(ours_lrs, [lr, lr, lr, lr * 100], rtol=1e-12)
-    # the reference variant, fed the same weights, turns the rate negative at update 2
-    # (1 + 0.33 * 1.2 / (-0.2) = -0.98), where the paper's rule keeps it
-    ref = _reference_code_trace(weights, ref_lr, GAMMA)
-    assert ref[0] == lr
-    assert ref[1] == pytest.approx(lr * (1 + GAMMA * 1.2 / (1 - 1.2 + 1e-10)), rel=1e-9)
-    assert ref[1] < 0 < ours_lrs[2]
-    # and without the clamp the same den = 1.2e-4 step gives a factor far above 100
-    assert _reference_code_trace(weights[1:], lr, GAMMA)[-1] > 3000 * lr
+    return weights
+
+
+def test_reference_code_first_changes_the_rate_at_call_3k_plus_1():
+    # plain GD on a quadratic, K = 3 for both (int(0.25 * 12) = round(0.25 * 12) = 3)
+    H = np.diag([1.0, 4.0])
+    w, weights = np.array([1.0, 1.0]), []
+    for _ in range(20):
+        w = w - 0.05 * (H @ w)
+        weights.append(w.copy())
+    ref = _reference_code_trace(weights, 0.05, GAMMA, p=0.25, batches_per_epoch=12)
+    ours = NewtonLR(0.05, gamma=GAMMA, p=0.25, batches_per_epoch=12)
+    ours_lrs = [ours.step([w]) for w in weights]
+    first_change = [next(i + 1 for i, lr in enumerate(t) if lr != 0.05) for t in (ref, ours_lrs)]
+    assert first_change == [10, 7]  # 3K+1 for the authors' code, 2K+1 for ours
+    # it takes K = int(p N); ours rounds
+    assert int(1 / 3 * 5) == 1 and NewtonLR(0.1, p=1 / 3, batches_per_epoch=5).update_every == 2
+
+
+def test_paper_rule_differs_from_reference_code_where_den_is_negative_or_factor_huge():
+    # K = 1. Ours caches at call 1, the authors' code at call 2, so at call 3 only ours has
+    # a previous direction; the directions of calls 2 and 3 are orthogonal (a = 0, factor 1),
+    # so both rates stay put, and at call 4 both compare the directions of calls 3 and 4.
+    lr = 0.01
+    # (1.2, 0) then (1.1999, 0): a = 1.43988, b = 1.44, den = 1.2e-4: the factor
+    # 1 + 0.33 * 1.43988 / 1.2e-4 ~ 3960, which ours clamps to 100
+    weights = _weights_from([(0, 1), (0, 1), (1.2, 0), (1.1999, 0)], lr)
+    ours = NewtonLR(lr, gamma=GAMMA, batches_per_epoch=1)
+    ours_lrs = [ours.step([w]) for w in weights]
+    np.testing.assert_allclose(ours_lrs, [lr, lr, lr, 100 * lr], rtol=1e-12)
+    ref = _reference_code_trace(weights, lr, GAMMA)
+    assert ref[:3] == [lr, lr, lr]
+    # den comes from a difference of two numbers near 1.44 built from weights near 5:
+    # ~1e-9 relative rounding, hence rel=1e-6
+    assert ref[3] == pytest.approx(lr * (1 + GAMMA * 1.43988 / (1.2e-4 + 1e-10)), rel=1e-6)
+    assert ref[3] > 3900 * lr  # fed the same weights: a huge factor, not a negative rate
+    # (1, 0) then (1.2, 0): a = 1.2 > b = 1, den = -0.2. Ours keeps the rate; the authors'
+    # `b < 0` test lets 1 + 0.33 * 1.2 / (-0.2) = -0.98 through: a negative rate
+    weights = _weights_from([(0, 1), (0, 1), (1, 0), (1.2, 0)], lr)
+    ours = NewtonLR(lr, gamma=GAMMA, batches_per_epoch=1)
+    assert [ours.step([w]) for w in weights] == [lr, lr, lr, lr]
+    assert ours.explain()["kept"] and ours.explain()["den"] < 0
+    ref = _reference_code_trace(weights, lr, GAMMA)
+    assert ref[3] == pytest.approx(lr * (1 + GAMMA * 1.2 / (1 - 1.2 + 1e-10)), rel=1e-9)
+    assert ref[3] < 0
 
 
 def test_batches_per_epoch_can_be_set_later_and_missing_value_is_a_clear_error():
