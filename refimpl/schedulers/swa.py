@@ -33,6 +33,9 @@ class SWALR(LRScheduler):
     last_epoch : int, default -1
     interval : "epoch" (default) or "step"
 
+    As in torch, ``swa_lr`` lives in the groups: two SWALR on shared groups both use the
+    ``swa_lr`` of the one built last.
+
     ``explain()`` adds ``alpha``, ``previous_alpha`` and ``start_lrs`` (the recovered start).
     """
 
@@ -42,12 +45,24 @@ class SWALR(LRScheduler):
     def __init__(self, lr: LrArg, swa_lr: Any, anneal_epochs: int = 10,
                  anneal_strategy: str = "cos", last_epoch: int = -1, *,
                  interval: str = "epoch"):
-        self.swa_lrs = per_group(swa_lr, len(as_param_groups(lr)), "swa_lr")
+        groups = as_param_groups(lr)
+        for group, value in zip(groups.groups, per_group(swa_lr, len(groups), "swa_lr")):
+            group["swa_lr"] = value  # in the groups, as torch keeps it (shared, last one wins)
         self.anneal_strategy = check_choice(anneal_strategy, "anneal_strategy",
                                             ("cos", "linear"))
         self.anneal_epochs = check_int(anneal_epochs, "anneal_epochs", 0)
         self._explained: dict[str, Any] = {}
-        super().__init__(lr, last_epoch, interval=interval)
+        super().__init__(groups, last_epoch, interval=interval)
+
+    @property
+    def swa_lrs(self) -> list[float]:
+        """Each group's ``swa_lr`` (held in the groups, like torch's ``group["swa_lr"]``)."""
+        return [group["swa_lr"] for group in self.groups.groups]
+
+    @swa_lrs.setter
+    def swa_lrs(self, values: list[float]) -> None:
+        for group, value in zip(self.groups.groups, values):
+            group["swa_lr"] = value
 
     def _alpha(self, k: int) -> float:
         t = max(0, min(1, k / max(1, self.anneal_epochs)))
