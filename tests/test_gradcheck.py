@@ -48,6 +48,35 @@ def test_conv2d_backward(case):
     assert err <= TOL
 
 
+@pytest.mark.parametrize("case", CONV_CASES[:4], ids=lambda c: "x".join(map(str, c)))
+def test_conv2d_relu_backward(case):
+    """The fused pair; no pre-activation lies within eps of relu's kink for these seeds
+    (checked below), so central differences see a smooth function."""
+    n, c_in, h, w, c_out, kh, kw, stride, padding = case
+    rng = _rng(7, *case)
+    x = rng.standard_normal((n, c_in, h, w))
+    W = rng.standard_normal((c_out, c_in, kh, kw))
+    b = rng.standard_normal(c_out)
+    z, _ = ops.conv2d_forward(x, W, b, stride, padding)
+    assert np.abs(z).min() > 1e-4 and (z < 0).any() and (z > 0).any()
+    err = check_op(
+        ops.conv2d_relu_forward, ops.conv2d_relu_backward, [x, W, b], stride=stride,
+        padding=padding,
+    )
+    assert err <= TOL
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 3), (5, 4, 9)])
+def test_dense_relu_backward(shape):
+    n, d_in, d_out = shape
+    rng = _rng(8, *shape)
+    inputs = [rng.standard_normal((n, d_in)), rng.standard_normal((d_in, d_out)),
+              rng.standard_normal(d_out)]
+    z, _ = ops.dense_forward(*inputs)
+    assert np.abs(z).min() > 1e-4  # away from relu's kink (see the conv case)
+    assert check_op(ops.dense_relu_forward, ops.dense_relu_backward, inputs) <= TOL
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 7, 3), (5, 4, 9)])
 def test_dense_backward(shape):
     n, d_in, d_out = shape
