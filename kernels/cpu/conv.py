@@ -13,6 +13,10 @@ BLAS, which releases the GIL and uses its own thread pool) are
 with ``W_m`` = W reshaped to (C_out, C_in kh kw). On ``lrpo_cnn`` the products take about
 half of a conv layer's time and im2col/col2im the rest (single-thread profile in
 docs/benchmarks.md); col2im adds the kernel offsets in the oracle's order.
+
+The fused ``conv2d_relu_*`` pair applies relu in the same NCHW copy as the bias and agrees
+with its oracle, :func:`refimpl.ops.fused.conv2d_relu_forward`. How many threads the Numba
+loops use is the measured policy of :mod:`kernels.cpu.tuning`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Same math as :mod:`refimpl.ops.dense`: ``y = x W + b``; ``dx = dy Wᵀ``, ``dW = xᵀ dy``,
 ``db = Σ_n dy``. The fused ``dense_relu_*`` pair computes ``relu(x W + b)`` in one pass
-over the output and agrees with ``relu_forward(dense_forward(...))`` of the oracle.
+over the output and agrees with its oracle, :func:`refimpl.ops.fused.dense_relu_forward`.
 """
 
 from __future__ import annotations
