@@ -268,6 +268,12 @@ def make_scheduler(name: str, lr, *, epochs: int | None = None,
         An unknown name, an argument the class does not take, a missing required one, or
         a text value where the class expects a number.
     """
+    return _build_scheduler(name, lr, epochs, steps_per_epoch, 0, dict(kwargs))
+
+
+def _build_scheduler(name: str, lr, epochs, steps_per_epoch, used: int, kwargs: dict):
+    """:func:`make_scheduler` for a scheduler that starts after ``used`` of the run's
+    iterations (in its own interval): its run length is what is left."""
     cls = scheduler_class(name)
     if cls is None:
         if kwargs:
@@ -277,10 +283,9 @@ def make_scheduler(name: str, lr, *, epochs: int | None = None,
     if first != "lr":
         raise ValueError(f"scheduler {name!r} ({cls.__name__}) is built from other schedulers "
                          f"({first}=...), not from a rate; construct it directly")
-    kwargs = dict(kwargs)
     if cls.__name__ == "LinearWarmup" and isinstance(kwargs.get("after"), str):
         kwargs["after"] = _warmup_after(lr, kwargs, epochs, steps_per_epoch)
-    _fill_run_length(cls, kwargs, epochs, steps_per_epoch)
+    _fill_run_length(cls, kwargs, epochs, steps_per_epoch, used)
     _check_arguments(cls, kwargs, f"scheduler {name!r}")
     return cls(lr, **kwargs)
 
@@ -296,37 +301,32 @@ def _interval_of(cls: type, kwargs: dict) -> str:
     return getattr(after, "interval", None) or getattr(cls, "interval", "epoch")
 
 
-def _fill_run_length(cls: type, kwargs: dict, epochs, steps_per_epoch) -> None:
+def _fill_run_length(cls: type, kwargs: dict, epochs, steps_per_epoch, used: int = 0) -> None:
     parameters = inspect.signature(cls).parameters
     wanted = {**RUN_LENGTH, **RUN_LENGTH_BY_CLASS.get(cls.__name__, {})}
     for argument, source in wanted.items():
         if argument not in parameters or argument in kwargs:
             continue
-        value = (steps_per_epoch if source == "steps_per_epoch"
-                 else run_length(_interval_of(cls, kwargs), epochs, steps_per_epoch))
+        if source == "steps_per_epoch":
+            value = steps_per_epoch
+        else:
+            value = run_length(_interval_of(cls, kwargs), epochs, steps_per_epoch)
+            value = None if value is None else max(1, value - used)
         if value is not None:
             kwargs[argument] = value
 
 
 def _warmup_after(lr, kwargs: dict, epochs, steps_per_epoch):
-    """Build ``LinearWarmup``'s ``after`` from its name and the ``after_*`` items."""
+    """Build ``LinearWarmup``'s ``after`` from its name and the ``after_*`` items; it runs
+    for what is left of the run after the warm-up's ``total_iters``."""
     after_name = kwargs.pop("after")
     after_kwargs = {k[len("after_"):]: kwargs.pop(k) for k in list(kwargs)
                     if k.startswith("after_")}
-    if after_name == "none":
-        return None
-    warmup_iters = int(kwargs.get("total_iters", 5))
-    after_cls = scheduler_class(after_name)
-    interval = after_kwargs.get("interval") or kwargs.get("interval") or _interval_of(
-        after_cls, after_kwargs)
-    if kwargs.get("interval") is not None:
+    if kwargs.get("interval") is not None and after_name != "none":  # the after's too
         after_kwargs.setdefault("interval", kwargs["interval"])
-    total = run_length(interval, epochs, steps_per_epoch)
-    rest = None if total is None else max(1, total - warmup_iters)
-    # the remaining run, in the after-scheduler's interval units
-    rest_epochs, rest_steps = (rest, 1) if interval == "step" else (rest, steps_per_epoch)
-    return make_scheduler(after_name, lr, epochs=rest_epochs, steps_per_epoch=rest_steps,
-                          **after_kwargs)
+    warmup_iters = int(kwargs.get("total_iters", 5))
+    return _build_scheduler(after_name, lr, epochs, steps_per_epoch, warmup_iters,
+                            after_kwargs)
 
 
 def _check_arguments(cls: Callable, kwargs: dict, what: str, supplied: int = 1) -> None:

@@ -75,6 +75,10 @@ def test_warmup_after_by_name_gets_the_rest_of_the_run():
                                      total_iters=5, after="cosine", after_eta_min=0.01)
     assert type(warmup.after).__name__ == "CosineAnnealingLR"
     assert (warmup.after.T_max, warmup.after.eta_min) == (15, 0.01)
+    # per step: 20 epochs of 10 steps, 5 warm-up steps, 195 left for the cosine
+    per_step = registry.make_scheduler("warmup", 0.1, epochs=20, steps_per_epoch=10,
+                                       total_iters=5, after="cosine", interval="step")
+    assert (per_step.after.interval, per_step.after.T_max) == ("step", 195)
 
 
 def test_a_class_added_to_schedulers_is_found_without_editing_the_registry(monkeypatch):
