@@ -127,7 +127,7 @@ class AdamW(Adam):
 class Adamax(Optimizer):
     """Adamax: Adam with the infinity norm in place of the second moment (torch's ``Adamax``).
 
-    Per parameter, at step ``t`` (docs/methods.md §2)::
+    Per parameter, at step ``t`` (docs/methods.md §2, (2.4))::
 
         g <- -g                                  (if maximize)
         g <- g + weight_decay * w                (if weight_decay)
@@ -171,7 +171,7 @@ class Adamax(Optimizer):
 class NAdam(Optimizer):
     """NAdam: Adam with Nesterov momentum and a momentum schedule (torch's ``NAdam``).
 
-    Per parameter, at step ``t`` (docs/methods.md §2), with ``psi = momentum_decay``::
+    Per parameter, at step ``t`` (docs/methods.md §2, (2.5)), with ``psi = momentum_decay``::
 
         g <- -g                                   (if maximize)
         g <- g + wd w      (or, decoupled: w <- w (1 - lr wd))
@@ -236,7 +236,7 @@ class NAdam(Optimizer):
 class RAdam(Optimizer):
     """RAdam: Adam with the variance of the adaptive rate rectified (torch's ``RAdam``).
 
-    Per parameter, at step ``t`` (docs/methods.md §2)::
+    Per parameter, at step ``t`` (docs/methods.md §2, (2.6))::
 
         g <- -g                                   (if maximize)
         g <- g + wd w      (or, decoupled: w <- w (1 - lr wd))

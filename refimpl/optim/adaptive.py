@@ -24,7 +24,7 @@ def _l2(param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:
 class RMSprop(Optimizer):
     """RMSprop, optionally centered and with momentum (torch's ``RMSprop``).
 
-    Per parameter, with gradient ``g`` (docs/methods.md §2)::
+    Per parameter, with gradient ``g`` (docs/methods.md §2, (2.7))::
 
         g <- -g                                    (if maximize)
         g <- g + weight_decay * w                  (if weight_decay)
@@ -86,7 +86,7 @@ class RMSprop(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad with learning-rate decay (torch's ``Adagrad``).
 
-    Per parameter, at step ``t`` (1-based), with gradient ``g`` (docs/methods.md §2)::
+    Per parameter, at step ``t`` (1-based), with gradient ``g`` (docs/methods.md §2, (2.8))::
 
         g <- -g                                    (if maximize)
         g <- g + weight_decay * w                  (if weight_decay)
@@ -145,7 +145,7 @@ class Adagrad(Optimizer):
 class Adadelta(Optimizer):
     """Adadelta (torch's ``Adadelta``).
 
-    Per parameter, with gradient ``g`` (docs/methods.md §2)::
+    Per parameter, with gradient ``g`` (docs/methods.md §2, (2.9))::
 
         g <- -g                                    (if maximize)
         g <- g + weight_decay * w                  (if weight_decay)
