@@ -298,7 +298,19 @@ class Trainer:
 
     # -- evaluation and loss ------------------------------------------------------------
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean loss and accuracy (NaN for ``mse``) over ``(X, y)``, in eval batches."""
+        """Mean loss and accuracy (NaN for ``mse``) over ``(X, y)``, in eval batches.
+
+        Layers with a ``training`` flag (dropout) run in evaluation mode meanwhile."""
+        modal = [layer for layer in self.model.layers if hasattr(layer, "training")]
+        for layer in modal:
+            layer.training = False
+        try:
+            return self._evaluate(X, y)
+        finally:
+            for layer in modal:
+                layer.training = True
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         loss_sum, correct = 0.0, 0
         for start in range(0, len(X), self.eval_batch_size):
             xb, yb = X[start:start + self.eval_batch_size], y[start:start + self.eval_batch_size]
