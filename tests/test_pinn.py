@@ -98,6 +98,38 @@ def test_training_reduces_the_error_and_dlrs_drives_adam():
     assert len(history.loss) == 15 and history.error_epochs == [5, 10, 15]
 
 
+def test_fixed_batch_order_is_the_same_every_epoch_and_shuffle_differs():
+    seen = {}
+
+    class Recording(HelmholtzPINN):
+        def loss_and_grads(self, x):
+            seen.setdefault(self.tag, []).append(np.array(x))
+            return super().loss_and_grads(x)
+
+    for shuffle in (False, True):
+        pinn = Recording(150.0, widths=(8, 8, 8), seed=0)
+        pinn.tag = shuffle
+        train_pinn(pinn, epochs=2, n_points=40, batch_size=10, lr=1e-3, shuffle=shuffle)
+    fixed, shuffled = seen[False], seen[True]
+    points = np.random.default_rng(0).uniform(0.0, 1.0, 40)
+    for b in range(4):  # fixed: batch b of every epoch is points[10 b : 10 b + 10]
+        np.testing.assert_array_equal(fixed[b], points[10 * b:10 * b + 10])
+        np.testing.assert_array_equal(fixed[4 + b], fixed[b])
+    assert not np.array_equal(shuffled[0], shuffled[4])  # reshuffled per epoch
+
+
+def test_training_stops_at_the_first_check_below_stop_below():
+    pinn = HelmholtzPINN(100.0, A=1.0, B=-1.0, widths=(20, 20, 20), seed=0)
+    history = train_pinn(pinn, epochs=400, n_points=200, batch_size=20, lr=5e-3,
+                         error_every=10, stop_below=0.05, stop_after=20)
+    assert history.stopped_at is not None and history.stopped_at >= 20
+    assert history.stopped_at % 10 == 0 and len(history.loss) == history.stopped_at
+    assert history.error[-1] < 0.05
+    earlier = [e for epoch, e in zip(history.error_epochs[:-1], history.error[:-1]) if epoch >= 20]
+    assert all(e >= 0.05 for e in earlier)  # it stopped at the first check below
+    assert train_pinn(small_pinn(), epochs=3, n_points=20, batch_size=10).stopped_at is None
+
+
 def test_bad_input_is_refused_with_the_argument_named():
     with pytest.raises(ValueError, match="frequency"):
         HelmholtzPINN(-1.0)
@@ -107,6 +139,10 @@ def test_bad_input_is_refused_with_the_argument_named():
         HelmholtzPINN(100.0, activations=("sin", "relu", "sin"))
     with pytest.raises(ValueError, match="epochs"):
         train_pinn(small_pinn(), epochs=0)
+    with pytest.raises(ValueError, match="stop_below"):
+        train_pinn(small_pinn(), epochs=1, stop_below=0.0)
+    with pytest.raises(ValueError, match="error_every"):
+        train_pinn(small_pinn(), epochs=1, error_every=0)
     with pytest.raises(ValueError, match="batch_losses"):
         from refimpl.schedulers.greedy import GreedyLR
 

@@ -58,7 +58,7 @@ NET_LR = {"adam": 1e-3, "sgd-momentum": 0.01}
 PAPER_FINAL = {"greedy": 0.148, "cosine": 0.232, "cosine-restarts": 0.226, "exponential": 0.249}
 PAPER_RECOVERY = {"greedy": 134, "cosine": 132.3, "cosine-restarts": 35.7, "exponential": 4.9}
 DIVERGED = 1e12
-FULL = {"n_seeds": 20, "net_seeds": 3, "n_train": 2000, "networks": tuple(NETWORKS)}
+FULL = {"n_seeds": 20, "net_seeds": 2, "n_train": 2000, "networks": tuple(NETWORKS)}
 QUICK = {"n_seeds": 4, "net_seeds": 1, "n_train": 600, "networks": ()}
 
 

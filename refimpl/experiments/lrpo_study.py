@@ -24,6 +24,7 @@ from refimpl.model import get_model
 from refimpl.optim import SGD
 from refimpl.train import Trainer
 
+#: the paper's table; its accuracy row is the *best* validation accuracy of each run
 PAPER = {"time": (477.15, 76.30), "epochs": (100, 16), "val_acc": (0.8845, 0.8645),
          "val_loss": (0.5215, 0.3791), "fit_time": 0.12, "alpha": 1.09}
 FULL = {"n_train": 2000, "n_val": 500, "trad_epochs": 30, "pretrain": 10, "jump": 1, "finetune": 5}
@@ -67,9 +68,9 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
         [
             ["total time (s)", trad_time.seconds, lrpo.total_time, *PAPER["time"]],
             ["epochs", trad.n_epochs, lrpo.total_epochs, *PAPER["epochs"]],
-            ["final val acc", trad.val_acc[-1], hist.val_acc[-1], *PAPER["val_acc"]],
+            ["best val acc", max(trad.val_acc), max(hist.val_acc), *PAPER["val_acc"]],
+            ["final val acc", trad.val_acc[-1], hist.val_acc[-1], "n/a", "n/a"],
             ["final val loss", trad.val_loss[-1], hist.val_loss[-1], *PAPER["val_loss"]],
-            ["best val acc", max(trad.val_acc), max(hist.val_acc), "n/a", "n/a"],
             ["min val loss", min(trad.val_loss), min(hist.val_loss), "n/a", "n/a"],
             ["predictor fit (s)", "-", lrpo.fit_time, "-", PAPER["fit_time"]],
             ["alpha (r, c)", "-", f"{lrpo.alpha:.4f} ({lrpo.r:.4f}, {lrpo.c:.4f})", "-",
