@@ -77,7 +77,8 @@ SGD_CONFIGS = [
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("config", SGD_CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("config", SGD_CONFIGS,
+                         ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_sgd_matches_torch(config):
     torch = pytest.importorskip("torch", reason="torch cross-check needs torch")
     params, grads = _random_problem(1)
@@ -92,7 +93,8 @@ ADAM_CONFIGS = [{"weight_decay": wd, "amsgrad": a, "maximize": mx}
 
 @pytest.mark.torch
 @pytest.mark.parametrize("name", ["Adam", "AdamW"])
-@pytest.mark.parametrize("config", ADAM_CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("config", ADAM_CONFIGS,
+                         ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 def test_adam_family_matches_torch(name, config):
     torch = pytest.importorskip("torch", reason="torch cross-check needs torch")
     params, grads = _random_problem(2)

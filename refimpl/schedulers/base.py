@@ -146,11 +146,12 @@ class Scheduler:
         """The constructor arguments that rebuild this scheduler's hyper-parameters from
         ``state``, or ``None`` when the constructor needs live objects (child schedulers).
 
-        ``lr`` (and ``base_lr``) is ``state["base_lrs"]``; an argument ``name`` listed in ``_state_keys`` is
-        ``state[name]``, or ``state[name + "s"]`` for one kept per group (``min_lr`` is held
-        as ``min_lrs``); an argument not in the state takes its default, or, when it has none,
-        this scheduler's own value (e.g. the callables of a lambda schedule). Subclasses whose
-        constructor cannot be driven this way override this method.
+        ``lr`` (and ``base_lr``) is ``state["base_lrs"]``; an argument ``name`` listed in
+        ``_state_keys`` is ``state[name]``, or ``state[name + "s"]`` for one kept per group
+        (``min_lr`` is held as ``min_lrs``); an argument not in the state takes its default,
+        or, when it has none, this scheduler's own value (e.g. the callables of a lambda
+        schedule). Subclasses whose constructor cannot be driven this way override this
+        method (returning ``None`` leaves only the kind checks).
         """
         kwargs: dict[str, Any] = {}
         for name, param in inspect.signature(type(self)).parameters.items():
