@@ -1,6 +1,6 @@
 """A physics-informed network for the 1-D Helmholtz equation, with hand-derived derivatives
-(DLRS paper §5.1; docs/methods.md §9). No autodiff: input derivatives go forward, parameter gradients
-come back, both written out below.
+(DLRS paper §5.1; docs/methods.md §9). No autodiff: input derivatives go forward, parameter
+gradients come back, both written out below.
 
 Problem: ``u'' + k^2 u = 0`` on ``[0, 1]``, ``k = 2 pi f / c``, ``u(0) = A``, ``u(1) = B``.
 Exact solution ``u = A cos(kx) + C sin(kx)``, ``C = (B - A cos k) / sin k``.
@@ -28,8 +28,8 @@ Backward (``g_v`` = dL/dv for each stream). With ``g_R = 2 R / M``::
     dense:       dW = a^T g_z + a'^T g_z' + a''^T g_z'',  db = sum g_z,
                  g_a = g_z W^T, g_a' = g_z' W^T, g_a'' = g_z'' W^T
 
-Network (docs/methods.md §9): 1 -> 100 -> 100 -> 100 -> 1, activations sin, cos, sin, linear output,
-Glorot-uniform weights from ``seed``, zero biases.
+Network (docs/methods.md §9): 1 -> 100 -> 100 -> 100 -> 1, activations sin, cos, sin, linear
+output, Glorot-uniform weights from ``seed``, zero biases.
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
     result = StudyResult("greedy-factor-sweep", quick, machine=machine())
     result.scale = (f"mlp 784-1000-10 pretrained with Adam ({cfg['pretrain_epochs']} epochs, "
                     f"{cfg['n_pretrain']} images of classes 0-4), fine-tuned on "
-                    f"{cfg['steps'] * 32} images of all 10 classes: Adam lr {LR}, batch 32, {cfg['steps']} "
-                    f"steps, GreedyLR patience {PATIENCE}, smoothing window {WINDOW}, max_lr 1, "
+                    f"{cfg['steps'] * 32} images of all 10 classes: Adam lr {LR}, batch 32, "
+                    f"{cfg['steps']} steps, GreedyLR patience {PATIENCE}, smoothing window {WINDOW}, max_lr 1, "
                     f"min_lr 1e-5, F in "
                     f"{list(cfg['factors'])}, {cfg['seeds']} seeds (batch order)")
     result.paper_scale = ("Phi-2 (2B) fine-tuned on w601sxs/simpleCoT, ~250 steps; F below "

@@ -1,9 +1,9 @@
 """LRPO vs a traditional fixed-rate run on Fashion-MNIST (LRPO paper; docs/methods.md §7).
 
 Traditional: SGD at ``lr0 = 0.05`` for ``E_trad`` epochs. LRPO: the four phases of
-:func:`refimpl.experiments.lrpo.run_lrpo` (``E1 = 10`` pretrain at 0.05, predictor fit, ``E3 = 1`` jump
-at ``0.05 alpha``, ``E4 = 5`` fine-tune at 0.001). Both train ``lrpo_cnn`` (245,290
-parameters) from the same seed on the same images, batch 64, validating every epoch.
+:func:`refimpl.experiments.lrpo.run_lrpo` (``E1 = 10`` pretrain at 0.05, predictor fit,
+``E3 = 1`` jump at ``0.05 alpha``, ``E4 = 5`` fine-tune at 0.001). Both train ``lrpo_cnn``
+(245,290 parameters) from the same seed on the same images, batch 64, validating every epoch.
 
 Interpretation: the paper's 20,000 / 4,000 split is drawn from the training set; we draw the
 training images (stratified) from the training split and the validation images from the
