@@ -173,6 +173,48 @@ class GreedyLR(Scheduler):
         self.window: list[float] = []
         self.window_sum = 0.0
 
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state: refimpl's own (all or nothing, every key required), or one written
+        by ``transformers.optimization.GreedyLR.state_dict()``.
+
+        A transformers state is recognised by having no ``"class"`` key. As transformers
+        does, it may be partial (older versions wrote fewer keys): a key it lacks keeps this
+        scheduler's value. Its names are mapped to ours (``num_good_epochs`` -> ``num_good``,
+        ``num_bad_epochs`` -> ``num_bad``, ``last_epoch`` -> ``last_step``, ``reset_start``
+        (its running countdown) -> ``reset_countdown``, ``reset_start_original`` ->
+        ``reset_start``, ``_last_lr`` -> ``lrs``, ``_init_lrs`` -> ``base_lrs``,
+        ``_streaming_avg`` -> ``window``/``window_sum``; ``verbose`` is ignored), then the
+        result is loaded all or nothing like our own. Keys neither names are refused. When the
+        state turns ``smooth`` on without a ``_streaming_avg`` for a scheduler built without
+        smoothing, smoothing stays off, as transformers (which has no window then) behaves.
+        """
+        if isinstance(state, dict) and "class" not in state:
+            state = self._from_transformers(state)
+        super().load_state_dict(state)
+
+    def _from_transformers(self, theirs: dict) -> dict:
+        """Our state dict: this scheduler's state overlaid with a transformers state."""
+        unknown = sorted(set(theirs) - set(_FROM_TRANSFORMERS) - {"verbose", "_streaming_avg"})
+        if unknown:
+            raise ValueError(
+                f"state has keys {unknown} that neither refimpl's nor transformers' GreedyLR "
+                "writes; pass a dict from GreedyLR.state_dict()")
+        ours = self.state_dict()
+        for their_key, our_key in _FROM_TRANSFORMERS.items():
+            if their_key in theirs:
+                value = theirs[their_key]
+                ours[our_key] = list(value) if isinstance(value, (list, tuple)) else value
+        average = theirs.get("_streaming_avg")
+        if average is not None:
+            if not isinstance(average, dict):
+                raise ValueError(f"state['_streaming_avg'] must be a dict, got {average!r}")
+            ours["window"] = list(average.get("values", []))
+            ours["window_sum"] = average.get("sum", 0.0)
+            ours["window_size"] = average.get("window_size", ours["window_size"])
+        elif ours["smooth"] and not self.smooth:
+            ours["smooth"] = False  # transformers built without smoothing has no window
+        return ours
+
     # ------------------------------------------------------------------ rule
     def smoothed(self, loss: float) -> float:
         """Rolling mean of the last ``window_size`` losses (running sum, as transformers)."""
@@ -301,3 +343,15 @@ class GreedyLR(Scheduler):
                 self._clear_state()
                 return True
         return False
+
+
+#: transformers' GreedyLR state-dict key -> ours (see ``GreedyLR.load_state_dict``)
+_FROM_TRANSFORMERS = {
+    "factor": "factor", "min_lrs": "min_lrs", "max_lrs": "max_lrs", "patience": "patience",
+    "cooldown": "cooldown", "warmup": "warmup", "cooldown_counter": "cooldown_counter",
+    "warmup_counter": "warmup_counter", "mode": "mode", "threshold": "threshold",
+    "threshold_mode": "threshold_mode", "best": "best", "num_bad_epochs": "num_bad",
+    "num_good_epochs": "num_good", "eps": "eps", "last_epoch": "last_step",
+    "smooth": "smooth", "window_size": "window_size", "reset_start": "reset_countdown",
+    "reset_start_original": "reset_start", "_last_lr": "lrs", "_init_lrs": "base_lrs",
+}
