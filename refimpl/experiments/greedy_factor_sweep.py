@@ -85,7 +85,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                     f"{cfg['n_pretrain']} images of classes 0-4), fine-tuned on "
                     f"{cfg['steps'] * 32} images of all 10 classes: Adam lr {LR}, batch 32, "
                     f"{cfg['steps']} steps, GreedyLR patience {PATIENCE}, smoothing window "
-                    f"{WINDOW}, max_lr 1, min_lr 1e-5, F in {list(cfg['factors'])}, {cfg['seeds']} seeds (batch order)")
+                    f"{WINDOW}, max_lr 1, min_lr 1e-5, F in {list(cfg['factors'])}, "
+                    f"{cfg['seeds']} seeds (batch order)")
     result.paper_scale = ("Phi-2 (2B) fine-tuned on w601sxs/simpleCoT, ~250 steps; F below "
                           "a threshold diverged, three F above it")
     train = load_fashion_mnist("train", source=_source(quick),
