@@ -401,3 +401,30 @@ def test_cli_losses_file_and_one_rate_per_group(tmp_path, capsys):
     assert main(["torch", "--scheduler", "plateau", "--losses", str(tmp_path / "losses.txt"),
                  "--lr", "0.1,0.05", "--scheduler-args", "patience=2,factor=0.5"]) == 0
     assert "ReduceLROnPlateau" in (out := capsys.readouterr().out) and "120 steps" in out
+
+
+@pytest.mark.parametrize("name, args, record", [
+    ("hypergrad-mul", "hyper_lr=0.05", "grads"),
+    ("hypergrad-add", "hyper_lr=0.01,min_lr=0.01", "grads"),
+    ("adacomp", "beta_inc=0.2", "loss"),
+])
+def test_replay_covers_the_gradient_and_loss_rules(name, args, record, tmp_path, capsys):
+    from refimpl.registry import make_scheduler, parse_kv
+
+    theirs = make_scheduler(name, 0.1, **parse_kv(args))
+    recorder = TraceRecorder(lrs=theirs.lrs)
+    rng = np.random.default_rng(8)
+    g = rng.standard_normal(4)
+    for step in range(40):
+        g = 0.7 * g + 0.3 * rng.standard_normal(4)  # correlated gradients move the rate
+        loss = float(np.exp(-step / 20) + 0.05 * rng.standard_normal())
+        signal = [g.copy()] if record == "grads" else loss
+        theirs.step(signal)
+        recorder.step(lrs=theirs.lrs, **({"grads": signal} if record == "grads"
+                                         else {"loss": loss}))
+    path = recorder.save(tmp_path / "t.npz")
+    assert theirs.lr != 0.1
+    assert main(["replay", str(path), "--scheduler", name, "--scheduler-args", args]) == 0
+    assert "equal over 40 steps" in capsys.readouterr().out
+    assert main(["replay", str(path), "--scheduler", name]) == 1  # the defaults differ
+    assert "rule (ours): " in capsys.readouterr().out

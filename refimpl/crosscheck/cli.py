@@ -201,7 +201,9 @@ def _build_theirs(framework: str, ours, kwargs: dict[str, Any]):
     if theirs is None and framework == "torch" and name == "LinearWarmup":
         theirs = torch_scheduler(ours, optimizer)  # warm-up then `after`: composed from parts
     if theirs is None:
-        raise UsageError(f"{framework} has no scheduler named {name}; for another "
+        hint = ("use 'refimpl crosscheck transformers --scheduler greedy'; "
+                if name == "GreedyLR" and framework == "torch" else "")
+        raise UsageError(f"{framework} has no scheduler named {name}; {hint}for another "
                          "implementation record a trace and use 'refimpl crosscheck replay'")
     return theirs
 
