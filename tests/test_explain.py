@@ -147,3 +147,18 @@ def test_hypergradient_explain():
         0.0, 4.0, 1.0, 0.0, 1.0)
     mul.step([np.array([0.0, -1.0])])  # opposite: cos -1, factor 0.5
     assert mul.explain()["cosine"] == -1.0 and mul.lrs == [0.05]
+
+
+def test_lrpo_schedule_explain_names_phase_and_jump():
+    from refimpl.registry import make_scheduler
+
+    s = make_scheduler("lrpo", 0.05, pretrain_epochs=3, jump_epochs=1, finetune_lr=0.001,
+                       predictor_steps=50)
+    assert math.isnan(s.explain()["alpha"]) and s.explain()["phase"] == "pretrain"
+    for loss in [2.0, 1.5, 1.2]:
+        s.step([loss, loss])
+    e = s.explain()
+    assert e["epoch"] == 3 and e["phase"] == "jump" and 1.0 <= e["alpha"] <= 1.5
+    assert e["lrs"] == [0.05 * e["alpha"]] and "alpha = clip(1 + c r" in e["rule"]
+    s.step([1.0])
+    assert s.explain()["phase"] == "finetune" and s.explain()["lrs"] == [0.001]

@@ -281,6 +281,21 @@ class LRPOSchedule(Scheduler):
             return "jump"
         return "finetune"
 
+    def explain(self) -> dict:
+        """What the last :meth:`step` did: ``rule``, ``epoch`` (epochs seen), ``phase`` (of
+        the next epoch: pretrain, jump or finetune), ``alpha = clip(1 + c r, 1, alpha_max)``,
+        ``r`` (predicted relative drop), ``c`` (fit confidence; ``alpha``, ``r``, ``c`` are
+        NaN before the fit at the end of epoch ``E1``), ``fit_at``, ``lrs``."""
+        phase = self.phase(self.epoch)
+        rates = {"pretrain": "lr0", "jump": f"lr0 * alpha ({self.alpha!r})",
+                 "finetune": "finetune_lr"}[phase]
+        rule = (f"after epoch {self.epoch}: next epoch is in phase {phase} -> {rates}"
+                + (f"; fitted at epoch {self.pretrain_epochs}: alpha = clip(1 + c r, 1, "
+                   f"{self.alpha_max:g}) with r = {self.r!r}, c = {self.c!r}"
+                   if self.epoch >= self.pretrain_epochs else ""))
+        return {"rule": rule, "epoch": self.epoch, "phase": phase, "alpha": self.alpha,
+                "r": self.r, "c": self.c, "fit_at": self.pretrain_epochs, "lrs": list(self.lrs)}
+
     def step(self, batch_losses) -> float:
         """Record one epoch; at the phase boundaries fit the predictor or change the rate."""
         losses = [float(v) for v in batch_losses]
