@@ -466,8 +466,15 @@ def _check_writable(path: Path, option: str) -> None:
     if not parent.is_dir():
         raise ValueError(f"{option} {path}: directory {parent} does not exist; create it "
                          "or choose another path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ValueError(f"{option} {path} is not writable; choose another path")
+    try:  # a real attempt: permission bits say little to root or on special file systems
+        if path.exists():
+            open(path, "a").close()  # appends nothing, changes nothing
+        else:
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{path.name}."):
+                pass
+    except OSError as error:
+        raise ValueError(f"{option} {path} cannot be written ({error.strerror}); choose "
+                         "another path") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
