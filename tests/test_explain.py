@@ -21,7 +21,7 @@ from refimpl.schedulers import (
 def test_greedy_branches_by_hand():
     # F = 0.5 keeps the rates exact; patience 1, cooldown 1, threshold 0 ("strictly better")
     s = GreedyLR(0.4, factor=0.5, patience=1, cooldown=1, threshold=0.0, min_lr=0.1)
-    assert s.explain()["rule"] == "no step yet"
+    assert s.explain()["rule"] == "no step yet (or since a load)"
     s.step(3.0)
     e = s.explain()
     assert (e["branch"], e["improved"], e["num_good"], e["best"]) == ("count", True, 1, 3.0)
@@ -162,3 +162,22 @@ def test_lrpo_schedule_explain_names_phase_and_jump():
     assert e["lrs"] == [0.05 * e["alpha"]] and "alpha = clip(1 + c r" in e["rule"]
     s.step([1.0])
     assert s.explain()["phase"] == "finetune" and s.explain()["lrs"] == [0.001]
+
+
+@pytest.mark.parametrize("make, signal", [
+    (lambda: GreedyLR(0.1, patience=0), 1.0),
+    (lambda: DLRS(0.01), [1.0, 2.0]),
+    (lambda: Adacomp(0.1), 1.0),
+    (lambda: HypergradientAdditiveLR(0.1), [np.ones(2)]),
+])
+def test_explain_after_a_load_does_not_describe_an_earlier_step(make, signal):
+    saved, loaded = make(), make()
+    for _ in range(3):
+        saved.step(signal)
+    loaded.step(signal)
+    loaded.step(signal)
+    assert loaded.explain()["rule"] != "no step yet (or since a load)"
+    loaded.load_state_dict(saved.state_dict())
+    assert loaded.explain()["rule"] == "no step yet (or since a load)"
+    loaded.step(signal)  # and the next step is described again
+    assert loaded.explain()["rule"] != "no step yet (or since a load)"

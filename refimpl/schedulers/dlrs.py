@@ -131,6 +131,9 @@ class DLRS(Scheduler):
                       "lrs_before": before, "unclipped": [lr - st for lr, st in zip(before, steps)]}
         return self.lr
 
+    def _after_load(self) -> None:
+        self.__dict__.pop("_last", None)  # explain() must not describe the step before a load
+
     def regime(self, slope: float) -> str:
         """``"divergent"`` (slope >= 1), ``"flat"`` (0 <= slope < 1) or ``"convergent"``."""
         if slope >= 1.0:
@@ -153,7 +156,7 @@ class DLRS(Scheduler):
         """
         last = getattr(self, "_last", None)
         if last is None:
-            return {"rule": "no step yet", "lrs": list(self.lrs)}
+            return {"rule": "no step yet (or since a load)", "lrs": list(self.lrs)}
         slope = self.last_slope
         regime, delta = self.regime(slope), self.delta(slope)
         bounds = {"divergent": "slope >= 1", "flat": "0 <= slope < 1",
@@ -247,6 +250,9 @@ class Adacomp(Scheduler):
         self.lrs = new
         return self.lr
 
+    def _after_load(self) -> None:
+        self.__dict__.pop("_last", None)  # explain() must not describe the step before a load
+
     def explain(self) -> dict:
         """What the last :meth:`step` did, and why.
 
@@ -260,7 +266,7 @@ class Adacomp(Scheduler):
         """
         last = getattr(self, "_last", None)
         if last is None:
-            return {"rule": "no step yet", "lrs": list(self.lrs)}
+            return {"rule": "no step yet (or since a load)", "lrs": list(self.lrs)}
         r = last["r"]
         if r is None:
             branch, rule = "first", "first: no previous loss (or it was 0) -> rates kept"

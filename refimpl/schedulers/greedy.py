@@ -296,8 +296,11 @@ class GreedyLR(Scheduler):
                  "reset_countdown": self.reset_countdown, "lrs": list(self.lrs)}
         last = getattr(self, "_last", None)
         if last is None:
-            return {"rule": "no step yet", **state}
+            return {"rule": "no step yet (or since a load)", **state}
         return {"rule": self._rule(last), **last, **state}
+
+    def _after_load(self) -> None:
+        self.__dict__.pop("_last", None)  # explain() must not describe the step before a load
 
     def _rule(self, last: dict) -> str:
         """One sentence for the branch taken."""

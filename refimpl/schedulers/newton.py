@@ -264,6 +264,7 @@ class _HypergradientLR(Scheduler):
     def _after_load(self) -> None:
         if self.prev is not None:
             self.prev = [np.asarray(g, dtype=np.float64) for g in self.prev]
+        self.__dict__.pop("_last", None)  # explain() must not describe the step before a load
 
 
 class HypergradientAdditiveLR(_HypergradientLR):
@@ -304,7 +305,8 @@ class HypergradientAdditiveLR(_HypergradientLR):
         ``min_lr`` applied), ``lrs_before``, ``lrs``."""
         last = getattr(self, "_last", None)
         if last is None or last["products"] is None:
-            return {"rule": "no step yet" if last is None else "first call: gradients stored",
+            return {"rule": "no step yet (or since a load)" if last is None
+                    else "first call: gradients stored",
                     "updated": False, "lrs": list(self.lrs)}
         dot = last["products"][0]
         delta = self.hyper_lr * dot
@@ -357,7 +359,8 @@ class HypergradientMultiplicativeLR(_HypergradientLR):
         ``lrs``."""
         last = getattr(self, "_last", None)
         if last is None or last["products"] is None:
-            return {"rule": "no step yet" if last is None else "first call: gradients stored",
+            return {"rule": "no step yet (or since a load)" if last is None
+                    else "first call: gradients stored",
                     "updated": False, "lrs": list(self.lrs)}
         dot, norm2, norm2_prev = last["products"]
         return {"rule": f"lr <- max(lr * (1 + hyper_lr {self.hyper_lr:g} * cos "
