@@ -69,10 +69,28 @@ def test_noise_plans():
     periodic = gr.noise_plan("periodic", 3)["spike"]
     gaps = np.diff(np.flatnonzero(periodic))
     assert len(set(gaps)) == 1 and 50 <= gaps[0] <= 100
-    flips = gr.noise_plan("adversarial", 5)["flip"]
-    assert flips.any() and not gr.noise_plan("none", 5)["flip"].any()
     with pytest.raises(ValueError, match="noise"):
         gr.noise_plan("pink", 0)
+
+
+def test_adversarial_noise_opposes_recent_progress():
+    noise = gr.LossNoise("adversarial", 0)
+    seen = [noise.observe(v) for v in (10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 4.0)]
+    assert seen[:5] == [10.0, 9.0, 8.0, 7.0, 6.0]  # no 5-step history yet
+    assert seen[5] == 5.0 + 2 * (10.0 - 5.0)  # the observed loss rises as the true one falls
+    assert seen[7] == 4.0 + 2 * (8.0 - 4.0)  # five steps back: 8.0
+
+
+def test_noise_is_on_the_loss_only():
+    """A.6: noise added to the loss has ~zero gradient, so a scheduler that does not read
+    the loss follows the same trajectory under every noise type."""
+    fn = gr.FUNCTIONS[1]
+    clean = gr.run_one(fn, "cosine", "none", seed=4)
+    for noise in gr.NOISES[1:]:
+        noisy = gr.run_one(fn, "cosine", noise, seed=4)
+        np.testing.assert_array_equal(noisy["true"], clean["true"])
+    spiky = gr.run_one(fn, "greedy", "spike", seed=4)
+    assert not np.array_equal(spiky["observed"], spiky["true"])
 
 
 def test_schedulers_share_start_and_noise():
@@ -88,10 +106,13 @@ def test_greedy_robustness_quick_claim(out):
     assert result == 0
     record = json.loads((out / "greedy-robustness-quick.json").read_text())
     table = Table(**record["tables"][0])
-    greedy = table.row("greedy")["median final loss"]
-    # Paper: GreedyLR's median final loss is the lowest. On the quick grid it is <= each baseline's.
-    for baseline in ("cosine", "cosine-restarts", "exponential"):
-        assert greedy <= table.row(baseline)["median final loss"]
+    # Paper: GreedyLR's pooled median final loss is the lowest of the four. Quick size (the
+    # four functions, 4 seeds): it is, over Adam and over SGD-momentum (measured 0.316 vs
+    # 0.63 and 0.405 vs 0.65; Rosenbrock decides it).
+    medians = {(row[0], row[1]): row[2] for row in table.rows}
+    for opt in gr.OPTIMIZERS:
+        for baseline in ("cosine", "cosine-restarts", "exponential"):
+            assert medians[opt, "greedy"] < medians[opt, baseline]
     assert (out / "results_greedy_robustness.png").stat().st_size > 0
 
 
@@ -100,9 +121,14 @@ def test_greedy_robustness_quick_claim(out):
 @pytest.mark.slow
 def test_pinn_helmholtz_quick_claim(out):
     result = experiments.run_study("pinn-helmholtz", quick=True, out=out)
-    row = result.table("Relative L2 error").row(300)
-    assert row["DLRS"] < 0.05  # acceptance: DLRS error < 5% at 300 Hz
-    assert row["DLRS"] < row["fixed lr"]  # measured at quick size: 0.11% vs 1.5%
+    rows = {(r[1], r[2]): dict(zip(result.tables[0].headers, r)) for r in result.tables[0].rows}
+    # Paper: DLRS reaches < 1% error. Quick size (250 Hz, 500 points, u(1) = -1): in both
+    # batch orders DLRS passes the authors' 0.9% stop first (measured: epoch 100 vs 150 and
+    # 200 for the fixed rate).
+    for order in ("fixed", "shuffled"):
+        dlrs, fixed = rows[order, "dlrs"], rows[order, "fixed"]
+        assert dlrs["final error"] < 0.009
+        assert dlrs["first epoch < 0.9%"] <= fixed["first epoch < 0.9%"]
     assert len(result.figures) == 2
 
 
@@ -118,10 +144,11 @@ def test_lrpo_quick_claim(out):
     assert time_["LRPO"] < time_["traditional"]
     lrpo = result.data["lrpo"]
     assert 1.0 <= lrpo["alpha"] <= 1.5 and lrpo["fit_time"] < 5.0
-    # Paper: LRPO's accuracy is comparable (2 points below: 86.45% vs 88.45%). Quick size:
-    # within 3 points of the traditional run's.
-    acc = table.row("final val acc")
-    assert acc["LRPO"] >= acc["traditional"] - 0.03
+    # Paper: LRPO's best accuracy is 2 points below the traditional run's (86.45% vs
+    # 88.45%). Measured at the quick size (128 images, 5 vs 8 epochs): 30.5% vs 48.4%, so the
+    # claim does not show at this size.
+    acc = table.row("best val acc")
+    assert acc["LRPO"] < acc["traditional"] - 0.1
 
 
 # ----------------------------------------------------------------------------- DLRS batch
@@ -131,39 +158,47 @@ def test_dlrs_batch_quick_runs_and_dlrs_acts(out):
     result = experiments.run_study("dlrs-batch", quick=True, out=out)
     table = result.table("Final train loss")
     assert table.column("batch") == [64, 256]
-    for row in table.rows:
-        assert all(math.isfinite(v) for v in row[1:])
-        assert row[-1] != 0.01  # DLRS moved the rate
+    assert all(lr != 0.01 for lr in table.column("DLRS final lr (mean)"))  # DLRS moved it
     assert len(result.figures) == 2
+    final = result.data["final"]
+    for key, values in final.items():
+        assert all(math.isfinite(v) for v in values["train_loss"]), key
     # Paper: DLRS's gain over Adam grows with the batch size. Measured at the quick size
-    # (1,000 images, 3 epochs): at batch 256 DLRS ends *above* plain Adam (3.97 vs 1.91; its
-    # early raise of the rate sets off a loss spike), so the claim does not hold here.
-    big = table.row(256)
-    assert big["loss adam+dlrs"] > big["loss adam"]
+    # (CNN, 1,000 images, 2 epochs, 2 seeds): DLRS and Adam end within 1% of each other at
+    # both batch sizes (256: 1.463 vs 1.469), so the claim is not visible here.
+    for batch in (64, 256):
+        adam = np.mean(final[f"{batch}|adam"]["train_loss"])
+        dlrs = np.mean(final[f"{batch}|adam+dlrs"]["train_loss"])
+        assert abs(dlrs - adam) < 0.01 * adam
 
 
 # ----------------------------------------------------------------------------- factor sweep
 
 @pytest.mark.slow
-def test_greedy_factor_sweep_quick_threshold(out):
+def test_greedy_factor_sweep_quick_measured(out):
     result = experiments.run_study("greedy-factor-sweep", quick=True, out=out)
-    # A threshold exists: small F diverges, F >= 0.5 does not (measured: threshold 0.5).
-    assert result.data["threshold"]["patience 1, max_lr 10"] == 0.5
-    finals = np.asarray(result.data["finals"])[0, :, 0]
-    assert finals[0] > result.data["initial"][0][0][0]  # F = 0.1 ends above its start
+    finals = np.asarray(result.data["finals"])[:, 0]
+    # Paper (Phi-2): divergence below a threshold, losses within 1.5% above it. Measured at
+    # the quick size (30 fine-tuning steps, F = 0.1, 0.5, 0.9): no divergence, and the loss
+    # falls as F rises (1.27, 0.84, 0.66): a small F raises the rate x1/F to 1e-2.
+    assert result.data["threshold"] == 0.1
+    assert finals[0] > finals[1] > finals[2]
+    peak = result.table("Fine-tuning loss").column("median peak lr")
+    assert peak[0] == pytest.approx(0.01) and peak[2] < 0.002
 
 
 # ----------------------------------------------------------------------------- TLR
 
 @pytest.mark.slow
-def test_tlr_robustness_quick_claim(out):
+def test_tlr_robustness_quick_measured(out):
     result = experiments.run_study("tlr-robustness", quick=True, out=out)
     table = result.table("Final training loss over the initial rates")
     fixed, tlr = table.row("sgd+fixed"), table.row("sgd+tlr")
-    # Paper: TLR's result hardly depends on the initial rate. Quick size (lr 1e-4 and 0.1,
-    # 6 epochs of 600 sample images): measured std 0.11 for TLR vs 0.90 for the fixed rate.
-    assert tlr["std"] < 0.25 * fixed["std"]
-    assert tlr["max"] < 0.8 < fixed["max"]  # the 1e-4 start catches up only with TLR
+    # Paper: TLR's result hardly depends on the initial rate (SGD, K = 0.2 epoch = 94 steps
+    # on MNIST). Quick size (600 images, batch 32, K = 4 steps, SGD momentum 0.8): with
+    # momentum, consecutive 4-step displacements are nearly parallel, each update multiplies
+    # the rate by up to 100 and both starts blow up (measured final loss 440 and 2e18).
+    assert tlr["min"] > 100 and fixed["max"] < 2.5
 
 
 def test_study_result_round_trips_through_json(tmp_path):
