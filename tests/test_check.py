@@ -73,7 +73,9 @@ def test_pytorch_dlrs_differs_exactly_at_the_first_epoch_with_slope_one():
     epochs[30], epochs[44] = [1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0, 6.0]
     theirs = dlrs.DLRSScheduler(_sgd([0.01]), min_lr=1e-5, max_lr=0.1)
     result = check(theirs, DLRS(0.01), epochs)
-    assert not result.ok and result.step == 31  # signal 31 is epochs[30]
+    slopes = [(e[-1] - e[0]) / (sum(e) / len(e)) for e in epochs]  # pytorch-dlrs' formula
+    assert max(slopes[:30]) < 1.0 and slopes[30] == slopes[44] == 1.0
+    assert not result.ok and result.step == 31  # signal 31 is epochs[30], the first slope 1
     assert result.explain["regime"] == "divergent" and result.explain["slope"] == 1.0
     assert result.explain["delta"] == 0.5 and result.previous["regime"] != "divergent"
     # theirs took the flat delta 1: lr - 1 * G * 1, ours lr - 0.5 * G * 1
