@@ -234,6 +234,7 @@ def test_results_file_survives_a_cut_last_line_and_is_locked(tmp_path):
     assert [r["id"] for r in records] == ["a", "c"] and records[0]["x"] is None
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1]) == {"id": "c", "status": "ok"}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no lock file left
 
 
 # ----------------------------------------------------------------------------- one run
@@ -359,6 +360,11 @@ def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_p
     assert "8/8" in bar and "<" in bar and "failed=4" in bar
     failed = [r for r in read_records(tmp_path / "results.jsonl") if r["status"] == "failed"]
     assert all("factor" in r["error"] and "Traceback" in r["traceback"] for r in failed)
+    # each failure's reason is on stderr too, one line per run, not only in the results file
+    reasons = [line for line in bar.splitlines() if " failed: " in line]
+    assert sorted(line.split()[2] for line in reasons) == sorted(r["id"] for r in failed)
+    assert all("factor" in line and "Traceback" not in line for line in reasons)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]  # no lock file
     retried = run_sweep(client, parse_sweep(text), tmp_path, progress=False,
                         retry_failed=True)
     assert (retried.ok, retried.failed, retried.already_done) == (0, 4, 4)

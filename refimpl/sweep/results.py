@@ -14,8 +14,9 @@ file is ``fsync``-ed at most every ``fsync_interval`` seconds and on close, so a
 or kernel crash can lose at most the last interval's records -- which a re-run simply
 redoes -- while the client does not stall ~ms per record on the disk. A crash can at worst
 leave a truncated *last* line, which readers skip (and the next writer starts on a fresh
-line). An exclusive ``flock`` on ``<file>.lock`` keeps two
-sweeps from writing the same file at once. No pickle anywhere.
+line). An exclusive ``flock`` on the results file itself keeps two sweeps from writing it
+at once; it ends when the writer closes the file (or its process dies) and leaves no lock
+file behind. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -81,22 +82,20 @@ class ResultsWriter:
         self.path = Path(path)
         self.fsync_interval = fsync_interval
         self._fd: int | None = None
-        self._lock_fd: int | None = None
         self._synced_at = time.monotonic()
 
     def __enter__(self) -> ResultsWriter:  # noqa: PYI034 - py3.10 has no typing.Self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+            os.close(self._fd)
+            self._fd = None
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise ResultsLockedError(f"{self.path} is being written by another sweep; "
                                          "wait for it or choose another --out") from None
             raise
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._needs_newline = self._ends_mid_line()
         return self
 
@@ -132,8 +131,6 @@ class ResultsWriter:
 
     def __exit__(self, *exc) -> None:
         self.sync()
-        for name in ("_fd", "_lock_fd"):
-            fd = getattr(self, name)
-            if fd is not None:
-                os.close(fd)  # closing releases the flock
-                setattr(self, name, None)
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None

@@ -146,6 +146,7 @@ def run_sweep(client, sweep: Sweep, out_dir: str | Path, *,
                     outcome.ok += 1
                 else:
                     outcome.failed += 1
+                    _report_failure(sweep, run, record, bar)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(failed=outcome.failed, refresh=False)
@@ -173,6 +174,17 @@ def _record(sweep: Sweep, run, future) -> dict:
     finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {**result, "id": run.id, "sweep": sweep.name, "config": run.config,
             "finished_at": finished}
+
+
+def _report_failure(sweep: Sweep, run, record: dict, bar) -> None:
+    """One line on stderr per failed run: its id, its settings and the error's first line
+    (the traceback stays in the results file)."""
+    error = str(record.get("error") or "unknown error").strip().splitlines() or ["?"]
+    line = f"{sweep.name}: run {run.id} failed: {error[0]}  (config: {run.config})"
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _cancel(client, futures: list) -> None:
