@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{torch,transformers,replay}")
     sub.required = True
     for framework in sorted(FRAMEWORK_RTOL):
-        p = sub.add_parser(framework, help=f"against {framework}'s class of the same name")
+        p = sub.add_parser(framework, help=f"against the {framework} class of the same name")
         what = p.add_mutually_exclusive_group(required=True)
         what.add_argument("--scheduler", help="a scheduler name, as for refimpl train")
         what.add_argument("--optimizer", choices=_OPTIMIZERS)
