@@ -28,7 +28,8 @@ __all__ = ["CyclicLR", "OneCycleLR"]
 
 
 def _check_momentum(value: Any, name: str) -> float:
-    return check_factor(value, name, low=0.0, high=1.0)
+    """A finite momentum >= 0; as torch, no upper bound here (the optimizer has one)."""
+    return check_factor(value, name, low=0.0, high=math.inf)
 
 
 class _MomentumCycling(LRScheduler):
