@@ -317,7 +317,7 @@ def framework_scheduler(framework: str, class_name: str, optimizer, kwargs: dict
     if not isinstance(cls, type):
         return None
     accepted = inspect.signature(cls).parameters
-    return cls(optimizer, **{k: v for k, v in kwargs.items() if k in accepted or k != "interval"})
+    return cls(optimizer, **{k: v for k, v in kwargs.items() if k != "interval" or k in accepted})
 
 
 def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: int = 300,
