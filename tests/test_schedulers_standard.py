@@ -666,3 +666,37 @@ def test_two_schedulers_on_shared_groups_compose_like_torch():
 def test_resume_without_initial_lr_names_it():
     with pytest.raises(ValueError, match="initial_lr"):
         StepLR(0.1, step_size=3, last_epoch=1)
+
+
+# -- the trainer applies the cycled momenta ------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_trainer_applies_momentum_cycling(kind):
+    from refimpl.optim import SGD, Adam
+    from refimpl.schedulers import OneCycleLR
+    from refimpl.training.scheduling import copy_rates
+
+    params = [np.zeros(3), np.zeros(2)]
+    optimizer = SGD(params, lr=0.1, momentum=0.9) if kind == "sgd" else Adam(params, lr=0.1)
+    scheduler = OneCycleLR(0.1, max_lr=1.0, total_steps=20)
+    for _ in range(4):  # rising phase: steps 0..5, momentum falls from 0.95 to 0.85
+        scheduler.step()
+        copy_rates(scheduler, optimizer)
+    group = optimizer.param_groups[0]
+    applied = group["momentum"] if kind == "sgd" else group["betas"][0]
+    assert applied == scheduler.momentums[0] and 0.85 < applied < 0.95
+    assert group["lr"] == scheduler.lr
+    if kind == "adam":
+        assert group["betas"][1] == 0.999  # beta2 untouched
+
+
+def test_trainer_refuses_momentum_cycling_without_momentum():
+    from refimpl.schedulers import CyclicLR
+    from refimpl.training.scheduling import copy_rates
+
+    class Plain:  # an optimizer whose groups hold neither momentum nor betas
+        param_groups = [{"lr": 0.1}]
+
+    with pytest.raises(ValueError, match="cycle_momentum"):
+        copy_rates(CyclicLR(0.1, base_lr=0.01, max_lr=0.1), Plain())
+    copy_rates(CyclicLR(0.1, base_lr=0.01, max_lr=0.1, cycle_momentum=False), Plain())
+    assert Plain.param_groups[0]["lr"] == 0.01

@@ -59,3 +59,14 @@ def copy_rates(scheduler: Any, optimizer: Any) -> None:
                          f"{len(groups)} parameter groups; build them with the same groups")
     for group, lr in zip(groups, lrs):
         group["lr"] = check_lr(lr, "scheduler lr")
+    # cycling schedules (CyclicLR, OneCycleLR) move SGD's momentum or Adam's beta1, as torch
+    momentums = list(getattr(scheduler, "momentums", None) or [])
+    for group, momentum in zip(groups, momentums * len(groups) if len(momentums) == 1
+                               else momentums):
+        if "betas" in group:
+            group["betas"] = (momentum, *group["betas"][1:])
+        elif "momentum" in group:
+            group["momentum"] = momentum
+        else:
+            raise ValueError("cycle_momentum needs an optimizer with momentum or betas (SGD, "
+                             "Adam); build the scheduler with cycle_momentum=False")
