@@ -139,6 +139,10 @@ def test_main_cli(capsys):
     # the same option names as `refimpl train`
     assert main(["torch", "--scheduler", "step", "--steps", "40",
                  "--scheduler-args", "step_size=7,gamma=0.5"]) == 0
+    # any class torch has under our class's name is built with the same arguments
+    assert main(["torch", "--scheduler", "PolynomialLR", "--steps", "60",
+                 "--scheduler-args", "total_iters=50,power=2"]) == 0
+    assert "vs torch.optim.lr_scheduler.PolynomialLR: equal over 60" in capsys.readouterr().out
 
 
 def test_clear_error_without_torch(monkeypatch):
