@@ -76,7 +76,55 @@ class IDXError(ValueError):
 
 
 class DataNotFoundError(FileNotFoundError):
-    """The full data set is in none of the places searched (the message lists them)."""
+    """The full data set is in none of the places searched (the message lists them).
+
+    ``str(error)`` speaks to a Python caller (``path=``, ``source='sample'``); a command
+    line shows :meth:`message` with its own option names instead.
+
+    Attributes
+    ----------
+    searched : list of Path
+        The directories looked in, in order.
+    path : Path or None
+        The directory given explicitly (then only it was searched).
+    missing : list of str
+        With ``path``: the files it lacks.
+    """
+
+    def __init__(self, searched: list[Path], path: Path | None = None,
+                 missing: list[str] | None = None) -> None:
+        self.searched, self.path, self.missing = list(searched), path, list(missing or [])
+        super().__init__(self.message())
+
+    def __reduce__(self):  # picklable with its fields (e.g. across processes)
+        return type(self), (self.searched, self.path, self.missing)
+
+    def message(self, path_option: str = "path=", sample: str = "source='sample'") -> str:
+        """One line: what is missing, where it was looked for, and the fixes.
+
+        Parameters
+        ----------
+        path_option : str
+            How the caller names the data directory (``"--data-path"`` on a command line),
+            or ``""`` when it has none.
+        sample : str
+            How the caller asks for the embedded sample instead (``"--data
+            fashion-mnist-sample"``, ``"--quick"``), or ``""`` to leave it out.
+        """
+        use_sample = (f"; or use {sample} for the embedded 2,000/500-image sample"
+                      if sample else "")
+        if self.path is not None:
+            given = f"{path_option}{'' if path_option.endswith('=') else ' '}{str(self.path)!r}"
+            return (f"{given} does not hold the Fashion-MNIST files (missing "
+                    f"{', '.join(self.missing)}, each as .gz or raw); point {path_option} at "
+                    f"the directory that holds them{use_sample}")
+        order = "$REFIMPL_DATA, then the user cache, then the system package"
+        stems = [stem for pair in FILES.values() for stem in pair]
+        return (f"Fashion-MNIST not found; searched {', '.join(map(str, self.searched))} "
+                f"({f'{path_option} if given, then ' if path_option else ''}{order}). "
+                "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
+                f"or put {', '.join(s + '.gz' for s in stems)} in ~/.cache/refimpl or "
+                f"$REFIMPL_DATA{use_sample}")
 
 
 # ----------------------------------------------------------------------------- IDX reader
@@ -170,22 +218,12 @@ def find_fashion_mnist(path: str | os.PathLike | None = None) -> Path:
         missing = [s for s in stems if _file_in(directory, s) is None]
         if not missing:
             return directory
-        raise DataNotFoundError(
-            f"path={str(path)!r} does not hold the Fashion-MNIST files (missing {missing}, "
-            "each as .gz or raw); point path= at the directory that holds them"
-        )
+        raise DataNotFoundError([directory], path=directory, missing=missing)
     searched = candidate_dirs()
     for directory in searched:
         if all(_file_in(directory, s) is not None for s in stems):
             return directory
-    places = "\n  ".join(str(d) for d in searched)
-    raise DataNotFoundError(
-        "Fashion-MNIST not found. Searched (path= argument, then $REFIMPL_DATA, then the "
-        f"user cache, then the system package):\n  {places}\n"
-        "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put "
-        f"{', '.join(s + '.gz' for s in stems)} in ~/.cache/refimpl or $REFIMPL_DATA; "
-        "or use source='sample' for the embedded 2,000/500-image sample."
-    )
+    raise DataNotFoundError(searched)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -125,3 +125,41 @@ def test_bench_write_failure_after_the_run_is_one_line(fake_bench, tmp_path, cap
     captured = capsys.readouterr()
     assert "| numpy |" in captured.out  # the results still reach the user
     assert "No space left on device" in one_error_line(captured.err)
+
+
+# ----------------------------------------------------------------------------- missing data
+
+@pytest.fixture
+def no_full_data(monkeypatch, tmp_path):
+    """A machine without the Fashion-MNIST files anywhere refimpl looks."""
+    from refimpl import data
+
+    monkeypatch.setattr(data, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("REFIMPL_DATA", str(tmp_path / "refimpl-data"))
+    return tmp_path
+
+
+def test_reproduce_without_data_names_the_places_and_quick(no_full_data, capsys):
+    assert cli.main(["reproduce", "tlr-robustness", "--out", str(no_full_data / "o")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("refimpl reproduce: error: Fashion-MNIST not found; searched ")
+    assert str(no_full_data / "system") in line and "apt-get install dataset-fashion-mnist" in line
+    assert line.endswith("or use --quick for the embedded 2,000/500-image sample")
+    assert "source=" not in line and "path=" not in line  # no Python API terms
+    assert not (no_full_data / "o").exists()
+
+
+def test_data_error_speaks_the_callers_terms(tmp_path):
+    from refimpl.data import DataNotFoundError, find_fashion_mnist
+
+    with pytest.raises(DataNotFoundError) as info:
+        find_fashion_mnist(tmp_path)
+    assert str(info.value).startswith(f"path={str(tmp_path)!r} does not hold")  # Python API
+    assert "source='sample'" in str(info.value)
+    cli_text = info.value.message("--data-path", "--data fashion-mnist-sample")
+    assert cli_text.startswith(f"--data-path {str(tmp_path)!r} does not hold")
+    assert "point --data-path at the directory" in cli_text
+    assert cli_text.endswith("use --data fashion-mnist-sample for the embedded "
+                             "2,000/500-image sample")
+    assert "\n" not in cli_text

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run_study(args.name, quick=args.quick, out=args.out, seed=args.seed)
     except DataNotFoundError as exc:  # full runs need the Fashion-MNIST files
-        print(f"refimpl reproduce {args.name}: {exc}\n(--quick runs on the embedded sample)",
+        print(f"refimpl reproduce: error: {exc.message(path_option='', sample='--quick')}",
               file=sys.stderr)
         return 2
     print(result.markdown())
