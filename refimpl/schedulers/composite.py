@@ -120,8 +120,7 @@ class SequentialLR(_Composite):
 
     Parameters
     ----------
-    lr : ParamGroups -- the groups every child was built on (a float or list is accepted
-        when there is nothing to share, e.g. a single child is rebuilt elsewhere).
+    lr : ParamGroups -- the groups every child was built on.
     schedulers : list of schedulers built on ``lr`` (none loss-driven)
     milestones : non-decreasing list of ints, one fewer than ``schedulers``
     last_epoch : int, default -1
