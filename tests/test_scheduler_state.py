@@ -310,3 +310,48 @@ def test_a_valid_hyper_parameter_change_takes_effect():
     before = list(plateau.lrs)
     plateau.step(10.0)  # worse than the best loss (0.7), patience 0: reduce at once
     assert plateau.lrs == [max(lr * 0.25, 1e-4) for lr in before]
+
+
+def _stepped_then_fresh(make, signals):
+    """A scheduler stepped through ``signals``, and the state of a fresh one built the same."""
+    stepped = make()
+    for signal in signals:
+        stepped.step(signal)
+    return stepped, make().state_dict()
+
+
+@pytest.mark.parametrize("name", ["adacomp", "hypergrad-add", "hypergrad-mul", "greedy"])
+def test_a_fresh_state_loads_into_a_stepped_scheduler(name):
+    # Slots that are empty before the first step (the last loss, the last gradient) hold
+    # None in a fresh state; rolling back to that state must load it (a trainer's rollback
+    # to its first checkpoint does exactly this).
+    from refimpl.schedulers import Adacomp, GreedyLR, HypergradientAdditiveLR, \
+        HypergradientMultiplicativeLR
+
+    rng = np.random.default_rng(0)
+    grads = [[rng.standard_normal(3)] for _ in range(4)]
+    makers = {
+        "adacomp": (lambda: Adacomp(0.1), [1.0, 0.9, 0.95, 0.7]),
+        "hypergrad-add": (lambda: HypergradientAdditiveLR(0.1, hyper_lr=1e-3), grads),
+        "hypergrad-mul": (lambda: HypergradientMultiplicativeLR(0.1, hyper_lr=1e-3), grads),
+        "greedy": (lambda: GreedyLR(0.1, patience=0, smooth=True, window_size=3),
+                   [1.0, 0.9, 0.95, 0.7]),
+    }
+    make, signals = makers[name]
+    stepped, fresh_state = _stepped_then_fresh(make, signals)
+    stepped.load_state_dict(json.loads(json.dumps(fresh_state)))
+    replay, expected = make(), []
+    for signal in signals:
+        expected.append(replay.step(signal))
+    assert [stepped.step(signal) for signal in signals] == expected
+
+
+def test_none_is_still_refused_where_a_fresh_scheduler_holds_a_number():
+    from refimpl.schedulers import GreedyLR
+
+    scheduler = GreedyLR(0.1)
+    state = scheduler.state_dict()
+    counter = "num_bad"  # a counter, not a constructor argument
+    state[counter] = None
+    with pytest.raises(ValueError, match=counter):
+        scheduler.load_state_dict(state)

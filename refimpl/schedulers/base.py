@@ -124,10 +124,16 @@ class Scheduler:
         # the group count comes from the state, like every hyper-parameter
         n_groups = len(state["base_lrs"]) if isinstance(state["base_lrs"], list) else 0
         new = {key: _rates(state[key], max(n_groups, 1), key) for key in ("base_lrs", "lrs")}
-        new.update(self._checked_hyper_parameters(state))
+        checked, fresh = self._checked_hyper_parameters(state)
+        new.update(checked)
         for key in self._state_keys:
-            if key not in new:
-                new[key] = _conform(_from_plain(state[key]), _to_plain(getattr(self, key)), key)
+            if key in new:
+                continue
+            value = _from_plain(state[key])
+            if value is None and fresh is not None and getattr(fresh, key) is None:
+                new[key] = None  # a slot empty before the first step (e.g. the last loss)
+            else:
+                new[key] = _conform(value, _to_plain(getattr(self, key)), key)
         before = {key: getattr(self, key) for key in new}
         try:  # a property setter or the hook may still refuse a value: then undo it all
             for key, value in new.items():
@@ -170,11 +176,12 @@ class Scheduler:
                 kwargs[name] = live
         return kwargs
 
-    def _checked_hyper_parameters(self, state: dict) -> dict[str, Any]:
-        """The loaded hyper-parameters as the class's constructor checks and stores them."""
+    def _checked_hyper_parameters(self, state: dict) -> tuple[dict[str, Any], Any]:
+        """The loaded hyper-parameters as the class's constructor checks and stores them,
+        and the freshly built scheduler that checked them (``None`` when none could be)."""
         kwargs = self._validation_kwargs(state)
         if kwargs is None:
-            return {}
+            return {}, None
         try:
             probe = type(self)(**kwargs)
         except (TypeError, ValueError) as exc:
@@ -184,7 +191,7 @@ class Scheduler:
             ) from None
         keys = [key for key in self._state_keys
                 if key in kwargs or (key.endswith("s") and key[:-1] in kwargs)]
-        return {key: copy.deepcopy(getattr(probe, key)) for key in keys}
+        return {key: copy.deepcopy(getattr(probe, key)) for key in keys}, probe
 
     def explain(self) -> dict:
         """The intermediates of the last ``step`` as a dict, with a one-sentence ``rule``.

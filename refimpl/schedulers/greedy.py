@@ -27,6 +27,7 @@ cross-check anchor; our trace equals its trace bit for bit, see ``tests/test_gre
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 from .base import Scheduler, as_group_list
@@ -141,9 +142,9 @@ class GreedyLR(Scheduler):
             ("warmup", warmup),
             ("reset_start", reset_start),
         ):
-            if int(value) != value or value < 0:
+            if not _is_whole(value) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if int(window_size) != window_size or window_size < 1:
+        if not _is_whole(window_size) or window_size < 1:
             raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
         self.mode = mode
         self.factor = float(factor)
@@ -358,3 +359,9 @@ _FROM_TRANSFORMERS = {
     "smooth": "smooth", "window_size": "window_size", "reset_start": "reset_countdown",
     "reset_start_original": "reset_start", "_last_lr": "lrs", "_init_lrs": "base_lrs",
 }
+
+
+def _is_whole(value) -> bool:
+    """Whether ``value`` is a whole number (an int, or a float such as ``10.0``)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value) and int(value) == value
