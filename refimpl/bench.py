@@ -399,22 +399,14 @@ def write_docs(path: Path, markdown: str) -> None:
 
 # ----------------------------------------------------------------------------- command line
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default only where it says something: not ``None``, not already in the help."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default is None or action.default is False or "default" in text:
-            return text
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from refimpl.cli import HelpFormatter
+
     p = argparse.ArgumentParser(
         prog="refimpl bench",
         description="Time training steps and epochs of mlp and lrpo_cnn on every backend and "
                     "on torch CPU (float32, same thread count), with peak RSS per backend.",
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--models", default="mlp,lrpo_cnn", help="comma-separated model names")
     p.add_argument("--backends", default=None,
                    help="comma-separated backends (default: every one available here, "

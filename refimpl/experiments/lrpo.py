@@ -107,6 +107,8 @@ def run_lrpo(
     momentum: float = 0.0,
     predictor_steps: int = 2000,
     checkpoint_dir: str | None = None,
+    resume: str | bool | None = None,
+    metadata: dict | None = None,
 ) -> LRPOResult:
     """Train ``model`` with the four LRPO phases; return the phases, alpha and the History.
 
@@ -139,6 +141,11 @@ def run_lrpo(
         At most this many full-batch Adam steps fit the predictor (docs/methods.md §7: at most 2000).
     checkpoint_dir : str, optional
         Passed to the Trainer (checkpoint after every epoch).
+    resume : str or True, optional
+        Continue from this checkpoint (``True``: ``checkpoint_dir/last.npz``), with the same
+        plan and settings: the phases already done are not run again.
+    metadata : dict, optional
+        Stored in every checkpoint (see :class:`refimpl.training.Trainer`).
     """
     if int(finetune_epochs) != finetune_epochs or finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
@@ -165,9 +172,10 @@ def run_lrpo(
         progress=progress,
         backend=backend,
         checkpoint_dir=checkpoint_dir,
+        metadata=metadata,
     )
     epochs = schedule.pretrain_epochs + schedule.jump_epochs + int(finetune_epochs)
-    history = trainer.fit(train, val, epochs=epochs)
+    history = trainer.fit(train, val, epochs=epochs, resume=resume)
     return LRPOResult(
         history=history,
         phases=_phase_reports(schedule, history, epochs),

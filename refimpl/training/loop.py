@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 import kernels
-from refimpl.checkpoint import load_checkpoint, save_checkpoint
+from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.schedulers.base import check_lr
 
 from .checks import check_data, check_int
@@ -42,7 +42,7 @@ from .nan_policy import (
     rollback_scale,
     with_scaled_rates,
 )
-from .resume import CHECKPOINT_NAME, check_same_run, fingerprint
+from .resume import CHECKPOINT_NAME, check_position, check_same_run, fingerprint
 from .scheduling import check_scheduler, copy_rates, step_scheduler
 from .signals import SignalCatcher, TrainingInterrupted
 
@@ -89,6 +89,9 @@ class Trainer:
         Batch size of the validation passes.
     max_rollbacks : int
         Consecutive rollbacks allowed before giving up (``nan_policy="rollback"``).
+    metadata : dict, optional
+        Stored as is in every checkpoint (``state["metadata"]``), e.g. the settings of the
+        command that started the run; the trainer itself never reads it.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class Trainer:
         backend: str | None = None,
         eval_batch_size: int = 256,
         max_rollbacks: int = 3,
+        metadata: dict | None = None,
     ):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -136,6 +140,7 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.eval_batch_size = int(eval_batch_size)
         self.max_rollbacks = int(max_rollbacks)
+        self.metadata = dict(metadata or {})
         self.history = History()
         self.stop_training = False
         self._reset_position()
@@ -183,7 +188,7 @@ class Trainer:
             self.scheduler.set_batches_per_epoch(n_batches)
         self._fingerprint = fingerprint(X, y)
         if resume:
-            self._resume(resume)
+            self._resume(resume, n_batches)
         else:
             self._start()
         for i, group in enumerate(self.optimizer.param_groups):
@@ -373,6 +378,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "history": self.history.to_dict(),
+            "metadata": copy.deepcopy(self.metadata),
         }
 
     def _load_state(self, state: dict) -> None:
@@ -385,14 +391,20 @@ class Trainer:
         self.epoch, self.batch, self.global_step = t["epoch"], t["batch"], t["global_step"]
         self._acc = copy.deepcopy(t["accumulators"])
 
-    def _resume(self, resume: str | Path | bool) -> None:
+    def _resume(self, resume: str | Path | bool, n_batches: int) -> None:
         path = self.checkpoint_path if resume is True else Path(resume)
         if path is None:
             raise ValueError("resume=True needs checkpoint_dir; or pass the checkpoint path")
         state = load_checkpoint(path)
+        check_position(state, n_batches, path)
         settings = {"seed": self.seed, "batch_size": self.batch_size, "loss": self.loss}
         check_same_run(state, settings, self._fingerprint, self.scheduler is not None, path)
-        self._load_state(state)
+        try:
+            self._load_state(state)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this run ({type(exc).__name__}: {exc}); "
+                "resume from another checkpoint or start afresh") from None
 
     def _checkpoint(self) -> Path | None:
         """Remember the current state as the last good one; write it when configured."""

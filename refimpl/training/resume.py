@@ -17,7 +17,7 @@ import numpy as np
 
 from refimpl.checkpoint import CheckpointError
 
-__all__ = ["CHECKPOINT_NAME", "check_same_run", "fingerprint"]
+__all__ = ["CHECKPOINT_NAME", "check_position", "check_same_run", "fingerprint"]
 
 #: the file name the trainer writes inside ``checkpoint_dir``
 CHECKPOINT_NAME = "last.npz"
@@ -28,6 +28,51 @@ def fingerprint(X: np.ndarray, y: np.ndarray) -> dict:
     return {"n": len(X), "x_shape": list(X.shape), "x_dtype": X.dtype.str,
             "crc32": zlib.crc32(np.ascontiguousarray(y).tobytes(),
                                 zlib.crc32(np.ascontiguousarray(X)))}
+
+
+#: the entries of a trainer checkpoint (``Trainer.state_dict``); ``metadata`` is optional
+ENTRIES = ("trainer", "model", "optimizer", "scheduler", "history")
+
+
+def check_position(state: dict, n_batches: int, path: Path) -> None:
+    """Refuse a checkpoint that is incomplete or whose position lies outside the run.
+
+    The position must be whole: ``epoch``, ``batch`` and ``global_step`` are integers >= 0,
+    ``batch < n_batches``, the History holds ``epoch`` epochs, and ``global_step = epoch *
+    n_batches + batch`` (every batch of an epoch is a step, skipped ones included).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the missing entry or the field and its value.
+    """
+    for entry in ENTRIES:
+        if entry not in state:
+            raise CheckpointError(f"checkpoint {path} has no {entry!r} entry; it is not a "
+                                  "complete trainer checkpoint")
+    trainer = state["trainer"]
+    if not isinstance(trainer, dict):
+        raise CheckpointError(f"checkpoint {path}: 'trainer' is not a dict")
+    for key in ("epoch", "batch", "global_step"):
+        value = trainer.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise CheckpointError(f"checkpoint {path}: trainer {key}={value!r} is not an "
+                                  "integer >= 0")
+    epoch, batch, step = (int(trainer[k]) for k in ("epoch", "batch", "global_step"))
+    history = state["history"]
+    done = len(history.get("train_loss", ())) if isinstance(history, dict) else None
+    problems = []
+    if batch >= n_batches:
+        problems.append(f"batch={batch} but an epoch has {n_batches} batches")
+    if done != epoch:
+        problems.append(f"epoch={epoch} but its history holds {done} epochs")
+    if step != epoch * n_batches + batch:
+        problems.append(f"global_step={step} but epoch {epoch}, batch {batch} make "
+                        f"{epoch * n_batches + batch}")
+    if problems:
+        raise CheckpointError(f"checkpoint {path}: position outside this run ("
+                              + "; ".join(problems) + "); resume from another checkpoint or "
+                              "start afresh")
 
 
 def check_same_run(state: dict, settings: dict, data: dict, has_scheduler: bool,
