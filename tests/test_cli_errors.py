@@ -5,6 +5,7 @@ and neither prints a traceback or leaves a partial file."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,219 @@ def test_data_error_speaks_the_callers_terms(tmp_path):
     assert cli_text.endswith("use --data fashion-mnist-sample for the embedded "
                              "2,000/500-image sample")
     assert "\n" not in cli_text
+
+
+# ----------------------------------------------------------------------------- train
+
+SMALL = ["train", "--model", "dense:16,relu,dense:2", "--data", "spirals", "--subset", "120",
+         "--val", "40", "--batch-size", "16", "--lr", "0.1", "--no-progress"]
+#: a learning rate that overflows float32 within a few steps (blobs: 3 classes)
+DIVERGING = ["train", "--model", "dense:32,relu,dense:32,relu,dense:3", "--data", "blobs",
+             "--subset", "120", "--val", "40", "--batch-size", "16", "--lr", "1e6",
+             "--epochs", "3", "--no-progress"]
+LRPO = ["train", "--model", "dense:16,relu,dense:3", "--data", "blobs", "--subset", "120",
+        "--val", "40", "--batch-size", "16", "--no-progress", "--scheduler", "lrpo",
+        "--scheduler-args", "pretrain_epochs=2,finetune_epochs=2,predictor_steps=50"]
+
+
+def refused(capsys, argv: list[str], *fragments: str, code: int = 2) -> str:
+    """Run the CLI in-process: the exit code, one error line holding every fragment."""
+    assert cli.main(argv) == code
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("refimpl train: error: "), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def test_diverging_run_writes_its_history_then_exits_1(tmp_path, capsys):
+    out = tmp_path / "h.json"
+    line = refused(capsys, DIVERGING + ["--out", str(out)], "non-finite loss=nan at epoch 0",
+                   "--nan-policy skip-batch or rollback", f"the history so far is in {out}",
+                   code=1)
+    assert "nan_policy=" not in line  # CLI terms, not the Python API's
+    record = json.loads(out.read_text())
+    assert record["status"] == "failed" and record["error"] in line
+    assert 1 <= len(record["history"]["loss"]) < 8  # the steps before the NaN
+    assert record["settings"]["lr"] == 1e6
+
+
+def test_diverging_run_in_a_process_prints_one_line(tmp_path):
+    result = run_module(*DIVERGING, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1  # no RuntimeWarning, no traceback
+    assert result.stderr.startswith("refimpl train: error: non-finite loss")
+
+
+def test_out_naming_a_directory_is_refused_before_training(tmp_path, capsys):
+    refused(capsys, SMALL + ["--out", str(tmp_path)], f"--out {tmp_path} is a directory",
+            "give a file path")
+    assert "epoch" not in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["file", "below-file"])
+def test_checkpoint_dir_naming_a_file_is_refused_before_training(tmp_path, capsys, where):
+    blocker = tmp_path / "x"
+    blocker.write_text("not a directory")
+    target = blocker if where == "file" else blocker / "ck"
+    out = tmp_path / "h.json"
+    refused(capsys, SMALL + ["--checkpoint-dir", str(target), "--out", str(out)],
+            f"--checkpoint-dir {target}", "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # no history, no checkpoint
+
+
+def test_output_piped_into_head_still_writes_out(tmp_path):
+    out = tmp_path / "h.json"
+    argv = [sys.executable, "-m", "refimpl", *SMALL, "--epochs", "30", "--out", str(out)]
+    shell = " ".join(f"'{a}'" for a in argv) + " | head -1"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("epoch   1/30") and result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+    assert json.loads(out.read_text())["status"] == "ok"
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--scheduler-args", "factor=0.5"], ["scheduler 'none' takes no arguments"]),
+    (["--optimizer", "adam", "--momentum", "0.9"], ["'adam'", "momentum"]),
+    (["--data-path", "/tmp"], ["--data-path applies to --data fashion-mnist only"]),
+    (["--data", "fashion-mnist-sample", "--data-path", "/tmp"],
+     ["--data-path applies to --data fashion-mnist only", "--data fashion-mnist-sample"]),
+    (["--scheduler", "greedy", "--scheduler-args", "factor=abc"], ["factor='abc'"]),
+    (["--resume", "/nope.npz"], ["/nope.npz does not exist"]),
+    (["--resume"], ["--resume without a PATH", "--checkpoint-dir"]),
+    (["--checkpoint-every", "2"], ["--checkpoint-every needs --checkpoint-dir"]),
+])
+def test_meaningless_or_bad_options_are_refused(tmp_path, capsys, argv, fragments):
+    out = tmp_path / "h.json"
+    refused(capsys, SMALL + argv + ["--out", str(out)], *fragments)
+    assert not out.exists()
+
+
+def test_missing_full_data_names_the_cli_options(no_full_data, capsys):
+    line = refused(capsys, ["train", "--data", "fashion-mnist", "--no-progress"],
+                   "Fashion-MNIST not found", "--data-path if given",
+                   "use --data fashion-mnist-sample for the embedded")
+    assert "source=" not in line and "path=" not in line
+
+
+# ----------------------------------------------------------------------------- resume
+
+@pytest.fixture
+def checkpointed(tmp_path):
+    """A finished 2-epoch cosine run with its checkpoint directory."""
+    ck = tmp_path / "ck"
+    argv = SMALL + ["--epochs", "2", "--scheduler", "cosine", "--checkpoint-dir", str(ck)]
+    assert cli.main(argv) == 0
+    return argv, ck
+
+
+def _edited_checkpoint(ck: Path, tmp_path: Path, edit) -> Path:
+    from refimpl.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(ck / "last.npz")
+    edit(state)
+    return save_checkpoint(tmp_path / "edited.npz", state)
+
+
+def _set_position(state, epoch, batch):
+    state["trainer"].update(epoch=epoch, batch=batch)
+
+
+@pytest.mark.parametrize("edit, fragments", [
+    (lambda s: s["trainer"].update(epoch="one"), ["trainer epoch='one' is not an integer"]),
+    (lambda s: s.pop("optimizer"), ["has no 'optimizer' entry"]),
+    (lambda s: s["optimizer"].pop("param_groups"), ["param_groups"]),
+    (lambda s: _set_position(s, 99, 999),
+     ["batch=999 but an epoch has 8 batches", "epoch=99 but its history holds 2 epochs"]),
+    (lambda s: s["trainer"].update(global_step=3), ["global_step=3"]),
+])
+def test_hand_edited_checkpoint_is_refused(checkpointed, tmp_path, capsys, edit, fragments):
+    argv, ck = checkpointed
+    capsys.readouterr()
+    edited = _edited_checkpoint(ck, tmp_path, edit)
+    out = tmp_path / "h.json"
+    line = refused(capsys, argv + ["--epochs", "3", "--resume", str(edited), "--out", str(out)],
+                   f"checkpoint {edited}", *fragments)
+    assert "note:" not in capsys.readouterr().err
+    assert not out.exists() and line
+
+
+def test_resume_with_changed_settings_names_each_one(checkpointed, tmp_path, capsys):
+    argv, ck = checkpointed
+    before = (ck / "last.npz").read_bytes()
+    capsys.readouterr()
+    changed = argv + ["--resume", "--lr", "0.2", "--momentum", "0.5",
+                      "--scheduler-args", "eta_min=0.01"]
+    line = refused(capsys, changed, "other settings", "--lr 0.1 in the checkpoint, 0.2 now",
+                   "--momentum 0.0 in the checkpoint, 0.5 now",
+                   "--scheduler-args (none) in the checkpoint, eta_min=0.01 now")
+    assert "--seed" not in line and "--epochs" not in line
+    assert (ck / "last.npz").read_bytes() == before
+
+
+def test_extending_a_finished_cosine_run_says_what_the_rate_does(checkpointed, capsys):
+    argv, ck = checkpointed
+    capsys.readouterr()
+    assert cli.main(argv + ["--epochs", "4", "--resume"]) == 0
+    captured = capsys.readouterr()
+    note = [line for line in captured.err.splitlines() if "note:" in line]
+    assert len(note) == 1
+    assert "--epochs 4 extends the run past the 2 epochs" in note[0]
+    assert "T_max=2" in note[0] and "rises again" in note[0]
+    assert "epoch   3/4" in captured.out
+    assert cli.main(argv + ["--epochs", "4", "--resume"]) == 0  # nothing left: no note
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_lrpo_resume_continues_without_rerunning_pretraining(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after the 2 pretraining epochs, then --resume: the run ends with the History
+    of an uninterrupted run, and the 2 pretraining epochs are not trained again."""
+    import os
+    import signal
+
+    from refimpl.training import loop
+
+    ck, full_ck = tmp_path / "ck", tmp_path / "full"
+    assert cli.main(LRPO + ["--checkpoint-dir", str(full_ck), "--out",
+                            str(tmp_path / "full.json")]) == 0
+    real_end_epoch = loop.Trainer._end_epoch
+    epochs_run, interrupt = [], [True]
+
+    def end_epoch(self, val, elapsed):
+        epochs_run.append(self.epoch)
+        real_end_epoch(self, val, elapsed)
+        if len(epochs_run) == 2 and interrupt and interrupt.pop():  # after pretraining, once
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C, caught by the trainer
+
+    monkeypatch.setattr(loop.Trainer, "_end_epoch", end_epoch)
+    assert cli.main(LRPO + ["--checkpoint-dir", str(ck)]) == 128 + signal.SIGINT
+    assert "checkpoint" in capsys.readouterr().err
+    epochs_run.clear()
+    assert cli.main(LRPO + ["--checkpoint-dir", str(ck), "--resume", "--out",
+                            str(tmp_path / "resumed.json")]) == 0
+    assert epochs_run == [2, 3, 4]  # the jump and the 2 fine-tuning epochs only
+    resumed = json.loads((tmp_path / "resumed.json").read_text())["history"]
+    full = json.loads((tmp_path / "full.json").read_text())["history"]
+    assert resumed["loss"] == full["loss"] and resumed["lr"] == full["lr"]
+
+
+def test_lrpo_resume_of_a_missing_checkpoint_exits_2(tmp_path, capsys):
+    refused(capsys, LRPO + ["--resume", str(tmp_path / "nope.npz")], "nope.npz does not exist")
+
+
+# ----------------------------------------------------------------------------- help
+
+def test_train_help_has_text_for_every_option_and_no_none_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text
+    assert not re.search(r"\(default: [^)]*\)\s*\(default:", text)  # never stated twice
+    parser = cli.build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items()
+                 if a[0] == "train")[1]
+    silent = [a.option_strings for a in train._actions if not a.help]
+    assert silent == []
