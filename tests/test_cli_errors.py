@@ -380,3 +380,12 @@ def test_train_help_has_text_for_every_option_and_no_none_default(capsys):
                  if a[0] == "train")[1]
     silent = [a.option_strings for a in train._actions if not a.help]
     assert silent == []
+
+
+def test_theory_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["theory", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and ":func:" not in text and ":class:" not in text  # no raw RST
+    assert "Theorem A.1" in text and "--seed SEED" in text and "seed of the Monte-Carlo" in text

@@ -140,10 +140,16 @@ def print_table(rows: list[dict], skip: Sequence[str] = ()) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="refimpl theory", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="refimpl theory",
+        description="Run a numerical check and print its table: a1 (GreedyLR's Theorem A.1, "
+                    "convergence of the average iterate), a2 (Theorem A.2, the optimal factor "
+                    "F, and the stability threshold in F), tlr (TLR's Newton step against the "
+                    "line-search optimum). The default sizes take seconds; --full runs those "
+                    "of docs/theory.md.")
     parser.add_argument("check", choices=("a1", "a2", "tlr"), help="which theorem to check")
     parser.add_argument("--full", action="store_true", help="run the sizes of docs/theory.md")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo runs (0)")
     args = parser.parse_args(argv)
     if args.check == "a1":
         rows = a1_rows(args.full, args.seed)
