@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from kernels.cpu import profile
 from kernels.cpu.tuning import loop_threads
 from refimpl.ops.checks import check_float_any
 
@@ -86,7 +87,7 @@ def _apply_forward(x: np.ndarray, kind: int) -> np.ndarray:
     check_float_any("x", x)
     flat = np.ascontiguousarray(x).reshape(-1)
     forward = _forward_parallel if flat.size >= PARALLEL_MIN_SIZE else _forward_serial
-    with loop_threads():
+    with loop_threads(), profile.phase("activation"):
         return forward(flat, kind).reshape(x.shape)
 
 
@@ -103,7 +104,7 @@ def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
         )
     flat = np.ascontiguousarray(dy).reshape(-1)
     backward = _backward_parallel if flat.size >= PARALLEL_MIN_SIZE else _backward_serial
-    with loop_threads():
+    with loop_threads(), profile.phase("activation"):
         return backward(flat, cache.reshape(-1), kind).reshape(dy.shape)
 
 

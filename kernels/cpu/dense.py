@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from kernels.cpu import profile
 from refimpl.ops.checks import check_dense_args, check_dense_grad
 
 
@@ -27,8 +28,10 @@ def _add_bias(y, b, relu):
 
 
 def _forward(x, W, b, relu):
-    y = x @ W
-    _add_bias(y, b, relu)
+    with profile.gemm("gemm y=x.W", x.shape[0], x.shape[1], W.shape[1]):
+        y = x @ W
+    with profile.phase("bias+relu" if relu else "bias"):
+        _add_bias(y, b, relu)
     return y
 
 
@@ -44,7 +47,15 @@ def _relu_mask(dy, y):
 
 
 def _backward(dy, x, W, need_dx):
-    return (dy @ W.T if need_dx else None), x.T @ dy, dy.sum(axis=0)
+    dx = None
+    if need_dx:
+        with profile.gemm("gemm dx=dy.WT", dy.shape[0], dy.shape[1], W.shape[0]):
+            dx = dy @ W.T
+    with profile.gemm("gemm dW=xT.dy", x.shape[1], x.shape[0], dy.shape[1]):
+        dW = x.T @ dy
+    with profile.phase("bias grad"):
+        db = dy.sum(axis=0)
+    return dx, dW, db
 
 
 def _check_grad(dy, x, W) -> np.ndarray:
@@ -84,4 +95,7 @@ def dense_relu_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of the fused pair: the dense backward of ``dy · [y > 0]``."""
     x, W, y = cache
-    return _backward(_relu_mask(_check_grad(dy, x, W), y), x, W, need_dx)
+    dy = _check_grad(dy, x, W)
+    with profile.phase("relu mask"):
+        dy = _relu_mask(dy, y)
+    return _backward(dy, x, W, need_dx)

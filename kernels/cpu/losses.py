@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
+from kernels.cpu import profile
 from refimpl.ops.checks import check_cross_entropy_args, check_mse_args
 
 
@@ -56,9 +57,10 @@ def _mse(pred, target):
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean softmax cross-entropy; logits (N, C), integer labels (N,) -> (loss, dlogits)."""
     labels = check_cross_entropy_args(logits, labels)
-    loss, dlogits = _softmax_cross_entropy(
-        np.ascontiguousarray(logits), np.ascontiguousarray(labels, dtype=np.int64)
-    )
+    with profile.phase("softmax cross-entropy"):
+        loss, dlogits = _softmax_cross_entropy(
+            np.ascontiguousarray(logits), np.ascontiguousarray(labels, dtype=np.int64)
+        )
     return float(loss), dlogits
 
 
