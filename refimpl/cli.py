@@ -454,11 +454,12 @@ def run_passthrough(name: str, argv: Sequence[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        print(f"refimpl {name}: not available: {module_name} cannot be imported ({exc})",
+        print(f"refimpl {name}: error: not available here: {module_name} cannot be imported "
+              f"({exc})",
               file=sys.stderr)
         return 2
     if not hasattr(module, "main"):
-        print(f"refimpl {name}: {module_name} has no main(argv)", file=sys.stderr)
+        print(f"refimpl {name}: error: {module_name} has no main(argv)", file=sys.stderr)
         return 2
     return int(module.main(list(argv)) or 0)
 

@@ -389,3 +389,24 @@ def test_theory_help_is_plain_text(capsys):
     text = capsys.readouterr().out
     assert "``" not in text and ":func:" not in text and ":class:" not in text  # no raw RST
     assert "Theorem A.1" in text and "--seed SEED" in text and "seed of the Monte-Carlo" in text
+
+
+@pytest.mark.parametrize("argv, prefix", [
+    (["train", "--epochs", "0", "--data", "spirals"], "refimpl train: error: "),
+    (["train", "--lr", "abc"], "refimpl train: error: "),
+    (["bench", "--repeats", "0"], "refimpl bench: error: "),
+    (["reproduce", "tlr-robustness", "--seed", "-1"], "refimpl reproduce: error: "),
+    (["sweep", "missing.toml"], "refimpl sweep: error: "),
+    (["sweep", "report", "missing.jsonl"], "refimpl sweep report: error: "),
+    (["crosscheck", "torch", "--scheduler", "nope"], "refimpl crosscheck: error: "),
+    (["theory", "zz"], "refimpl theory: error: "),
+])
+def test_error_lines_share_one_prefix(tmp_path, monkeypatch, capsys, argv, prefix):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(prefix), line

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``refimpl reproduce``; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.seed < 0:
-        print("refimpl reproduce: --seed must be >= 0", file=sys.stderr)
+        print("refimpl reproduce: error: --seed must be >= 0", file=sys.stderr)
         return 2
     from refimpl.data import DataNotFoundError
 

@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sweep = load_sweep(args.config, out_dir=out_dir)
     except SweepConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"refimpl sweep: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
         return _dry_run(sweep, out_dir)
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = run_sweep(client, sweep, out_dir, progress=not args.no_progress,
                                 retry_failed=args.retry_failed)
     except (ValueError, ResultsLockedError, RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"refimpl sweep: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # while the cluster was starting or closing
         print("interrupted; results written so far are kept", file=sys.stderr)

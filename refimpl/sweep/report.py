@@ -189,8 +189,8 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     path = Path(args.results)
     if not path.is_file():
-        print(f"error: {path} does not exist; give the results file of a sweep "
-              "(runs/<name>/results.jsonl)", file=sys.stderr)
+        print(f"refimpl sweep report: error: {path} does not exist; give the results file of a "
+              "sweep (runs/<name>/results.jsonl)", file=sys.stderr)
         return 2
     records = list(latest_by_id(read_records(path)).values())
     header, table, metric = build_table(records, args.metric)
