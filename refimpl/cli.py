@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=3, help="epochs per schedule (3)")
-    p.add_argument("--schedulers", default="constant,cosine,greedy",
-                   help="comma-separated scheduler names (constant,cosine,greedy)")
+    p.add_argument("--schedulers", default="none,cosine,greedy",
+                   help="comma-separated schedules: none (a fixed rate), cosine, greedy "
+                   "(none,cosine,greedy)")
     p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for init and shuffling (0)")
     p.add_argument("--backend", default="numpy", help="numpy | numba | cuda | auto (numpy)")

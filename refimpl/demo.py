@@ -5,10 +5,11 @@ a few epochs on the 2,000 embedded training images, validating on the 500 embedd
 images; then a table is printed and ``demo.png`` (loss and lr curves) and ``demo.json``
 (the Histories) are written. About 40 s of CPU time with the numpy backend.
 
-Schedules by name (``constant`` is a fixed rate, no scheduler; the others are built by
-:func:`refimpl.registry.make_scheduler` for the run's length)::
+Schedules by name (``none`` is a fixed rate, no scheduler, as ``refimpl train --scheduler
+none``; the others are built by :func:`refimpl.registry.make_scheduler` for the run's
+length)::
 
-    constant  lr fixed
+    none      lr fixed
     cosine    CosineAnnealingLR over all steps of the run (interval="step")
     greedy    GreedyLR on the batch loss (factor 0.95, patience 5, min_lr 1e-3, max_lr 0.2,
               smoothing over 10 steps)
@@ -31,14 +32,14 @@ from refimpl.train import History, Trainer
 DEMO_SPEC = "conv:8x3,relu,pool2,conv:16x3,relu,pool2,flatten,dense:32,relu,dense:10"
 #: Keyword arguments per schedule name; ``None`` means no scheduler (a fixed rate).
 SCHEDULES = {
-    "constant": None,
+    "none": None,
     "cosine": {"interval": "step"},
     "greedy": {"factor": 0.95, "patience": 5, "min_lr": 1e-3, "max_lr": 0.2,
                "smooth": True, "window_size": 10},
 }
 
 
-def run_demo(epochs: int = 3, schedulers: Sequence[str] = ("constant", "cosine", "greedy"),
+def run_demo(epochs: int = 3, schedulers: Sequence[str] = ("none", "cosine", "greedy"),
              lr: float = 0.05, seed: int = 0, backend: str = "numpy",
              out_dir: str | Path = ".", progress: bool | None = None,
              batch_size: int = 32, train_size: int | None = None,
@@ -52,8 +53,10 @@ def run_demo(epochs: int = 3, schedulers: Sequence[str] = ("constant", "cosine",
     stream = stream or sys.stdout
     unknown = [name for name in schedulers if name not in SCHEDULES]
     if unknown:
-        raise ValueError(f"schedulers {unknown} are not demo schedules; choose from "
-                         f"{sorted(SCHEDULES)}")
+        fixed = (" ('constant' is torch's ConstantLR in refimpl train; the demo's fixed rate "
+                 "is 'none')" if "constant" in unknown else "")
+        raise ValueError(f"--schedulers: {unknown} are not demo schedules; choose from "
+                         f"{sorted(SCHEDULES)}{fixed}")
     train = load_dataset("fashion-mnist-sample", "train", subset=train_size, seed=seed)
     val = load_dataset("fashion-mnist-sample", "test")
     batches = -(-len(train[1]) // batch_size)

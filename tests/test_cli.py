@@ -134,14 +134,14 @@ def test_lrpo_unknown_scheduler_arg_is_a_clear_error():
 
 
 def test_demo_writes_plot_and_table(tmp_path, capsys):
-    code = cli.main(["demo", "--epochs", "1", "--schedulers", "constant,greedy",
+    code = cli.main(["demo", "--epochs", "1", "--schedulers", "none,greedy",
                      "--train-size", "320", "--out-dir", str(tmp_path), "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "constant" in out and "greedy" in out and "val acc" in out
+    assert "none" in out and "greedy" in out and "val acc" in out
     assert (tmp_path / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((tmp_path / "demo.json").read_text())
-    assert set(record) == {"constant", "greedy"}
+    assert set(record) == {"none", "greedy"}
     assert History.from_dict(record["greedy"]).n_steps == 10  # 320 images / 32
 
 

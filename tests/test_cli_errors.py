@@ -410,3 +410,17 @@ def test_error_lines_share_one_prefix(tmp_path, monkeypatch, capsys, argv, prefi
     assert code == 2
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith(prefix), line
+
+
+def test_constant_means_torchs_constantlr_everywhere(tmp_path, capsys):
+    """The demo's fixed rate is 'none', as in refimpl train; 'constant' is ConstantLR."""
+    from refimpl import demo, registry
+
+    assert demo.SCHEDULES["none"] is None and "constant" not in demo.SCHEDULES
+    assert registry.make_scheduler("none", 0.1, epochs=2, steps_per_epoch=3) is None
+    assert type(registry.make_scheduler("constant", 0.1)).__name__ == "ConstantLR"
+    assert cli.main(["demo", "--schedulers", "constant", "--out-dir", str(tmp_path),
+                     "--no-progress"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("refimpl demo: error: --schedulers: ['constant']")
+    assert "the demo's fixed rate is 'none'" in line
