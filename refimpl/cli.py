@@ -444,6 +444,10 @@ def _run_lrpo(args, model, train, val, extra: dict):
 def cmd_demo(args) -> int:
     from refimpl.demo import run_demo
 
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise CLIError(f"--out-dir {args.out_dir} is a file; give a directory (it will hold "
+                       "demo.png and demo.json)")
+    _check_parents(args.out_dir, "--out-dir", args.out_dir)
     run_demo(epochs=args.epochs, schedulers=[s for s in args.schedulers.split(",") if s],
              lr=args.lr, seed=args.seed, backend=args.backend, out_dir=args.out_dir,
              progress=False if args.no_progress else None, train_size=args.train_size)

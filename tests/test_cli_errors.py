@@ -424,3 +424,13 @@ def test_constant_means_torchs_constantlr_everywhere(tmp_path, capsys):
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith("refimpl demo: error: --schedulers: ['constant']")
     assert "the demo's fixed rate is 'none'" in line
+
+
+def test_demo_out_dir_naming_a_file_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    assert cli.main(["demo", "--out-dir", str(blocker), "--no-progress"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"refimpl demo: error: --out-dir {blocker} is a file")
+    assert "schedule" not in capsys.readouterr().out
+    assert blocker.read_text() == "x"
