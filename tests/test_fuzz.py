@@ -71,8 +71,9 @@ def test_profile_choice(environ, profile):
     assert hypothesis_profile(environ) == profile
 
 
-def test_loaded_profile_follows_the_environment():
-    assert settings.get_current_profile_name() == hypothesis_profile(os.environ)
+def test_loaded_profile_follows_the_environment(request):
+    chosen = request.config.getoption("hypothesis_profile", None)  # --hypothesis-profile wins
+    assert settings.get_current_profile_name() == (chosen or hypothesis_profile(os.environ))
 
 
 def test_ci_profile_draws_the_same_examples_every_run():
