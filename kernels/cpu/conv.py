@@ -143,6 +143,15 @@ def _nchw_to_rows(dy, y, relu):
     return rows
 
 
+#: From these sizes on (output pixels N H_out W_out, and rows C_in kh kw of the column
+#: matrix) the weight gradient is taken as (cols dYᵀ)ᵀ: OpenBLAS runs that orientation faster
+#: than dY colsᵀ on lrpo_cnn's two inner convs (backward 6.4 -> 4.3 ms and 10.9 -> 9.8 ms,
+#: interleaved single-thread CPU time) but slower on its first (9 rows: 3.6 -> 4.3 ms).
+#: Other products keep the oracle's orientation, so their sums are rounded as the oracle's.
+TRANSPOSED_DW_MIN_PIXELS = 4096
+TRANSPOSED_DW_MIN_ROWS = 64
+
+
 def _run_forward(x, W, b, stride, padding, relu):
     stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
@@ -171,10 +180,12 @@ def _run_backward(dy, cache, need_dx):
     # from it by more than 1e-5 of |db| where the terms cancel.
     with profile.phase("bias grad"):
         db = dy_rows.sum(axis=1)
-    # dWᵀ = cols dYᵀ: OpenBLAS runs this orientation faster than dY colsᵀ on lrpo_cnn's
-    # shapes (C_out = 32: 4.4-6.7 against 6.8-9.2 ms, single-thread CPU time).
-    with profile.gemm("gemm dWT=cols.dYT", cols.shape[0], dy_rows.shape[1], c_out):
-        dW = np.ascontiguousarray((cols @ dy_rows.T).T).reshape(W.shape)
+    if dy_rows.shape[1] >= TRANSPOSED_DW_MIN_PIXELS and cols.shape[0] >= TRANSPOSED_DW_MIN_ROWS:
+        with profile.gemm("gemm dWT=cols.dYT", cols.shape[0], dy_rows.shape[1], c_out):
+            dW = np.ascontiguousarray((cols @ dy_rows.T).T).reshape(W.shape)
+    else:
+        with profile.gemm("gemm dW=dY.colsT", c_out, dy_rows.shape[1], cols.shape[0]):
+            dW = (dy_rows @ cols.T).reshape(W.shape)
     if not need_dx:
         return None, dW, db
     with profile.gemm("gemm dcols=WT.dY", cols.shape[0], c_out, dy_rows.shape[1]):
