@@ -4,23 +4,38 @@ What is timed (issue 4). For each model -- ``mlp`` (784-1000-10, batch 128, 60,0
 and ``lrpo_cnn`` (docs/methods.md §7, batch 64, 20,000 images) -- and each backend -- every one of
 ``kernels.available()`` plus ``torch`` when it is installed -- in float32:
 
-* a **training step**: forward, softmax cross-entropy, backward and a plain SGD update
-  (``refimpl.model.get_model`` layers and ``refimpl.optim.SGD``; the same architecture built
-  from ``torch.nn`` with ``torch.optim.SGD``), on one fixed batch;
-* an **epoch**: every batch of a seeded shuffle of the training set, the batch gathered
-  with fancy indexing, then a step;
+* a **training step**: ``Trainer.train_step`` (forward, softmax cross-entropy, backward, a
+  plain SGD update and the trainer's bookkeeping) of a ``refimpl.model.get_model`` model with
+  ``refimpl.optim.SGD``; for torch the same architecture built from ``torch.nn`` with
+  ``torch.optim.SGD`` (zero_grad, forward, loss, backward, step); on one fixed batch;
+* an **epoch**: for refimpl's backends one ``Trainer.fit`` epoch (the README's way to
+  train: data checks, a seeded shuffle, each batch gathered by fancy indexing, then a
+  step); for torch every batch of a seeded shuffle gathered by fancy indexing (cheaper
+  than a ``DataLoader``), then a step;
 * **peak RSS** of the process that ran it, and the **first-call time** (imports, model
   build and the first step: for ``numba`` this is where kernels are JIT-compiled, or
-  loaded from the on-disk cache; a cold compile is timed in a fresh, empty cache dir).
+  loaded from the on-disk cache; a cold compile is timed in a fresh, empty cache dir);
+* the **sgemm peak** of the machine at that thread count: the best of several ``np.dot``
+  of two 2048 x 2048 float32 matrices, in every worker before and after its jobs; each row
+  reports the fraction of it that its epoch reaches (the GEMM-equivalent operations of a
+  training step, :func:`training_flops`, over the epoch time).
 
-How. Each backend runs in its own worker subprocess (``python -m refimpl.bench --worker``),
-so peak RSS is separable and no library's thread pool or allocator affects another's.
-The coordinator sends the workers one job at a time and **interleaves** the repeats
-(torch, numba, numpy, torch, numba, ...), so load from other processes on the machine hits
-every backend alike; the table reports the median of the repeats. All thread pools are
-set to ``--threads`` (default 2: ``torch.set_num_threads``, ``numba.set_num_threads`` and
-the BLAS pools through ``OMP/OPENBLAS/MKL_NUM_THREADS``). The data are synthetic
-(uniform pixels in [0, 1), random labels, seeded): timings do not depend on the values.
+How. Each backend runs in its own worker subprocess (``python -m refimpl.bench --worker``)
+per thread count, so peak RSS is separable and no library's thread pool or allocator affects
+another's. The coordinator sends the workers one job at a time and **interleaves** the
+repeats over thread counts and backends (1 thread: torch, numba, numpy; 2 threads: torch,
+numba, numpy; 1 thread: torch, ...), so load from other processes on the machine hits every
+row alike; the table reports the median of the repeats. All thread pools of a worker are set
+to its thread count (``--threads 1,2``; default 2): ``torch.set_num_threads``,
+``numba.set_num_threads`` and the BLAS pools through ``OMP/OPENBLAS/MKL_NUM_THREADS``. The
+numba worker also calls ``kernels.cpu.tune(threads, threading_layer="workqueue",
+keep_large_blocks=True)`` (its settings are printed with the results); a user's program
+gets these only by calling ``tune`` itself. The data are synthetic (uniform pixels in
+[0, 1), random labels, seeded): timings do not depend on the values. Every row names the
+CPU model and thread count, so rows from different machines can sit in one table.
+
+``--profile`` prints, instead, where a step's time goes per layer and phase
+(:mod:`refimpl.bench_profile`).
 
 Extrapolation, always labelled in the output: with ``--quick`` each repeat times
 ``--quick-fraction`` of an epoch and scales up; the numpy oracle always runs only
@@ -50,6 +65,8 @@ import numpy as np
 WORKLOADS = {"mlp": (128, 60_000), "lrpo_cnn": (64, 20_000)}
 LEARNING_RATE = 0.01
 PROTOCOL_PREFIX = "@@bench "
+#: Side of the square float32 matrices whose ``np.dot`` measures the sgemm peak.
+PEAK_SIZE = 2048
 DOCS_BEGIN, DOCS_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -65,24 +82,25 @@ def _synthetic_data(model: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _RefimplRunner:
-    """A training step of ``refimpl``'s model and SGD on one backend of ``kernels``."""
+    """``refimpl``'s model, SGD and :class:`~refimpl.train.Trainer` on one backend."""
 
     def __init__(self, model: str, backend: str, seed: int) -> None:
-        import kernels
         from refimpl.model import get_model
         from refimpl.optim import SGD
+        from refimpl.train import Trainer
 
         self.model = get_model(model, seed=seed, dtype=np.float32, backend=backend)
-        self.ops = kernels.get_backend(backend)
         self.optimizer = SGD(self.model.parameters(), lr=LEARNING_RATE)
+        self.trainer = Trainer(self.model, self.optimizer, batch_size=WORKLOADS[model][0],
+                               seed=seed, progress=False)
         self.n_parameters = self.model.num_parameters()
 
     def step(self, xb: np.ndarray, yb: np.ndarray) -> float:
-        logits = self.model.forward(xb)
-        loss, dlogits = self.ops.softmax_cross_entropy(logits, yb)
-        self.model.backward(dlogits, input_grad=False)  # as the Trainer; torch skips it too
-        self.optimizer.step(self.model.gradients())
-        return loss
+        return self.trainer.train_step(xb, yb)
+
+    def fit_epoch(self, X: np.ndarray, y: np.ndarray) -> None:
+        """One epoch of ``Trainer.fit`` over ``(X, y)`` (weights carry on between calls)."""
+        self.trainer.fit((X, y), epochs=1)
 
 
 class _TorchRunner:
@@ -120,6 +138,7 @@ class _Worker:
     def __init__(self, backend: str, model: str, threads: int, seed: int) -> None:
         start = time.perf_counter()
         self.backend, self.batch_size = backend, WORKLOADS[model][0]
+        self.tuned: dict | None = None
         X, y = _synthetic_data(model, seed)
         if backend == "torch":
             import torch
@@ -136,7 +155,8 @@ class _Worker:
                 # Numba's workqueue threads sleep beside BLAS's, and glibc keeps the step's
                 # large temporaries for reuse (kernels/cpu/tuning.py); NUMBA_THREADING_LAYER wins.
                 layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
-                kernels.cpu.tune(threads, threading_layer=layer, keep_large_blocks=True)
+                self.tuned = kernels.cpu.tune(threads, threading_layer=layer,
+                                              keep_large_blocks=True)
             elif backend == "cuda":
                 import numba
 
@@ -151,6 +171,7 @@ class _Worker:
         self.runner.step(*self.gather(np.arange(self.batch_size)))
         self.setup = {"build_s": first - start, "first_step_s": time.perf_counter() - first}
         self.epochs_run = 0
+        self.peak = sgemm_peak()
 
     def steps(self, count: int) -> list[float]:
         """Seconds of each of ``count`` steps on one fixed batch."""
@@ -163,12 +184,22 @@ class _Worker:
         return times
 
     def epoch(self, fraction: float) -> dict:
-        """Time the first ``ceil(fraction * batches)`` batches of a fresh shuffle."""
+        """Time an epoch over the first ``ceil(fraction * batches)`` batches' worth of images
+        (all of them when ``fraction`` is 1): ``Trainer.fit`` for refimpl's backends, a
+        seeded shuffle gathered batch by batch for torch."""
         n = len(self.y)
         n_batches = math.ceil(n / self.batch_size)
         run = max(1, min(n_batches, math.ceil(fraction * n_batches)))
-        order = np.random.default_rng([self.seed, self.epochs_run]).permutation(n)
+        images = min(n, run * self.batch_size)
         self.epochs_run += 1
+        if self.backend != "torch":
+            X, y = self.X[:images], self.y[:images]
+            start = time.perf_counter()
+            self.runner.fit_epoch(X, y)
+            seconds = time.perf_counter() - start
+            return {"seconds": seconds, "batches": run, "of_batches": n_batches,
+                    "epoch_s": seconds * n_batches / run}
+        order = np.random.default_rng([self.seed, self.epochs_run]).permutation(images)
         start = time.perf_counter()
         for b in range(run):
             self.runner.step(*self.gather(order[b * self.batch_size:(b + 1) * self.batch_size]))
@@ -178,7 +209,8 @@ class _Worker:
 
     def serve(self) -> None:
         self._send({"ready": True, "setup": self.setup, "rss_before_kb": self.rss_before_kb,
-                    "n_parameters": int(self.runner.n_parameters)})
+                    "n_parameters": int(self.runner.n_parameters), "tuned": self.tuned,
+                    "sgemm_peak": self.peak})
         for line in sys.stdin:
             job = json.loads(line)
             if job["job"] == "steps":
@@ -186,12 +218,54 @@ class _Worker:
             elif job["job"] == "epoch":
                 self._send(self.epoch(job["fraction"]))
             elif job["job"] == "quit":
-                self._send({"peak_rss_kb": _peak_rss_kb()})
+                rss = _peak_rss_kb()  # before the peak's 2048 x 2048 matrices
+                self._send({"peak_rss_kb": rss, "sgemm_peak": sgemm_peak()})
                 return
 
     @staticmethod
     def _send(message: dict) -> None:
         print(PROTOCOL_PREFIX + json.dumps(message), flush=True)
+
+
+def sgemm_peak(repeats: int = 5, size: int = PEAK_SIZE) -> dict:
+    """Best wall and CPU GFLOPS of ``np.dot`` on two ``size`` x ``size`` float32 matrices."""
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    np.dot(a, b)
+    flops = 2.0 * size**3
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        np.dot(a, b)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return {"wall_gflops": flops / min(wall) / 1e9, "cpu_gflops": flops / min(cpu) / 1e9,
+            "size": size}
+
+
+def training_flops(model: str, batch: int) -> float:
+    """Floating-point operations of one training step's products, as GEMMs: per Dense or
+    Conv2d layer ``2 m k n`` for the forward and for ``dW``, and for ``dx`` except in the
+    first layer (whose input gradient a training step skips); a convolution counts as its
+    im2col product (``m = C_out``, ``k = C_in kh kw``, ``n = batch H_out W_out``)."""
+    from refimpl.layers import Conv2d, Dense
+    from refimpl.model import MODELS, get_model
+
+    shape: tuple[int, ...] = MODELS[model][1]
+    total, first = 0.0, True
+    for layer in get_model(model).layers:
+        out = layer.output_shape(shape)
+        if isinstance(layer, (Dense, Conv2d)):
+            if isinstance(layer, Dense):
+                m, k, n = layer.params["W"].shape[1], layer.params["W"].shape[0], batch
+            else:
+                m, k = out[0], int(np.prod(layer.params["W"].shape[1:]))
+                n = batch * out[1] * out[2]
+            total += 2.0 * m * k * n * (2 if first else 3)
+            first = False
+        shape = out
+    return total
 
 
 def _peak_rss_kb() -> int:
@@ -257,6 +331,15 @@ def _backends(requested: str | None) -> list[str]:
     return names
 
 
+def _thread_counts(threads: int | str | Sequence[int]) -> list[int]:
+    """``--threads``: one count or a comma-separated list ("1,2")."""
+    if isinstance(threads, int):
+        return [threads]
+    if isinstance(threads, str):
+        return [int(part) for part in threads.split(",") if part.strip()]
+    return [int(t) for t in threads]
+
+
 def _cold_compile_seconds(model: str, threads: int, seed: int) -> dict:
     """First-call time of a numba worker whose cache dir starts empty (a true JIT compile)."""
     with tempfile.TemporaryDirectory(prefix="refimpl-numba-cache-") as cache_dir:
@@ -266,18 +349,28 @@ def _cold_compile_seconds(model: str, threads: int, seed: int) -> dict:
 
 
 def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> dict:
-    """Interleaved repeats of steps and epochs for one model on every backend."""
-    workers = {name: _WorkerProcess(name, model, args.threads, args.seed) for name in backends}
-    result: dict[str, Any] = {"batch_size": WORKLOADS[model][0], "images": WORKLOADS[model][1],
-                              "backends": {}}
-    for name, worker in workers.items():
-        result["backends"][name] = {"setup": worker.hello["setup"],
-                                    "n_parameters": worker.hello["n_parameters"],
-                                    "rss_before_kb": worker.hello["rss_before_kb"],
-                                    "step_s": [], "epoch_s": [], "epoch_runs": []}
+    """Interleaved repeats of steps and epochs for one model, every thread count and backend.
+
+    Returns ``{"batch_size", "images", "gflop_per_step", "threads": {count: {"backends":
+    {name: row}, "sgemm_peak_gflops": ...}}}`` and, for the first thread count, its
+    ``"backends"`` at the top level too.
+    """
+    counts = _thread_counts(args.threads)
+    workers = {(t, name): _WorkerProcess(name, model, t, args.seed)
+               for t in counts for name in backends}
+    batch = WORKLOADS[model][0]
+    result: dict[str, Any] = {"batch_size": batch, "images": WORKLOADS[model][1],
+                              "gflop_per_step": training_flops(model, batch) / 1e9,
+                              "threads": {t: {"backends": {}} for t in counts}}
+    for (t, name), worker in workers.items():
+        result["threads"][t]["backends"][name] = {
+            "setup": worker.hello["setup"], "n_parameters": worker.hello["n_parameters"],
+            "rss_before_kb": worker.hello["rss_before_kb"], "tuned": worker.hello["tuned"],
+            "sgemm_peak": [worker.hello["sgemm_peak"]],
+            "step_s": [], "epoch_s": [], "epoch_runs": []}
     for _ in range(args.repeats):
-        for name, worker in workers.items():
-            entry = result["backends"][name]
+        for (t, name), worker in workers.items():
+            entry = result["threads"][t]["backends"][name]
             entry["step_s"].append(float(np.median(worker.ask({"job": "steps",
                                                                 "count": args.steps})["steps"])))
             fraction = args.numpy_fraction if name == "numpy" else (
@@ -285,17 +378,27 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
             run = worker.ask({"job": "epoch", "fraction": fraction})
             entry["epoch_s"].append(run["epoch_s"])
             entry["epoch_runs"].append(run)
-    for name, worker in workers.items():
-        entry = result["backends"][name]
-        entry["peak_rss_kb"] = worker.close()["peak_rss_kb"]
+    for (t, name), worker in workers.items():
+        entry = result["threads"][t]["backends"][name]
+        closing = worker.close()
+        entry["peak_rss_kb"] = closing["peak_rss_kb"]
+        entry["sgemm_peak"].append(closing["sgemm_peak"])
         entry["step_median_s"] = float(np.median(entry["step_s"]))
         entry["epoch_median_s"] = float(np.median(entry["epoch_s"]))
         first = entry["epoch_runs"][0]
         entry["epoch_extrapolated"] = first["batches"] < first["of_batches"]
         entry["epoch_batches_timed"] = first["batches"]
         entry["epoch_batches"] = first["of_batches"]
+    for t in counts:
+        rows = result["threads"][t]["backends"]
+        peak = max(p["wall_gflops"] for row in rows.values() for p in row["sgemm_peak"])
+        result["threads"][t]["sgemm_peak_gflops"] = peak
+        per_epoch = result["gflop_per_step"] * result["images"] / batch
+        for row in rows.values():
+            row["of_sgemm_peak"] = per_epoch / row["epoch_median_s"] / peak
+    result["backends"] = result["threads"][counts[0]]["backends"]
     if "numba" in backends and not args.no_cold_compile:
-        result["numba_cold_compile"] = _cold_compile_seconds(model, args.threads, args.seed)
+        result["numba_cold_compile"] = _cold_compile_seconds(model, counts[-1], args.seed)
     return result
 
 
@@ -333,49 +436,81 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
 
-def _table_row(name: str, row: dict, torch_row: dict | None, numpy_row: dict | None) -> str:
+def _table_row(name: str, row: dict, torch_row: dict | None, numpy_row: dict | None,
+               threads: int, cpu: str) -> str:
     epoch = f"{row['epoch_median_s']:.2f}"
     if row["epoch_extrapolated"]:
         epoch += (
             f" (extrapolated from {row['epoch_batches_timed']} of {row['epoch_batches']} batches)"
         )
+    of_peak = row.get("of_sgemm_peak")
     cells = [
         name,
         f"{1e3 * row['step_median_s']:.2f}",
         epoch,
         _ratio(row["epoch_median_s"], torch_row and torch_row["epoch_median_s"]),
         _ratio(row["epoch_median_s"], numpy_row and numpy_row["epoch_median_s"]),
+        f"{100 * of_peak:.0f}%" if of_peak is not None else "-",
         f"{row['peak_rss_kb'] / 1024:.0f}",
         _ratio(row["peak_rss_kb"], torch_row and torch_row["peak_rss_kb"]),
         f"{row['setup']['first_step_s']:.2f}",
+        str(threads),
+        cpu,
     ]
     return "| " + " | ".join(cells) + " |"
 
 
+def _by_threads(result: dict, settings: dict) -> dict:
+    """``{threads: {"backends": rows, ...}}``, also for a result of one thread count."""
+    if "threads" in result:
+        return result["threads"]
+    return {_thread_counts(settings["threads"])[0]: {"backends": result["backends"]}}
+
+
 def format_markdown(report: dict) -> str:
-    """The results as Markdown: one table per model, then the machine."""
+    """The results as Markdown: one table per model (a row per thread count and backend),
+    then the machine."""
     machine, settings = report["machine"], report["settings"]
     header = (
-        "| backend | step ms | epoch s | epoch / torch | epoch / numpy | peak RSS MiB "
-        "| RSS / torch | first call s |"
+        "| backend | step ms | epoch s | epoch / torch | epoch / numpy | of sgemm peak "
+        "| peak RSS MiB | RSS / torch | first call s | threads | CPU |"
     )
     lines = [f"Measured {machine['date_utc']} with `{settings['command']}`.", ""]
+    peaks: dict = {}
+    tuned: dict = {}
     for model, result in report["models"].items():
-        rows = result["backends"]
         title = f"### {model} (batch {result['batch_size']}, {result['images']:,} images, float32)"
-        lines += [title, "", header, "|---|---|---|---|---|---|---|---|"]
-        for name, row in rows.items():
-            lines.append(_table_row(name, row, rows.get("torch"), rows.get("numpy")))
+        lines += [title, "", header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for threads, block in _by_threads(result, settings).items():
+            rows = block["backends"]
+            if "sgemm_peak_gflops" in block:
+                peaks[int(threads)] = max(peaks.get(int(threads), 0.0),
+                                          block["sgemm_peak_gflops"])
+            for name, row in rows.items():
+                lines.append(_table_row(name, row, rows.get("torch"), rows.get("numpy"),
+                                        threads, machine["cpu"]))
+                if row.get("tuned"):
+                    tuned[int(threads)] = row["tuned"]
         if "numba_cold_compile" in result:
             cold = result["numba_cold_compile"]["first_step_s"]
-            warm = rows["numba"]["setup"]["first_step_s"]
+            warm = result["backends"]["numba"]["setup"]["first_step_s"]
             lines += ["", (f"numba first step with an empty JIT cache (compile): {cold:.1f} s; "
                            f"with the cache filled: {warm:.2f} s.")]
+        if "gflop_per_step" in result:
+            lines += ["", (f"A training step is {result['gflop_per_step']:.3f} GFLOP of "
+                           "products (`training_flops`); \"of sgemm peak\" is that work per "
+                           "epoch over the epoch time, against the peak below.")]
         lines.append("")
+    if peaks:
+        lines.append("sgemm peak (best `np.dot` of 2048 x 2048 float32, measured in every worker): "
+                     + "; ".join(f"{t} thread(s) {g:.0f} GFLOPS" for t, g in sorted(peaks.items()))
+                     + ".")
+    for threads, settings_in_force in sorted(tuned.items()):
+        lines.append(f"numba worker at {threads} thread(s): `kernels.cpu.tune(threads, "
+                     f"threading_layer=..., keep_large_blocks=True)` gave {settings_in_force}.")
     lines += [
         (f"Medians of {settings['repeats']} interleaved repeats (steps: median of "
-         f"{settings['steps']} steps per repeat); {settings['threads']} threads for every "
-         "library."),
+         f"{settings['steps']} steps per repeat); every library on the row's thread count."),
         (f"Machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, "
          f"{machine['platform']}; load average before {report['load_before']}, after "
          f"{machine['load_average']}."),
@@ -413,7 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "and torch when installed)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (>= 5 for the docs)")
     p.add_argument("--steps", type=int, default=10, help="steps timed per repeat")
-    p.add_argument("--threads", type=int, default=2, help="threads for every library")
+    p.add_argument("--threads", default="2",
+                   help="thread count(s) for every library, e.g. 2 or 1,2 (one interleaved "
+                        "run; a row per count)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, init and shuffles")
     p.add_argument("--quick", action="store_true",
                    help="time --quick-fraction of each epoch and extrapolate (labelled)")
@@ -429,14 +566,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rewrite the bench section of the Markdown file PATH, e.g. "
                         "docs/benchmarks.md in a clone (default: none; the tables always go "
                         "to stdout)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the timings, print where a numba training step's time "
+                        "goes, per layer and phase, with each GEMM's GFLOPS against the "
+                        "sgemm peak (refimpl.bench_profile)")
+    p.add_argument("--profile-steps", type=int, default=20,
+                   help="--profile: steps per thread count (each row: the minimum)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="--profile: wall time, or process CPU time (steadier on a shared "
+                        "machine at 1 thread)")
     p.add_argument("--worker", metavar="BACKEND", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     return p
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.repeats < 1 or args.steps < 1 or args.threads < 1:
-        raise ValueError("--repeats, --steps and --threads must be >= 1")
+    try:
+        counts = _thread_counts(args.threads)
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise ValueError(f"--threads must be distinct integers >= 1 separated by commas, "
+                         f"e.g. 1,2; got {args.threads!r}")
+    if args.repeats < 1 or args.steps < 1 or args.profile_steps < 1:
+        raise ValueError("--repeats, --steps and --profile-steps must be >= 1")
     for name in ("quick_fraction", "numpy_fraction"):
         if not 0 < getattr(args, name) <= 1:
             raise ValueError(f"--{name.replace('_', '-')} must lie in (0, 1]")
@@ -473,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (or, with the hidden ``--worker``, serve as one backend's worker)."""
     args = build_parser().parse_args(argv)
     if args.worker:
-        _Worker(args.worker, args.model, args.threads, args.seed).serve()
+        _Worker(args.worker, args.model, int(args.threads), args.seed).serve()
         return 0
     try:
         _check_args(args)
@@ -489,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_before": [round(v, 2) for v in os.getloadavg()],
         "models": {},
     }
+    if args.profile:
+        return _profile(args, report, "torch" in backends)
     for model in args.models.split(","):
         print(f"bench {model}: {', '.join(backends)}", file=sys.stderr, flush=True)
         report["models"][model] = bench_model(model, backends, args)
@@ -501,6 +656,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.report is not None:
             write_docs(args.report, markdown)
     except OSError as error:  # checked before the run; the disk may still fill up
+        print(f"refimpl bench: error: cannot write the results ({error}); the tables are "
+              "above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _profile(args: argparse.Namespace, report: dict, with_torch: bool) -> int:
+    from refimpl.bench_profile import run_profile
+
+    markdown, raw = run_profile(args.models.split(","), _thread_counts(args.threads),
+                                args.profile_steps, args.seed, args.clock, with_torch)
+    print(markdown, flush=True)
+    try:
+        if args.out is not None:
+            args.out.write_text(json.dumps({**report, "profile": raw}, indent=1))
+        if args.report is not None:
+            print("refimpl bench: --report is not written by --profile (paste the tables "
+                  "by hand)", file=sys.stderr)
+    except OSError as error:
         print(f"refimpl bench: error: cannot write the results ({error}); the tables are "
               "above", file=sys.stderr)
         return 1

@@ -34,33 +34,15 @@ import numpy as np
 
 from refimpl.bench import (
     LEARNING_RATE,
+    PEAK_SIZE,
     PROTOCOL_PREFIX,
     WORKLOADS,
     _cpu_model,
     _synthetic_data,
     _thread_env,
     _TorchRunner,
+    sgemm_peak,
 )
-
-PEAK_SIZE = 2048
-
-
-def sgemm_peak(repeats: int = 5, size: int = PEAK_SIZE) -> dict:
-    """Best wall and CPU GFLOPS of ``np.dot`` on two ``size`` x ``size`` float32 matrices."""
-    rng = np.random.default_rng(0)
-    a = rng.random((size, size), dtype=np.float32)
-    b = rng.random((size, size), dtype=np.float32)
-    np.dot(a, b)
-    flops = 2.0 * size**3
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w, c = time.perf_counter(), time.process_time()
-        np.dot(a, b)
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.process_time() - c)
-    return {"wall_gflops": flops / min(wall) / 1e9, "cpu_gflops": flops / min(cpu) / 1e9,
-            "size": size}
-
 
 def step_label(index: int, step: Any) -> str:
     """A short name for a model step: ``"2 conv 64>128 3x3 +relu"``, ``"4 maxpool 2"``."""

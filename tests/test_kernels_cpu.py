@@ -132,6 +132,66 @@ def test_maxpool2d_random_shapes_agree_with_oracle(n, c, h, w, k, seed, dtype):
                                   ops.maxpool2d_backward(y_ref, cache_ref))
 
 
+# --- the paths taken only at training sizes --------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_backward_at_sizes_of_the_transposed_weight_gradient(dtype, relu):
+    """From TRANSPOSED_DW_MIN_ROWS column rows and TRANSPOSED_DW_MIN_PIXELS output pixels the
+    weight gradient is (cols dYᵀ)ᵀ, a product the random shapes above never reach."""
+    from kernels.cpu import conv
+
+    rng = np.random.default_rng(21)
+    x, W, b = _random(rng, (32, 8, 14, 14), dtype), _random(rng, (4, 8, 3, 3), dtype), \
+        _random(rng, (4,), dtype)
+    assert 8 * 3 * 3 >= conv.TRANSPOSED_DW_MIN_ROWS
+    assert 32 * 12 * 12 >= conv.TRANSPOSED_DW_MIN_PIXELS
+    name = "conv2d_relu" if relu else "conv2d"
+    y_ref, cache_ref = getattr(ops, f"{name}_forward")(x, W, b, 1, 0)
+    y, cache = getattr(nb, f"{name}_forward")(x, W, b, 1, 0)
+    assert_close(y, y_ref, dtype, f"{name} forward")
+    dy = _random(rng, y.shape, dtype)
+    got = getattr(nb, f"{name}_backward")(dy, cache)
+    want = getattr(ops, f"{name}_backward")(dy, cache_ref)
+    for label, g, w in zip(("dx", "dW", "db"), got, want):
+        assert_close(g, w, dtype, f"{name} backward {label}")
+
+
+@pytest.mark.parametrize("shape", [(16, 8, 26, 26), (16, 8, 9, 9), (4, 3, 11, 7)])
+def test_maxpool2d_k2_at_training_sizes_with_ties_and_nan(shape):
+    """The k = 2 forward (selects, int8 arg-max) and the backward that writes every element
+    once, including the rows and columns no window covers (odd sizes), equal the oracle."""
+    rng = np.random.default_rng(22)
+    x = rng.integers(-2, 3, size=shape).astype(np.float32)  # many ties
+    x.reshape(-1)[rng.choice(x.size, 20, replace=False)] = np.nan
+    y_ref, cache_ref = ops.maxpool2d_forward(x, 2)
+    y, cache = nb.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = _random(rng, y.shape, np.float32)
+    np.testing.assert_array_equal(nb.maxpool2d_backward(dy, cache),
+                                  ops.maxpool2d_backward(dy, cache_ref))
+
+
+def test_profile_records_only_inside_recording_and_changes_no_result():
+    from kernels.cpu import profile
+
+    rng = np.random.default_rng(23)
+    x, W, b = _random(rng, (2, 3, 8, 8), np.float32), _random(rng, (4, 3, 3, 3), np.float32), \
+        np.zeros(4, np.float32)
+    assert profile.phase("gemm") is profile.phase("im2col")  # one shared no-op when off
+    y_plain, _ = nb.conv2d_forward(x, W, b, 1, 1)
+    with profile.recording() as events:
+        with profile.layer("conv"):
+            y_timed, _ = nb.conv2d_forward(x, W, b, 1, 1)
+    np.testing.assert_array_equal(y_timed, y_plain)
+    names = [event[1] for event in events]
+    assert names == ["im2col", "gemm Y=W.cols", "bias, to NCHW", "total"]
+    gemm = events[1]
+    assert gemm[0] == "conv" and gemm[2] == "4x27x128" and gemm[3] == 2 * 4 * 27 * 128
+    assert all(event[4] >= 0 and event[5] >= 0 for event in events)
+    nb.conv2d_forward(x, W, b, 1, 1)
+    assert len(events) == 4  # nothing is recorded after the block
+
+
 # --- views, NaN -------------------------------------------------------------------------------
 def test_non_contiguous_inputs_give_the_same_results():
     rng = np.random.default_rng(12)
