@@ -26,7 +26,7 @@ __all__ = ["STUDIES", "get_study", "main", "run_study"]
 #: study name -> (module, one-line description)
 STUDIES = {
     "greedy-robustness": ("refimpl.experiments.greedy_robustness",
-                          "GreedyLR vs cosine/restarts/exponential on noisy 2-D functions (§8)"),
+                          "GreedyLR vs cosine/restarts/exponential under loss noise (§8)"),
     "pinn-helmholtz": ("refimpl.experiments.pinn_helmholtz",
                        "1-D Helmholtz PINN, fixed-lr Adam vs Adam + DLRS (§9)"),
     "lrpo": ("refimpl.experiments.lrpo_study",
@@ -36,7 +36,7 @@ STUDIES = {
     "greedy-factor-sweep": ("refimpl.experiments.greedy_factor_sweep",
                             "GreedyLR factor F sweep: stability threshold and spread (§4)"),
     "tlr-robustness": ("refimpl.experiments.tlr_robustness",
-                       "TLR vs fixed lr and hypergradient rules over initial lr (§5)"),
+                       "SGD + TLR vs a fixed rate over initial rates, MLP + dropout (§5)"),
 }
 
 
