@@ -400,14 +400,18 @@ def _tables(result, runs, problems) -> None:
 
 
 def _figure(runs, problems, out, figures) -> None:
+    """Per problem, each scheduler's median final loss over the best scheduler's (1 = best)."""
     fig, axes = new_figure(len(OPTIMIZERS), width=5.5)
     for ax, opt in zip(axes, OPTIMIZERS):
-        grid = np.array([[np.log10(np.median(_select(runs, opt=opt, problem=p,
-                                                     sched=s)[:, 0]) + 1e-16)
-                          for p in problems] for s in SCHEDULERS])
-        image = ax.imshow(grid, cmap="viridis_r", aspect="auto")
+        med = np.array([[np.median(_select(runs, opt=opt, problem=p, sched=s)[:, 0])
+                         for p in problems] for s in SCHEDULERS])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = med / med.min(axis=0)
+        image = ax.imshow(np.log10(ratio), cmap="viridis", aspect="auto", vmin=0)
+        for (i, j), value in np.ndenumerate(ratio):
+            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="w")
         ax.set_xticks(range(len(problems)), problems, rotation=30)
         ax.set_yticks(range(len(SCHEDULERS)), SCHEDULERS)
-        ax.set_title(f"{opt}: log10 median final loss")
-        fig.colorbar(image, ax=ax)
+        ax.set_title(f"{opt}: median final loss / best median")
+        fig.colorbar(image, ax=ax, label="log10 ratio")
     save_figure(fig, out, "results_greedy_robustness", figures)
