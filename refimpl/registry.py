@@ -358,7 +358,7 @@ def _check_arguments(cls: Callable, kwargs: dict, what: str, supplied: int = 1) 
         default = named[key].default if key in named else None
         if (isinstance(value, str) and isinstance(default, (int, float))
                 and not isinstance(default, bool)):
-            raise ValueError(f"{what}: {key}={value!r} is not a number; write e.g. "
+            raise ValueError(f"{what}: {key}={value!r} is not a number; write e.g. "  # noqa: TRY004 - bad input is a ValueError throughout
                              f"{key}={default!r}")
 
 

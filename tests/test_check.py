@@ -88,7 +88,7 @@ def test_pytorch_dlrs_differs_exactly_at_the_first_epoch_with_slope_one():
 
 def test_schedule_function_equal_to_the_cosine_closed_form_is_ok():
     ours = CosineAnnealingLR([0.1, 0.03], T_max=250, eta_min=1e-3)
-    theirs = lambda t: [_cosine(0.1, 1e-3, 250)(t), _cosine(0.03, 1e-3, 250)(t)]  # noqa: E731
+    theirs = lambda t: [_cosine(0.1, 1e-3, 250)(t), _cosine(0.03, 1e-3, 250)(t)]
     result = check(theirs, ours, steps=250, rtol=1e-10)
     assert result.ok and result.steps == 250, str(result)
     assert 0 < result.max_rel_diff < 1e-10  # recursive vs closed form: rounding, not zero
@@ -97,7 +97,7 @@ def test_schedule_function_equal_to_the_cosine_closed_form_is_ok():
 @pytest.mark.parametrize("k", [0, 1, 57, 199])
 def test_a_drift_of_1e_6_planted_at_step_k_is_reported_at_step_k(k):
     exact = _cosine(0.1, 0.0, 400)
-    drifted = lambda t: exact(t) * (1 + 1e-6) if t >= k else exact(t)  # noqa: E731
+    drifted = lambda t: exact(t) * (1 + 1e-6) if t >= k else exact(t)
     result = check(drifted, CosineAnnealingLR(0.1, T_max=400), steps=300, rtol=1e-10)
     assert not result.ok and result.step == k
     assert result.theirs == exact(k) * (1 + 1e-6)
@@ -180,7 +180,7 @@ def test_atol_for_rates_that_reach_zero_and_the_bound_named():
 
 def test_float32_rates_get_the_float32_tolerance():
     exact = _cosine(0.1, 0.0, 100)
-    theirs = lambda t: np.float32(exact(t))  # noqa: E731
+    theirs = lambda t: np.float32(exact(t))
     result = check(theirs, CosineAnnealingLR(0.1, T_max=100), steps=100)
     assert result.ok and result.rtol == 1e-5
     assert not check(theirs, CosineAnnealingLR(0.1, T_max=100), steps=100, rtol=1e-12).ok
@@ -305,9 +305,9 @@ def test_replay_of_a_torch_loop_gives_the_answer_of_check(tmp_path, capsys):
     transformers_greedy = _hf_greedy()
     path, losses = _torch_greedy_loop(tmp_path, transformers_greedy)
     for args, kwargs in [("patience=1,max_lr=inf,min_lr=1e-4",
-                          dict(patience=1, max_lr=math.inf, min_lr=1e-4)),
+                          {"patience": 1, "max_lr": math.inf, "min_lr": 1e-4}),
                          ("patience=2,max_lr=inf,min_lr=1e-4",
-                          dict(patience=2, max_lr=math.inf, min_lr=1e-4))]:
+                          {"patience": 2, "max_lr": math.inf, "min_lr": 1e-4})]:
         live = check(transformers_greedy(_sgd([0.05, 0.02]), patience=1, max_lr=math.inf,
                                          min_lr=1e-4), GreedyLR([0.05, 0.02], **kwargs), losses)
         status = main(["replay", str(path), "--scheduler", "greedy", "--scheduler-args", args])

@@ -21,7 +21,7 @@ def run_module(*argv: str, cwd: Path | None = None, timeout: float = 300,
                **kwargs) -> subprocess.CompletedProcess:
     """``python -m refimpl ARGV`` in a fresh process (how a user meets the command)."""
     return subprocess.run([sys.executable, "-m", "refimpl", *argv], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, **kwargs)
+                          text=True, cwd=cwd, timeout=timeout, check=False, **kwargs)
 
 
 def one_error_line(stderr: str) -> str:
@@ -100,8 +100,8 @@ def test_bench_writes_the_paths_it_is_given(fake_bench, tmp_path):
 
 @pytest.mark.parametrize("option, path, message", [
     ("--out", ".", "--out . is a directory; give a file path"),
-    ("--report", "missing/bench.md", "--report missing/bench.md: directory missing does not "
-                                     "exist; create it or choose another path"),
+    ("--report", "missing/bench.md", ("--report missing/bench.md: directory missing does not "
+                                      "exist; create it or choose another path")),
     ("--json", "missing/b.json", "--out missing/b.json: directory missing does not exist"),
 ])
 def test_bench_refuses_an_unwritable_path_before_the_run(fake_bench, tmp_path, capsys, option,
@@ -231,7 +231,7 @@ def test_output_piped_into_head_still_writes_out(tmp_path):
     argv = [sys.executable, "-m", "refimpl", *SMALL, "--epochs", "30", "--out", str(out)]
     shell = " ".join(f"'{a}'" for a in argv) + " | head -1"
     result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path)
+                            text=True, timeout=300, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("epoch   1/30") and result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
@@ -318,7 +318,7 @@ def test_resume_with_changed_settings_names_each_one(checkpointed, tmp_path, cap
 
 
 def test_extending_a_finished_cosine_run_says_what_the_rate_does(checkpointed, capsys):
-    argv, ck = checkpointed
+    argv, _ = checkpointed
     capsys.readouterr()
     assert cli.main(argv + ["--epochs", "4", "--resume"]) == 0
     captured = capsys.readouterr()

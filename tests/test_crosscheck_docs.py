@@ -14,11 +14,11 @@ def _sections() -> dict[str, list[str]]:
     """``## heading`` -> the ``python`` blocks under it (``# template`` blocks left out)."""
     sections: dict[str, list[str]] = {}
     heading = "intro"
-    for part in re.split(r"^(## .*)$", DOC.read_text(), flags=re.M):
+    for part in re.split(r"^(## .*)$", DOC.read_text(), flags=re.MULTILINE):
         if part.startswith("## "):
             heading = part[3:].strip()
             continue
-        blocks = re.findall(r"^```python\n(.*?)^```", part, flags=re.M | re.S)
+        blocks = re.findall(r"^```python\n(.*?)^```", part, flags=re.MULTILINE | re.DOTALL)
         sections[heading] = [b for b in blocks if not b.startswith("# template")]
     return {k: v for k, v in sections.items() if v}
 
@@ -27,8 +27,8 @@ SECTIONS = _sections()
 
 
 def test_the_doc_has_the_worked_examples():
-    assert {"A trace from your own training loop", "Worked example: transformers' GreedyLR "
-            "(equal)", "Worked example: `pytorch-dlrs` (equal but for slope == 1)",
+    assert {"A trace from your own training loop", "Worked example: transformers' GreedyLR (equal)",
+            "Worked example: `pytorch-dlrs` (equal but for slope == 1)",
             "Worked example: the TLR authors' code, step by step"} <= set(SECTIONS)
     assert len(SECTIONS["Worked example: the TLR authors' code, step by step"]) == 7
 

@@ -14,8 +14,8 @@ import pytest
 
 from refimpl.schedulers import GreedyLR
 
-KWARGS = dict(patience=2, smooth=True, window_size=5, min_lr=1e-3, cooldown=1, warmup=2,
-              reset_start=3)
+KWARGS = {"patience": 2, "smooth": True, "window_size": 5, "min_lr": 1e-3, "cooldown": 1, "warmup": 2,
+              "reset_start": 3}
 
 
 def _transformers_greedy(lrs, **kwargs):
@@ -111,8 +111,8 @@ def test_bad_transformers_state_leaves_the_scheduler_unchanged():
 # BackwardCompatibility cases (TrainingArguments' default and transformers' other schedules).
 def _greedy(lr=0.1, **kwargs):
     """The source's fixture: SGD at 0.1, factor 0.9, patience 3, min_lr 1e-6, max_lr 1."""
-    settings = dict(mode="min", factor=0.9, patience=3, min_lr=1e-6, max_lr=1.0, cooldown=0,
-                    warmup=0)
+    settings = {"mode": "min", "factor": 0.9, "patience": 3, "min_lr": 1e-6, "max_lr": 1.0, "cooldown": 0,
+                    "warmup": 0}
     settings.update(kwargs)
     return GreedyLR(lr, **settings)
 

@@ -61,7 +61,7 @@ from refimpl.schedulers import (
 LRS = [0.05, 0.5]  # the source's two parameter groups
 # The source compares with atol 1e-5; these are float64 traces of the same formulas, held to
 # a far tighter bound (rounding of the recursions stays below 1e-12 over these few epochs).
-TOL = dict(rel=1e-9, abs=1e-12)
+TOL = {"rel": 1e-9, "abs": 1e-12}
 
 
 def _groups(lrs=LRS) -> ParamGroups:
@@ -88,7 +88,7 @@ def _expect(groups, schedulers, targets, epochs, tol=TOL):
 
 # The source builds the second group's targets as ten times the first's, eta_min included:
 # exact up to 9 eta_min = 9e-10 when eta_min = 1e-10.
-TEN_TIMES_ETA_MIN = dict(rel=1e-9, abs=1e-9)
+TEN_TIMES_ETA_MIN = {"rel": 1e-9, "abs": 1e-9}
 
 
 def _ten_times(first):
@@ -132,8 +132,8 @@ def _expect_with_epoch(groups, scheduler, targets, epochs):
             assert lr == pytest.approx(want[epoch], **TOL)
 
 
-@pytest.mark.parametrize("by_epoch", [False, False, True])
-def test_constant_lr(by_epoch):  # test_constantlr, test_get_last_lr_constantlr, _with_epoch
+@pytest.mark.parametrize("by_epoch", [False, True])
+def test_constant_lr(by_epoch):  # test_constantlr (= test_get_last_lr_constantlr), _with_epoch
     g = _groups()
     scheduler = ConstantLR(g, factor=1.0 / 2, total_iters=5)
     targets = _ten_times([0.025] * 5 + [0.05] * 5)
@@ -250,24 +250,24 @@ def test_new_pattern_raises_no_warning():  # test_new_pattern_no_warning(_with_a
 
 # -- ReduceLROnPlateau ------------------------------------------------------------------------
 PLATEAU_CASES = [  # (kwargs, metrics, first-group targets, epochs, second-group targets)
-    (dict(threshold_mode="abs", mode="min", threshold=0.01, patience=5, cooldown=5),
+    ({"threshold_mode": "abs", "mode": "min", "threshold": 0.01, "patience": 5, "cooldown": 5},
      [10 - i * 0.0167 for i in range(20)], [0.5] * 20, 10, None),
-    (dict(patience=5, cooldown=0, threshold_mode="abs", mode="min", threshold=0.1),
+    ({"patience": 5, "cooldown": 0, "threshold_mode": "abs", "mode": "min", "threshold": 0.1},
      [10 - i * 0.0165 for i in range(22)], [0.5] * 6 + [0.05] * 7 + [0.005] * 7 + [0.0005] * 2,
      22, None),
-    (dict(mode="max", patience=5, cooldown=5, threshold_mode="abs"),
+    ({"mode": "max", "patience": 5, "cooldown": 5, "threshold_mode": "abs"},
      [-0.8] * 2 + [-0.234] * 20, [0.5] * (2 + 6) + [0.05] * (5 + 6) + [0.005] * 4, 22, None),
-    (dict(mode="max", patience=3, threshold_mode="rel", threshold=0.1),
+    ({"mode": "max", "patience": 3, "threshold_mode": "rel", "threshold": 0.1},
      [1.5 * (1.025**i) for i in range(20)], [0.5] * 20, 20, None),
-    (dict(mode="max", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
+    ({"mode": "max", "threshold_mode": "rel", "threshold": 0.1, "patience": 5, "cooldown": 5},
      [1.5 * (1.005**i) for i in range(20)], [0.5] * 6 + [0.05] * (5 + 6) + [0.005] * 4, 20,
      None),
-    (dict(mode="min", threshold_mode="rel", threshold=0.1),
+    ({"mode": "min", "threshold_mode": "rel", "threshold": 0.1},
      [1.5 * (0.85**i) for i in range(20)], [0.5] * 20, 20, None),
-    (dict(mode="min", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
+    ({"mode": "min", "threshold_mode": "rel", "threshold": 0.1, "patience": 5, "cooldown": 5},
      [1] * 7 + [0.6] + [0.5] * 12, [0.5] * 6 + [0.05] * (5 + 6) + [0.005] * 4, 20, None),
-    (dict(mode="max", threshold_mode="rel", min_lr=[0.4, 0.3], threshold=0.1, patience=5,
-          cooldown=5),
+    ({"mode": "max", "threshold_mode": "rel", "min_lr": [0.4, 0.3], "threshold": 0.1, "patience": 5,
+          "cooldown": 5},
      [1.5 * (1.005**i) for i in range(20)], [0.5] * 6 + [0.4] * 14, 20, [0.5] * 6 + [0.3] * 14),
 ]
 
@@ -308,18 +308,18 @@ def test_reduce_lr_on_plateau_halves(lrs, expected):  # test_reduce_lr_tensor.py
 # (``targets = targets[1:]``), so they assert nothing; their five configurations are run here
 # against the installed torch instead.
 COMPOUND_PLATEAU_CASES = [  # (base rate, plateau kwargs, other scheduler, metrics, epochs)
-    (0.5, dict(threshold_mode="abs", mode="min", threshold=0.01, patience=5, cooldown=5),
-     ("StepLR", dict(gamma=0.1, step_size=3)), [10 - i * 0.0167 for i in range(20)], 10),
-    (0.5, dict(patience=5, cooldown=0, threshold_mode="abs", mode="min", threshold=0.1),
-     ("MultiStepLR", dict(gamma=0.1, milestones=[3, 8, 12])),
+    (0.5, {"threshold_mode": "abs", "mode": "min", "threshold": 0.01, "patience": 5, "cooldown": 5},
+     ("StepLR", {"gamma": 0.1, "step_size": 3}), [10 - i * 0.0167 for i in range(20)], 10),
+    (0.5, {"patience": 5, "cooldown": 0, "threshold_mode": "abs", "mode": "min", "threshold": 0.1},
+     ("MultiStepLR", {"gamma": 0.1, "milestones": [3, 8, 12]}),
      [10 - i * 0.0165 for i in range(22)], 22),
-    (0.5, dict(mode="max", patience=5, cooldown=5, threshold_mode="abs"),
-     ("ExponentialLR", dict(gamma=0.1)), [-0.8] * 2 + [-0.234] * 20, 22),
-    (0.05, dict(mode="max", patience=3, threshold_mode="rel", threshold=0.1),
-     ("CosineAnnealingLR", dict(T_max=10, eta_min=1e-10)),
+    (0.5, {"mode": "max", "patience": 5, "cooldown": 5, "threshold_mode": "abs"},
+     ("ExponentialLR", {"gamma": 0.1}), [-0.8] * 2 + [-0.234] * 20, 22),
+    (0.05, {"mode": "max", "patience": 3, "threshold_mode": "rel", "threshold": 0.1},
+     ("CosineAnnealingLR", {"T_max": 10, "eta_min": 1e-10}),
      [1.5 * (1.025**i) for i in range(20)], 10),
-    (0.5, dict(patience=5, cooldown=0, threshold_mode="abs", mode="min", threshold=0.1),
-     ("LinearLR", dict(start_factor=0.4, total_iters=4)),
+    (0.5, {"patience": 5, "cooldown": 0, "threshold_mode": "abs", "mode": "min", "threshold": 0.1},
+     ("LinearLR", {"start_factor": 0.4, "total_iters": 4}),
      [10 - i * 0.0165 for i in range(22)], 22),
 ]
 
@@ -686,9 +686,9 @@ def test_cyclic_lr_mode_restored_and_custom_scale_kept():
 
 
 @pytest.mark.parametrize("kwargs, argument", [
-    (dict(max_lr=1e-3, total_steps=10, anneal_strategy="CATS"), "anneal_strategy"),
-    (dict(max_lr=1e-3, total_steps=10, pct_start=1.1), "pct_start"),
-    (dict(max_lr=1e-3), "total_steps"),
+    ({"max_lr": 1e-3, "total_steps": 10, "anneal_strategy": "CATS"}, "anneal_strategy"),
+    ({"max_lr": 1e-3, "total_steps": 10, "pct_start": 1.1}, "pct_start"),
+    ({"max_lr": 1e-3}, "total_steps"),
 ])
 def test_one_cycle_invalid_arguments(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
@@ -705,8 +705,8 @@ ONE_CYCLE_LINEAR = ([1, 13, 25, 21.5, 18, 14.5, 11, 7.5, 4, 0.5],
 
 @pytest.mark.parametrize("case", ["linear", "three_phase", "cos", "linear_adam"])
 def test_one_cycle(case):
-    kwargs = dict(max_lr=25, final_div_factor=2, base_momentum=1, max_momentum=22,
-                  total_steps=10, anneal_strategy="linear")
+    kwargs = {"max_lr": 25, "final_div_factor": 2, "base_momentum": 1, "max_momentum": 22,
+                  "total_steps": 10, "anneal_strategy": "linear"}
     targets, momenta = ONE_CYCLE_LINEAR
     if case == "three_phase":
         kwargs.update(div_factor=25, pct_start=0.4, final_div_factor=4, three_phase=True)
@@ -847,10 +847,10 @@ def test_swalr_anneal_after_multiplicative(strategy, swa_lrs, anneal_epochs):
 
 
 @pytest.mark.parametrize("kwargs, argument", [
-    (dict(anneal_strategy="exponential", swa_lr=1.0), "anneal_strategy"),
-    (dict(anneal_epochs=-1, swa_lr=1.0), "anneal_epochs"),
-    (dict(anneal_epochs=1.7, swa_lr=1.0), "anneal_epochs"),
-    (dict(swa_lr=[1.0, 0.1, 0.01]), "swa_lr"),
+    ({"anneal_strategy": "exponential", "swa_lr": 1.0}, "anneal_strategy"),
+    ({"anneal_epochs": -1, "swa_lr": 1.0}, "anneal_epochs"),
+    ({"anneal_epochs": 1.7, "swa_lr": 1.0}, "anneal_epochs"),
+    ({"swa_lr": [1.0, 0.1, 0.01]}, "swa_lr"),
 ])
 def test_swalr_hyper_parameters(kwargs, argument):  # one source case, four checks
     with pytest.raises(ValueError, match=argument):

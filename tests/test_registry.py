@@ -42,7 +42,6 @@ def test_parse_kv_errors_name_the_option_and_the_item(text, words):
 
 def test_every_scheduler_class_is_reachable_by_its_own_name():
     from refimpl import schedulers
-
     from refimpl.schedulers.base import Scheduler
 
     names = registry.scheduler_names()

@@ -126,9 +126,9 @@ def test_failed_warmup_load_leaves_the_scheduler_unchanged():
 
 
 # -- a state loads exactly when the constructor would accept its hyper-parameters -------------
-import inspect  # noqa: E402
+import inspect
 
-from refimpl import schedulers  # noqa: E402
+from refimpl import schedulers
 
 # class name -> valid constructor arguments (besides lr); every scheduler of the package
 VALID = {
@@ -325,8 +325,12 @@ def test_a_fresh_state_loads_into_a_stepped_scheduler(name):
     # Slots that are empty before the first step (the last loss, the last gradient) hold
     # None in a fresh state; rolling back to that state must load it (a trainer's rollback
     # to its first checkpoint does exactly this).
-    from refimpl.schedulers import Adacomp, GreedyLR, HypergradientAdditiveLR, \
-        HypergradientMultiplicativeLR
+    from refimpl.schedulers import (
+        Adacomp,
+        GreedyLR,
+        HypergradientAdditiveLR,
+        HypergradientMultiplicativeLR,
+    )
 
     rng = np.random.default_rng(0)
     grads = [[rng.standard_normal(3)] for _ in range(4)]

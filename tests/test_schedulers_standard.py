@@ -694,9 +694,11 @@ def test_trainer_refuses_momentum_cycling_without_momentum():
     from refimpl.training.scheduling import copy_rates
 
     class Plain:  # an optimizer whose groups hold neither momentum nor betas
-        param_groups = [{"lr": 0.1}]
+        def __init__(self):
+            self.param_groups = [{"lr": 0.1}]
 
+    plain = Plain()
     with pytest.raises(ValueError, match="cycle_momentum"):
-        copy_rates(CyclicLR(0.1, base_lr=0.01, max_lr=0.1), Plain())
-    copy_rates(CyclicLR(0.1, base_lr=0.01, max_lr=0.1, cycle_momentum=False), Plain())
-    assert Plain.param_groups[0]["lr"] == 0.01
+        copy_rates(CyclicLR(0.1, base_lr=0.01, max_lr=0.1), plain)
+    copy_rates(CyclicLR(0.1, base_lr=0.01, max_lr=0.1, cycle_momentum=False), plain)
+    assert plain.param_groups[0]["lr"] == 0.01

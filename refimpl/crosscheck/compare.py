@@ -23,7 +23,7 @@ import numpy as np
 
 from ..schedulers.base import Scheduler
 
-__all__ = ["CheckResult", "check", "RTOL_FLOAT64", "RTOL_FLOAT32"]
+__all__ = ["RTOL_FLOAT32", "RTOL_FLOAT64", "CheckResult", "check"]
 
 #: Default relative tolerance for float64 rates (the project's bound for float64 traces).
 RTOL_FLOAT64 = 1e-12
@@ -94,13 +94,13 @@ class CheckResult:
         rel = diff / abs(self.theirs) if self.theirs else math.inf
         when = "after construction" if self.step == 0 else f"after signal {self.step}"
         lines = [
-            f"{self.subject}: first difference at step {self.step} ({when}), "
-            f"group {self.group}",
+            (f"{self.subject}: first difference at step {self.step} ({when}), "
+             f"group {self.group}"),
             f"  ours   = {self.ours!r}",
             f"  theirs = {self.theirs!r}",
-            f"  bound failed ({self.bound}): |ours - theirs| = {diff:.6g} > atol + rtol*|theirs|"
-            f" = {self.atol:g} + {self.rtol:g}*{abs(self.theirs):.6g} = {allowed:.6g}"
-            f" (relative difference {rel:.3g})",
+            (f"  bound failed ({self.bound}): |ours - theirs| = {diff:.6g} > atol + rtol*|theirs|"
+             f" = {self.atol:g} + {self.rtol:g}*{abs(self.theirs):.6g} = {allowed:.6g}"
+             f" (relative difference {rel:.3g})"),
         ]
         if len(self.lrs_ours) > 1:
             lines.append(f"  all groups: ours {self.lrs_ours!r}, theirs {self.lrs_theirs!r}")

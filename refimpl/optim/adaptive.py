@@ -14,7 +14,7 @@ import numpy as np
 
 from .base import Optimizer, _check_flag, _check_number, _lerp_
 
-__all__ = ["RMSprop", "Adagrad", "Adadelta"]
+__all__ = ["Adadelta", "Adagrad", "RMSprop"]
 
 
 def _l2(param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:

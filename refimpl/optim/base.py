@@ -67,7 +67,7 @@ def _check_betas(betas: Any) -> tuple[float, float]:
 def _check_flag(value: Any, name: str) -> bool:
     """A bool (NumPy bools too); anything else is refused rather than read as truthy."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise ValueError(f"{name} must be True or False, got {value!r}")  # noqa: TRY004 - bad input is a ValueError throughout
     return bool(value)
 
 
@@ -109,7 +109,7 @@ class Optimizer:
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]):
         if isinstance(params, np.ndarray):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - bad input is a ValueError throughout
                 "params must be a list of arrays or of group dicts, got one array; "
                 "pass [array]"
             )
@@ -257,7 +257,7 @@ class Optimizer:
     def _loaded_state(self, saved: Any) -> dict[int, dict[str, Any]]:
         """Per-parameter state after a load: arrays copied in the parameter's dtype."""
         if not isinstance(saved, dict):
-            raise ValueError("state dict 'state' must be a dict {param index: {name: value}}")
+            raise ValueError("state dict 'state' must be a dict {param index: {name: value}}")  # noqa: TRY004 - bad input is a ValueError throughout
         params = self._flat_params()
         new_state = {}
         for index, entry in saved.items():

@@ -56,9 +56,9 @@ class _MomentumCycling(LRScheduler):
     def load_state_dict(self, state: dict) -> None:
         """Restore a state saved by ``state_dict``, momenta included; all or nothing."""
         momentums = state.get("momentums") if isinstance(state, dict) else None
-        if self.cycle_momentum:
-            if not isinstance(momentums, list) or len(momentums) != len(self.groups) or \
-                    not all(isinstance(m, (int, float)) for m in momentums):
+        if self.cycle_momentum and (
+                not isinstance(momentums, list) or len(momentums) != len(self.groups)
+                or not all(isinstance(m, (int, float)) for m in momentums)):
                 raise ValueError(f"state['momentums'] must hold {len(self.groups)} numbers, "
                                  f"got {momentums!r}")
         super().load_state_dict(state)

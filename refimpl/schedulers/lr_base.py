@@ -24,6 +24,7 @@ from typing import Any
 
 from .base import Scheduler, check_lr
 
+
 # -- argument checks --------------------------------------------------------------------------
 def check_int(value: Any, name: str, minimum: int) -> int:
     """``value`` as an int >= ``minimum``, or ``ValueError`` naming the argument."""
@@ -226,11 +227,9 @@ class LRScheduler(Scheduler):
     def load_state_dict(self, state: dict) -> None:
         """Restore a state saved by ``state_dict`` (all or nothing, see
         :meth:`refimpl.schedulers.base.Scheduler.load_state_dict`)."""
-        if isinstance(state, dict) and "_step_count" in state:
-            if not isinstance(state["_step_count"], int) or isinstance(state["_step_count"],
-                                                                       bool):
-                raise ValueError(f"state['_step_count'] must be an int, got "
-                                 f"{state['_step_count']!r}")
+        step_count = state.get("_step_count", 0) if isinstance(state, dict) else 0
+        if not isinstance(step_count, int) or isinstance(step_count, bool):
+            raise ValueError(f"state['_step_count'] must be an int, got {step_count!r}")  # noqa: TRY004 - bad input is a ValueError throughout
         if isinstance(state, dict) and isinstance(state.get("lrs"), list) \
                 and len(state["lrs"]) != len(self.groups):
             raise ValueError(f"state dict holds {len(state['lrs'])} rates but this scheduler "

@@ -68,7 +68,7 @@ def _lambdas(lr_lambda: Any, n_groups: int) -> list[Callable[[int], float]]:
         functions = [lr_lambda] * n_groups
     for function in functions:
         if not callable(function):
-            raise ValueError(f"lr_lambda must be a callable epoch -> factor, got {function!r}")
+            raise ValueError(f"lr_lambda must be a callable epoch -> factor, got {function!r}")  # noqa: TRY004 - bad input is a ValueError throughout
     return functions
 
 
@@ -715,9 +715,9 @@ class LinearWarmup(SequentialLR):
     @staticmethod
     def _check_after(after: Any, groups: ParamGroups) -> None:
         if not isinstance(after, Scheduler):
-            raise ValueError(f"after must be a Scheduler or None, got {type(after).__name__}")
+            raise ValueError(f"after must be a Scheduler or None, got {type(after).__name__}")  # noqa: TRY004 - bad input is a ValueError throughout
         if isinstance(after, LinearWarmup):
-            raise ValueError("after must not itself be a LinearWarmup")
+            raise ValueError("after must not itself be a LinearWarmup")  # noqa: TRY004 - bad input is a ValueError throughout
         if list(after.base_lrs) != groups.lrs:
             raise ValueError(
                 f"after was built with lr={after.base_lrs}, the warm-up with "
