@@ -8,7 +8,7 @@ as ``kernels.get_backend("numba").sched`` when built with ``backend="numba"``.
 All accumulation is in float64 whatever the parameter dtype, as in the oracle.
 
 GreedyLR and DLRS have no kernel: their per-step work is a handful of scalar comparisons,
-which costs about as much as the Numba dispatch itself (measured in ``docs/methods.md``).
+which costs about as much as the Numba dispatch itself (measured in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ def _inner(x: np.ndarray, y: np.ndarray) -> float:
     """``<x, y>`` of two float64 vectors.
 
     ``einsum`` rather than ``x @ y``: BLAS ``ddot`` may start threads, which on a busy
-    machine made one TLR update cost ~100x more than the arithmetic (docs/methods.md).
+    machine made one TLR update cost ~100x more than the arithmetic (docs/benchmarks.md,
+    "Scheduler overhead per step").
     """
     return float(np.einsum("i,i->", x, y))
 
