@@ -381,6 +381,37 @@ def test_nan_rollback_restores_the_scheduler_through_its_state_dict():
     assert scheduler.calls == 2 * BATCHES
 
 
+def _warmup_then_step(lr):
+    from refimpl.schedulers import LinearWarmup, StepLR
+
+    return LinearWarmup(lr, StepLR(lr, step_size=1, gamma=0.5), start_factor=0.25,
+                        total_iters=2)
+
+
+def _constant_then_exponential(lr):
+    from refimpl.schedulers import ConstantLR, ExponentialLR, SequentialLR
+    from refimpl.schedulers.lr_base import ParamGroups
+
+    groups = ParamGroups(lr)
+    return SequentialLR(groups, [ConstantLR(groups, factor=0.5, total_iters=2),
+                                 ExponentialLR(groups, gamma=0.8)], milestones=[2])
+
+
+@pytest.mark.parametrize("make", [_warmup_then_step, _constant_then_exponential])
+def test_nan_rollback_halves_the_rates_of_every_child_scheduler(make):
+    # Poisoned in epoch 2, the run returns to the end of epoch 1; the child that takes over
+    # at the milestone (epoch 2, after the rollback) restarts from its own base rates, so
+    # those must have been halved with the parent's. Halving is exact in binary floating
+    # point and every rule here is a product, so the halved run is compared exactly.
+    clean = make_trainer(scheduler=make(0.1)).fit(TRAIN, VAL, epochs=4)
+    trainer = poisoned_trainer({BATCHES + 2}, scheduler=make(0.1), nan_policy="rollback")
+    h = trainer.fit(TRAIN, VAL, epochs=4)
+    assert [e["to_step"] for e in h.events] == [BATCHES]
+    assert h.lr[:BATCHES] == clean.lr[:BATCHES]
+    assert h.lr[BATCHES:] == [0.5 * lr for lr in clean.lr[BATCHES:]]
+    assert len(set(clean.lr[2 * BATCHES:])) == 2  # the child after the milestone did act
+
+
 def test_nan_rollback_gives_up():
     trainer = poisoned_trainer(set(range(100)), nan_policy="rollback", max_rollbacks=2)
     with pytest.raises(NonFiniteLossError, match="gave up after 2 rollbacks"):

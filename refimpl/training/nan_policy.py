@@ -6,7 +6,8 @@
 * ``"rollback"``: return to the last good state (the latest checkpoint, or the start of the
   run) with every rate multiplied by ``0.5 ** k`` on the ``k``-th rollback in a row, at
   most ``max_rollbacks`` times; the rates are scaled in the saved optimizer and scheduler
-  state dicts, which are then loaded, so no scheduler internals are touched.
+  state dicts (nested child schedulers' states included), which are then loaded, so no
+  scheduler internals are touched.
 """
 
 from __future__ import annotations
@@ -55,14 +56,30 @@ def rollback_scale(count: int) -> float:
 def with_scaled_rates(state: dict, scale: float) -> dict:
     """A copy of a trainer state (:meth:`Trainer.state_dict`) with every rate times ``scale``.
 
-    Scaled: each optimizer group's ``lr``, and the scheduler's ``base_lrs`` and ``lrs``.
+    Scaled: each optimizer group's ``lr``, and the ``base_lrs`` and ``lrs`` of the scheduler
+    and of every scheduler state nested in it (the children of ``SequentialLR``,
+    ``ChainedScheduler`` and ``LinearWarmup``), so a child that restarts from its base rates
+    after the rollback restarts from the scaled ones.
     """
     state = copy.deepcopy(state)
     for group in state["optimizer"]["param_groups"]:
         group["lr"] = group["lr"] * scale
-    scheduler = state.get("scheduler")
-    if scheduler is not None:
-        for key in ("base_lrs", "lrs"):
-            if key in scheduler:
-                scheduler[key] = [v * scale for v in scheduler[key]]
+    _scale_scheduler_rates(state.get("scheduler"), scale)
     return state
+
+
+def _scale_scheduler_rates(state: object, scale: float) -> None:
+    """Scale, in place, ``base_lrs`` and ``lrs`` of a scheduler state and of every scheduler
+    state nested in it (a scheduler state is a dict with a ``"class"`` key)."""
+    if isinstance(state, dict):
+        if "class" in state:
+            for key in ("base_lrs", "lrs"):
+                if key in state:
+                    state[key] = [v * scale for v in state[key]]
+        children = state.values()
+    elif isinstance(state, list):
+        children = state
+    else:
+        return
+    for child in children:
+        _scale_scheduler_rates(child, scale)
