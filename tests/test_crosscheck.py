@@ -175,3 +175,18 @@ def test_main_cli_framework_errors(capsys):
     assert main(["transformers", "--scheduler", "cosine"]) == 2
     assert main(["transformers", "--optimizer", "sgd"]) == 2
     assert "torch only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("framework", ["torch", "transformers"])
+def test_kwargs_is_a_hidden_alias_of_scheduler_args(framework, capsys):
+    from refimpl.crosscheck.cli import build_parser
+
+    parser = build_parser()
+    for option in ("--scheduler-args", "--kwargs"):
+        args = parser.parse_args([framework, "--scheduler", "step", option, "gamma=0.5"])
+        assert args.scheduler_args == "gamma=0.5"
+    assert parser.parse_args([framework, "--scheduler", "step"]).scheduler_args == ""
+    with pytest.raises(SystemExit):
+        parser.parse_args([framework, "--help"])
+    help_text = capsys.readouterr().out
+    assert "--scheduler-args" in help_text and "--kwargs" not in help_text

@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         what = p.add_mutually_exclusive_group(required=True)
         what.add_argument("--scheduler", help="a scheduler name, as for refimpl train")
         what.add_argument("--optimizer", choices=_OPTIMIZERS)
-        p.add_argument("--scheduler-args", "--kwargs", dest="scheduler_args", default="",
+        p.add_argument("--scheduler-args", dest="scheduler_args", default="",
                        help="key=value,key=value, as for refimpl train")
+        # the option's earlier name, still accepted; --help shows one name
+        p.add_argument("--kwargs", dest="scheduler_args", help=argparse.SUPPRESS)
         p.add_argument("--optimizer-args", default="", help="key=value,... for --optimizer")
         p.add_argument("--steps", type=int, default=None,
                        help="steps (300 for schedulers, 200 for optimizers; a loss file: its "
