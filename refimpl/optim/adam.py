@@ -21,13 +21,16 @@ __all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 Betas = tuple[float, float]
 
 
-def _validate_adam_like(group: dict[str, Any]) -> None:
-    """The checks every member of the family shares (torch's ranges)."""
+def _validate_adam_like(group: dict[str, Any], *flags: str) -> None:
+    """The checks every member of the family shares (torch's ranges), then the boolean
+    options ``flags`` of the member."""
     group["lr"] = _check_number(group["lr"], "lr")
     group["betas"] = _check_betas(group["betas"])
     group["eps"] = _check_number(group["eps"], "eps")
     group["weight_decay"] = _check_number(group["weight_decay"], "weight_decay")
     group["maximize"] = _check_flag(group["maximize"], "maximize")
+    for flag in flags:
+        group[flag] = _check_flag(group[flag], flag)
 
 
 def _apply_weight_decay(param: np.ndarray, grad: np.ndarray, group: dict) -> np.ndarray:
@@ -43,6 +46,26 @@ def _apply_weight_decay(param: np.ndarray, grad: np.ndarray, group: dict) -> np.
 
 def _first_step_state(param: np.ndarray, *names: str) -> dict[str, Any]:
     return {"step": 0, **{name: np.zeros_like(param) for name in names}}
+
+
+def _update_moments(param: np.ndarray, grad: np.ndarray, state: dict, group: dict,
+                    **initial: Any) -> tuple[int, np.ndarray]:
+    """The steps Adam, NAdam and RAdam share: count the step, apply the weight decay, then
+    ``m <- beta1 m + (1 - beta1) g`` and ``v <- beta2 v + (1 - beta2) g^2`` in place.
+
+    A first call creates the state (``step``, ``exp_avg``, ``exp_avg_sq``, and ``initial``).
+    Returns the step count ``t`` and the gradient after weight decay.
+    """
+    beta1, beta2 = group["betas"]
+    if not state:
+        state.update(_first_step_state(param, "exp_avg", "exp_avg_sq"), **initial)
+    state["step"] += 1
+    grad = _apply_weight_decay(param, grad, group)
+    _lerp_(state["exp_avg"], grad, 1 - beta1)
+    exp_avg_sq = state["exp_avg_sq"]
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    return state["step"], grad
 
 
 class Adam(Optimizer):
@@ -83,22 +106,12 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
-        _validate_adam_like(group)
-        group["amsgrad"] = _check_flag(group["amsgrad"], "amsgrad")
-        group["decoupled_weight_decay"] = _check_flag(group["decoupled_weight_decay"],
-                                                      "decoupled_weight_decay")
+        _validate_adam_like(group, "amsgrad", "decoupled_weight_decay")
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
-        if not state:
-            state.update(_first_step_state(param, "exp_avg", "exp_avg_sq"))
-        state["step"] += 1
-        step = state["step"]
-        grad = _apply_weight_decay(param, grad, group)
+        step, grad = _update_moments(param, grad, state, group)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        _lerp_(exp_avg, grad, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
         bias_correction1 = 1 - beta1**step
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         second_moment = exp_avg_sq
@@ -215,19 +228,12 @@ class NAdam(Optimizer):
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         lr, (beta1, beta2), psi = group["lr"], group["betas"], group["momentum_decay"]
-        if not state:
-            state.update(_first_step_state(param, "exp_avg", "exp_avg_sq"), mu_product=1.0)
-        state["step"] += 1
-        step = state["step"]
-        grad = _apply_weight_decay(param, grad, group)
+        step, grad = _update_moments(param, grad, state, group, mu_product=1.0)
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         state["mu_product"] *= mu
         mu_product = state["mu_product"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        _lerp_(exp_avg, grad, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
         denom = np.sqrt(exp_avg_sq / (1 - beta2**step)) + group["eps"]
         param -= (lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
         param -= (lr * mu_next / (1.0 - mu_product * mu_next)) * (exp_avg / denom)
@@ -270,21 +276,12 @@ class RAdam(Optimizer):
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
-        _validate_adam_like(group)
-        group["decoupled_weight_decay"] = _check_flag(group["decoupled_weight_decay"],
-                                                      "decoupled_weight_decay")
+        _validate_adam_like(group, "decoupled_weight_decay")
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict, group: dict) -> None:
         lr, (beta1, beta2) = group["lr"], group["betas"]
-        if not state:
-            state.update(_first_step_state(param, "exp_avg", "exp_avg_sq"))
-        state["step"] += 1
-        step = state["step"]
-        grad = _apply_weight_decay(param, grad, group)
+        step, _ = _update_moments(param, grad, state, group)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        _lerp_(exp_avg, grad, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
         bias_correction2 = 1 - beta2**step
         corrected_exp_avg = exp_avg / (1 - beta1**step)
         rho_inf = 2 / (1 - beta2) - 1
