@@ -110,26 +110,34 @@ def _compare_pair(backend, forward, backward, args, dtype, rng, what):
         assert_close(g, g_ref, dtype, f"{what} {backward}[{i}]")
 
 
+def _dense_args(rng, case, dtype):
+    n, fan_in, fan_out = case
+    return (_random(rng, (n, fan_in), dtype), _random(rng, (fan_in, fan_out), dtype),
+            _random(rng, (fan_out,), dtype))
+
+
+def _conv_args(rng, case, dtype):
+    n, c_in, h, w, c_out, kh, kw, stride, padding = case
+    return (_random(rng, (n, c_in, h, w), dtype), _random(rng, (c_out, c_in, kh, kw), dtype),
+            _random(rng, (c_out,), dtype), stride, padding)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", FAST_BACKENDS)
 def test_dense_agrees_with_oracle(name, dtype):
     backend, rng = kernels.get_backend(name), np.random.default_rng(0)
-    for n, fan_in, fan_out in DENSE_CASES:
-        args = (_random(rng, (n, fan_in), dtype), _random(rng, (fan_in, fan_out), dtype),
-                _random(rng, (fan_out,), dtype))
-        _compare_pair(backend, "dense_forward", "dense_backward", args, dtype, rng,
-                      f"{name} dense {(n, fan_in, fan_out)}")
+    for case in DENSE_CASES:
+        _compare_pair(backend, "dense_forward", "dense_backward",
+                      _dense_args(rng, case, dtype), dtype, rng, f"{name} dense {case}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", FAST_BACKENDS)
 def test_conv2d_agrees_with_oracle(name, dtype):
     backend, rng = kernels.get_backend(name), np.random.default_rng(1)
-    for n, c_in, h, w, c_out, kh, kw, stride, padding in CONV_CASES:
-        args = (_random(rng, (n, c_in, h, w), dtype), _random(rng, (c_out, c_in, kh, kw), dtype),
-                _random(rng, (c_out,), dtype), stride, padding)
-        _compare_pair(backend, "conv2d_forward", "conv2d_backward", args, dtype, rng,
-                      f"{name} conv {(n, c_in, h, w, c_out, kh, kw, stride, padding)}")
+    for case in CONV_CASES:
+        _compare_pair(backend, "conv2d_forward", "conv2d_backward",
+                      _conv_args(rng, case, dtype), dtype, rng, f"{name} conv {case}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -188,16 +196,12 @@ def test_mse_agrees_with_oracle(name, dtype):
 @pytest.mark.parametrize("name", FAST_BACKENDS)
 def test_fused_pairs_agree_with_oracle(name, dtype):
     backend, rng = kernels.get_backend(name), np.random.default_rng(6)
-    for n, fan_in, fan_out in DENSE_CASES:
-        args = (_random(rng, (n, fan_in), dtype), _random(rng, (fan_in, fan_out), dtype),
-                _random(rng, (fan_out,), dtype))
-        _compare_pair(backend, "dense_relu_forward", "dense_relu_backward", args, dtype, rng,
-                      f"{name} dense+relu {(n, fan_in, fan_out)}")
-    for n, c_in, h, w, c_out, kh, kw, stride, padding in CONV_CASES[:4]:
-        args = (_random(rng, (n, c_in, h, w), dtype), _random(rng, (c_out, c_in, kh, kw), dtype),
-                _random(rng, (c_out,), dtype), stride, padding)
-        _compare_pair(backend, "conv2d_relu_forward", "conv2d_relu_backward", args, dtype, rng,
-                      f"{name} conv+relu {(n, c_in, h, w, c_out, kh, kw, stride, padding)}")
+    for case in DENSE_CASES:
+        _compare_pair(backend, "dense_relu_forward", "dense_relu_backward",
+                      _dense_args(rng, case, dtype), dtype, rng, f"{name} dense+relu {case}")
+    for case in CONV_CASES[:4]:
+        _compare_pair(backend, "conv2d_relu_forward", "conv2d_relu_backward",
+                      _conv_args(rng, case, dtype), dtype, rng, f"{name} conv+relu {case}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
