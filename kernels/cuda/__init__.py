@@ -83,6 +83,13 @@ def _on_device(*arrays: Any) -> list[Any]:
     return [to_device(a) for a in arrays]
 
 
+def _forward(on_device, arrays: tuple[Any, ...], *options: Any) -> tuple[np.ndarray, Any]:
+    """``on_device`` run on device copies of ``arrays`` (then ``options``): its output copied
+    back to the host, its cache left on the device."""
+    y, cache = on_device(*_on_device(*arrays), *options)
+    return to_host(y), cache
+
+
 def _backward(on_device, dy: np.ndarray, cache: Any, need_dx: bool) -> Grads:
     checks.check_float_any("dy", dy)
     return tuple(to_host(g) for g in on_device(to_device(dy), cache, need_dx=need_dx))
@@ -91,8 +98,7 @@ def _backward(on_device, dy: np.ndarray, cache: Any, need_dx: bool) -> Grads:
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
     """``y = x W + b``; see :func:`kernels.cuda.dense.dense_forward`."""
     checks.check_dense_args(x, W, b)
-    y, cache = device.dense_forward(*_on_device(x, W, b))
-    return to_host(y), cache
+    return _forward(device.dense_forward, (x, W, b))
 
 
 def dense_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
@@ -103,8 +109,7 @@ def dense_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads
 def dense_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
     """``y = max(x W + b, 0)``; see :func:`kernels.cuda.device.dense_relu_forward`."""
     checks.check_dense_args(x, W, b)
-    y, cache = device.dense_relu_forward(*_on_device(x, W, b))
-    return to_host(y), cache
+    return _forward(device.dense_relu_forward, (x, W, b))
 
 
 def dense_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
@@ -117,8 +122,7 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, Any]:
     """Cross-correlation, NCHW; see :func:`kernels.cuda.conv.conv2d_forward`."""
     checks.check_conv2d_args(x, W, b, stride, padding)
-    y, cache = device.conv2d_forward(*_on_device(x, W, b), stride, padding)
-    return to_host(y), cache
+    return _forward(device.conv2d_forward, (x, W, b), stride, padding)
 
 
 def conv2d_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
@@ -131,8 +135,7 @@ def conv2d_relu_forward(
 ) -> tuple[np.ndarray, Any]:
     """``y = max(conv2d(x, W, b), 0)``; see :func:`kernels.cuda.device.conv2d_relu_forward`."""
     checks.check_conv2d_args(x, W, b, stride, padding)
-    y, cache = device.conv2d_relu_forward(*_on_device(x, W, b), stride, padding)
-    return to_host(y), cache
+    return _forward(device.conv2d_relu_forward, (x, W, b), stride, padding)
 
 
 def conv2d_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
@@ -143,8 +146,7 @@ def conv2d_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) ->
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, Any]:
     """Max over ``k x k`` windows, stride ``k``; see :func:`kernels.cuda.pool.maxpool2d_forward`."""
     checks.check_maxpool2d_args(x, k)
-    y, cache = device.maxpool2d_forward(to_device(x), k)
-    return to_host(y), cache
+    return _forward(device.maxpool2d_forward, (x,), k)
 
 
 def maxpool2d_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
@@ -159,8 +161,7 @@ def _activation(name: str):
 
     def forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
         checks.check_float_any("x", x)
-        y, cache = forward_on_device(to_device(x))
-        return to_host(y), cache
+        return _forward(forward_on_device, (x,))
 
     def backward(dy: np.ndarray, cache: Any) -> np.ndarray:
         checks.check_float_any("dy", dy)

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import Scheduler
-from .lr_base import LrArg, as_param_groups, check_int, check_interval, rule_of
+from .lr_base import (
+    GroupRates,
+    LrArg,
+    as_param_groups,
+    check_int,
+    check_interval,
+    rule_of,
+)
 
 
 def _check_children(schedulers: Any, groups: Any, owner: str) -> list[Scheduler]:
@@ -55,19 +62,11 @@ def _undo(scheduler: Any) -> None:
         scheduler.last_epoch -= 1
 
 
-class _Composite(Scheduler):
+class _Composite(GroupRates, Scheduler):
     """State handling shared by the composites: own keys plus the children's states."""
 
     signal = "none"
     _schedulers: list[Scheduler]
-
-    @property
-    def lrs(self) -> list[float]:
-        return self.groups.lrs
-
-    @lrs.setter
-    def lrs(self, values: Sequence[float]) -> None:
-        self.groups.lrs = list(values)
 
     @property
     def n_groups(self) -> int:

@@ -132,8 +132,24 @@ def rule_of(scheduler: Any) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
+class GroupRates:
+    """Mixin for a scheduler whose rates live in its :class:`ParamGroups` ``self.groups``:
+    ``lrs`` reads and writes the rates the groups hold, as a torch scheduler reads and writes
+    its optimizer's groups."""
+
+    groups: ParamGroups
+
+    @property
+    def lrs(self) -> list[float]:
+        return self.groups.lrs
+
+    @lrs.setter
+    def lrs(self, values: Sequence[float]) -> None:
+        self.groups.lrs = list(values)
+
+
 # -- torch's scheduler protocol ----------------------------------------------------------------
-class LRScheduler(Scheduler):
+class LRScheduler(GroupRates, Scheduler):
     """Base of the epoch-indexed torch schedules.
 
     Subclasses implement ``get_lr()`` (torch's recursive form: the new rates from the rates the
@@ -164,15 +180,6 @@ class LRScheduler(Scheduler):
         self.base_lrs = [group["initial_lr"] for group in self.groups.groups]
         self.last_epoch = last_epoch
         self._initial_step()
-
-    # the rates live in the shared groups
-    @property
-    def lrs(self) -> list[float]:
-        return self.groups.lrs
-
-    @lrs.setter
-    def lrs(self, values: Sequence[float]) -> None:
-        self.groups.lrs = list(values)
 
     @property
     def n_groups(self) -> int:

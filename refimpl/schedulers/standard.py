@@ -26,6 +26,7 @@ from typing import Any
 from .base import Scheduler, check_lr
 from .composite import ChainedScheduler, SequentialLR
 from .lr_base import (
+    GroupRates,
     LrArg,
     LRScheduler,
     ParamGroups,
@@ -72,7 +73,18 @@ def _lambdas(lr_lambda: Any, n_groups: int) -> list[Callable[[int], float]]:
     return functions
 
 
-class LambdaLR(LRScheduler):
+class _LambdaScheduler(LRScheduler):
+    """The construction LambdaLR and MultiplicativeLR share: one callable per group."""
+
+    _state_keys = ("interval", "last_epoch")
+
+    def __init__(self, lr: LrArg, lr_lambda: Any, last_epoch: int = -1, *,
+                 interval: str = "epoch"):
+        self.lr_lambdas = _lambdas(lr_lambda, len(as_param_groups(lr)))
+        super().__init__(lr, last_epoch, interval=interval)
+
+
+class LambdaLR(_LambdaScheduler):
     """``lr_e = base * lr_lambda(e)`` (torch's LambdaLR); this *is* its closed form.
 
     Parameters
@@ -86,13 +98,6 @@ class LambdaLR(LRScheduler):
     ``state_dict()``; build the scheduler with the same ones before loading.
     """
 
-    _state_keys = ("interval", "last_epoch")
-
-    def __init__(self, lr: LrArg, lr_lambda: Any, last_epoch: int = -1, *,
-                 interval: str = "epoch"):
-        self.lr_lambdas = _lambdas(lr_lambda, len(as_param_groups(lr)))
-        super().__init__(lr, last_epoch, interval=interval)
-
     def get_lr(self) -> list[float]:
         return self.closed_form(self.last_epoch)
 
@@ -103,7 +108,7 @@ class LambdaLR(LRScheduler):
         return {"factors": [f(self.last_epoch) for f in self.lr_lambdas]}
 
 
-class MultiplicativeLR(LRScheduler):
+class MultiplicativeLR(_LambdaScheduler):
     """``lr_e = lr_{e-1} * lr_lambda(e)`` for ``e >= 1`` (torch's MultiplicativeLR), i.e.
     ``lr_e = base * prod_{k=1..e} lr_lambda(k)``.
 
@@ -121,12 +126,6 @@ class MultiplicativeLR(LRScheduler):
     """
 
     has_closed_form = False
-    _state_keys = ("interval", "last_epoch")
-
-    def __init__(self, lr: LrArg, lr_lambda: Any, last_epoch: int = -1, *,
-                 interval: str = "epoch"):
-        self.lr_lambdas = _lambdas(lr_lambda, len(as_param_groups(lr)))
-        super().__init__(lr, last_epoch, interval=interval)
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
@@ -524,7 +523,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                              "T_i must be >= 1 and T_cur >= 0")
 
 
-class ReduceLROnPlateau(Scheduler):
+class ReduceLROnPlateau(GroupRates, Scheduler):
     """Multiply the rate by ``factor`` when the monitored loss stops improving (torch's
     ReduceLROnPlateau).
 
@@ -584,14 +583,6 @@ class ReduceLROnPlateau(Scheduler):
         self.cooldown_counter = 0
         self.last_epoch = 0
         self._explained: dict[str, Any] = {"loss": None, "reduced": False}
-
-    @property
-    def lrs(self) -> list[float]:
-        return self.groups.lrs
-
-    @lrs.setter
-    def lrs(self, values: Sequence[float]) -> None:
-        self.groups.lrs = list(values)
 
     def improvement_bound(self, best: float) -> float:
         """The value a loss must beat (strictly) to improve on ``best`` (torch's expressions)."""
