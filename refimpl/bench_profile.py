@@ -50,6 +50,8 @@ def step_label(index: int, step: Any) -> str:
 
     inner = getattr(step, "conv", None) or getattr(step, "dense", None) or step
     relu = " +relu" if inner is not step else ""
+    if getattr(step, "pool", None) is not None:
+        relu += f" +maxpool {step.pool.k}"
     if isinstance(inner, Conv2d):
         c_out, c_in, k, _ = inner.params["W"].shape
         text = f"conv {c_in}>{c_out} {k}x{k}"

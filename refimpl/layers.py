@@ -311,18 +311,52 @@ class Conv2dReLU(Layer):
         return f"Conv2dReLU({self.conv!r})"
 
 
+class Conv2dReLUPool(Layer):
+    """``y = maxpool2d(max(conv2d(x), 0), k)``: a :class:`Conv2dReLU` step and the
+    :class:`MaxPool2d` after it, as one op of a backend that offers
+    ``conv2d_relu_maxpool2d_forward``/``backward`` (the numba backend); the relu output is
+    never stored. The numbers are those of the three layers in turn; ``params`` and
+    ``grads`` are the ``Conv2d`` layer's.
+    """
+
+    def __init__(self, conv: Conv2d, pool: MaxPool2d) -> None:
+        super().__init__()
+        self.conv, self.pool = conv, pool
+        self.params, self.grads, self.backend = conv.params, conv.grads, conv.backend
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        W, b, conv = self.params["W"], self.params["b"], self.conv
+        y, self._cache = self.backend.conv2d_relu_maxpool2d_forward(
+            x, W, b, conv.stride, conv.padding, self.pool.k)
+        return y
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        dx, dW, db = self.backend.conv2d_relu_maxpool2d_backward(
+            dy, self._take_cache(), need_dx=need_dx)
+        self._store_grads(W=dW, b=db)
+        return dx
+
+    def __repr__(self) -> str:
+        return f"Conv2dReLUPool({self.conv!r}, {self.pool!r})"
+
+
 #: Layer type -> the fused step that runs it together with the relu after it.
 _FUSED_WITH_RELU = {Dense: DenseReLU, Conv2d: Conv2dReLU}
 
 
 def fuse_relu(layers: list[Layer]) -> list[Layer]:
     """The steps that run ``layers``: each Dense/Conv2d directly followed by
-    ``Activation("relu")`` becomes one :class:`DenseReLU`/:class:`Conv2dReLU` step."""
+    ``Activation("relu")`` becomes one :class:`DenseReLU`/:class:`Conv2dReLU` step, and a
+    :class:`Conv2dReLU` step directly followed by :class:`MaxPool2d` one
+    :class:`Conv2dReLUPool` step where the backend has that op."""
     steps: list[Layer] = []
     for layer in layers:
         is_relu = isinstance(layer, Activation) and layer.name == "relu"
         if is_relu and steps and type(steps[-1]) in _FUSED_WITH_RELU:
             steps[-1] = _FUSED_WITH_RELU[type(steps[-1])](steps[-1])
+        elif (isinstance(layer, MaxPool2d) and steps and type(steps[-1]) is Conv2dReLU
+              and hasattr(steps[-1].backend, "conv2d_relu_maxpool2d_forward")):
+            steps[-1] = Conv2dReLUPool(steps[-1].conv, layer)
         else:
             steps.append(layer)
     return steps

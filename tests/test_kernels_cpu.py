@@ -132,6 +132,53 @@ def test_maxpool2d_random_shapes_agree_with_oracle(n, c, h, w, k, seed, dtype):
                                   ops.maxpool2d_backward(y_ref, cache_ref))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, w_shape, stride, padding, k", [
+    ((3, 2, 9, 9), (4, 2, 3, 3), 1, 1, 2),    # 9x9 output: a row and a column no window covers
+    ((2, 1, 12, 11), (5, 1, 3, 3), 2, 1, 3),
+    ((16, 1, 28, 28), (8, 1, 3, 3), 1, 0, 2),  # lrpo_cnn's first layer, fewer channels
+])
+def test_conv2d_relu_maxpool2d_equals_the_oracle_composition(dtype, shape, w_shape, stride,
+                                                            padding, k):
+    """The fused step equals conv2d_relu then maxpool2d of the oracle: the same maxima, and
+    gradients within the tolerance (dx, dW and db come from the same products)."""
+    rng = np.random.default_rng(14)
+    x, W, b = _random(rng, shape, dtype), _random(rng, w_shape, dtype), \
+        _random(rng, (w_shape[0],), dtype)
+    z, conv_cache = ops.conv2d_relu_forward(x, W, b, stride, padding)
+    y_ref, pool_cache = ops.maxpool2d_forward(z, k)
+    y, cache = nb.conv2d_relu_maxpool2d_forward(x, W, b, stride, padding, k)
+    np.testing.assert_array_equal(y, y_ref)
+    assert (y == 0).any() and (y > 0).any()  # windows whose maximum relu cuts, and others
+    dy = _random(rng, y.shape, dtype)
+    want = ops.conv2d_relu_backward(ops.maxpool2d_backward(dy, pool_cache), conv_cache)
+    for label, got, ref in zip(("dx", "dW", "db"), nb.conv2d_relu_maxpool2d_backward(dy, cache),
+                               want):
+        assert_close(got, ref, dtype, f"fused conv+relu+pool {label}")
+
+
+def test_conv2d_relu_maxpool2d_nan_in_input_and_gradient_as_the_oracle():
+    """A NaN pixel makes its windows NaN with no arg-max; a NaN in dy spreads over its whole
+    window, exactly as pool-then-relu backward of the oracle (NaN times a zero mask)."""
+    rng = np.random.default_rng(15)
+    x, W, b = _random(rng, (2, 1, 8, 8), np.float64), _random(rng, (3, 1, 1, 1), np.float64), \
+        np.zeros(3)
+    x[0, 0, 2, 3] = np.nan
+    z, conv_cache = ops.conv2d_relu_forward(x, W, b, 1, 0)
+    y_ref, pool_cache = ops.maxpool2d_forward(z, 2)
+    y, cache = nb.conv2d_relu_maxpool2d_forward(x, W, b, 1, 0, 2)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = _random(rng, y.shape, np.float64)
+    dy[1, 2, 0, 1] = np.nan
+    pooled_grad = ops.maxpool2d_backward(dy, pool_cache)
+    rows_ref = ops.relu_backward(pooled_grad, conv_cache[1])
+    _, dW, db = nb.conv2d_relu_maxpool2d_backward(dy, cache)
+    _, dW_ref, db_ref = ops.conv2d_backward(rows_ref, conv_cache[0])
+    np.testing.assert_array_equal(np.isnan(dW), np.isnan(dW_ref))
+    np.testing.assert_array_equal(np.isnan(db), np.isnan(db_ref))
+    assert np.isnan(db).any() and not np.isnan(db).all()
+
+
 # --- the paths taken only at training sizes --------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("relu", [False, True])

@@ -5,7 +5,10 @@ the same argument checks (:mod:`refimpl.ops.checks`); caches are private to this
 Kernels are ``@njit(cache=True, fastmath=False)``, ``parallel=True`` where a loop over
 images, channels or elements pays, and matrix products go to BLAS through ``np.dot``.
 The fused pairs (``dense_relu_*``, ``conv2d_relu_*``) add bias and relu in one pass over
-the output. ``sched`` holds the scheduler kernels (:mod:`kernels.cpu.sched`).
+the output; beyond the contract, ``conv2d_relu_maxpool2d_*`` also pools in that pass
+(:class:`refimpl.layers.Conv2dReLUPool` uses it), and ``profile`` times the phases of every
+kernel on request (:mod:`kernels.cpu.profile`, ``refimpl bench --profile``). ``sched`` holds
+the scheduler kernels (:mod:`kernels.cpu.sched`).
 
 Importing this module changes no process-wide setting. How many threads the parallel
 loops use is decided per machine by a short measurement at the first kernel call, cached
@@ -43,6 +46,8 @@ from kernels.cpu.conv import (
     conv2d_forward,
     conv2d_relu_backward,
     conv2d_relu_forward,
+    conv2d_relu_maxpool2d_backward,
+    conv2d_relu_maxpool2d_forward,
 )
 from kernels.cpu.dense import dense_backward, dense_forward, dense_relu_backward, dense_relu_forward
 from kernels.cpu.losses import mse, softmax_cross_entropy
@@ -81,6 +86,8 @@ def warmup(dtypes=(np.float32, np.float64)) -> float:
             backward(y, cache)
         y, cache = maxpool2d_forward(x, 2)
         maxpool2d_backward(y, cache)
+        y, cache = conv2d_relu_maxpool2d_forward(x, W, b, 1, 1, 2)
+        conv2d_relu_maxpool2d_backward(y, cache)
         x2 = x.reshape(2, -1)
         W2 = rng.standard_normal((x2.shape[1], 3)).astype(dtype)
         for forward, backward in (
@@ -126,6 +133,8 @@ __all__ = [
     "conv2d_forward",
     "conv2d_relu_backward",
     "conv2d_relu_forward",
+    "conv2d_relu_maxpool2d_backward",
+    "conv2d_relu_maxpool2d_forward",
     "cos_backward",
     "cos_forward",
     "dense_backward",

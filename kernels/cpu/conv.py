@@ -21,12 +21,19 @@ loops use is the measured policy of :mod:`kernels.cpu.tuning`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange, uint64
 
 from kernels.cpu import profile
 from kernels.cpu.tuning import loop_threads
-from refimpl.ops.checks import check_conv2d_args, check_conv2d_grad
+from refimpl.ops.checks import (
+    check_conv2d_args,
+    check_conv2d_grad,
+    check_maxpool2d_args,
+    check_maxpool2d_grad,
+)
 
 
 @njit(cache=True, fastmath=False)
@@ -169,13 +176,21 @@ def _run_forward(x, W, b, stride, padding, relu):
 
 def _run_backward(dy, cache, need_dx):
     cols, W, x_shape, stride, padding, y = cache
-    c_out, c_in, kh, kw = W.shape
-    n, _, h, w = x_shape
+    c_out = W.shape[0]
+    n = x_shape[0]
     h_out, w_out = check_conv2d_grad(dy, x_shape, W, stride, padding)
     dy = np.ascontiguousarray(dy).reshape(n, c_out, h_out * w_out)
     relu = y is not None
     with loop_threads(), profile.phase("relu mask, to rows" if relu else "to rows"):
         dy_rows = _nchw_to_rows(dy, y.reshape(dy.shape) if relu else dy, relu)
+    return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,
+                               need_dx)
+
+
+def _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out, need_dx):
+    """``db``, ``dW`` and (``need_dx``) ``dx`` from the gradient in rows (C_out, N P)."""
+    c_out, c_in, kh, kw = W.shape
+    n, _, h, w = x_shape
     # NumPy's float32 pairwise sum, as the oracle's: a float64 sum in the pass above differs
     # from it by more than 1e-5 of |db| where the terms cancel.
     with profile.phase("bias grad"):
@@ -193,6 +208,179 @@ def _run_backward(dy, cache, need_dx):
     with loop_threads(), profile.phase("col2im"):
         dx = _col2im(dcols, n, c_in, h, w, kh, kw, stride, padding, h_out, w_out)
     return dx, dW, db
+
+
+# -- conv + relu + max pooling as one step --------------------------------------------------
+@njit(cache=True, parallel=True, fastmath=False)
+def _rows_to_pooled(out, b, n_img, h_out, w_out, k, y, argmax):
+    """Fill ``y`` (N, C_out, H_out // k, W_out // k) with the max pooling of
+    ``r = max(out + b, 0)`` (NaN kept) and ``argmax`` with the row-major offset of each
+    window's first maximum (-1 for a window with a NaN); ``out`` is the (C_out, N P) product.
+    The relu output r itself is never stored."""
+    c_out = out.shape[0]
+    plane = h_out * w_out
+    h_p, w_p = y.shape[2], y.shape[3]
+    for task in prange(n_img * c_out):
+        n = task // c_out
+        o = task % c_out
+        bias = b[o]
+        base = n * plane
+        for i in range(h_p):
+            for j in range(w_p):
+                best = out[o, base] * 0
+                best_at = -1
+                has_nan = False
+                for u in range(k):
+                    for v in range(k):
+                        value = out[o, base + (i * k + u) * w_out + j * k + v] + bias
+                        if value < 0:
+                            value = 0
+                        if math.isnan(value):
+                            has_nan = True
+                        elif best_at < 0 or value > best:  # strictly greater: first max
+                            best = value
+                            best_at = u * k + v
+                y[n, o, i, j] = math.nan if has_nan else best
+                argmax[n, o, i, j] = -1 if has_nan else best_at
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _pooled_to_rows(dy, y, argmax, h_out, w_out, k):
+    """The gradient of ``maxpool(relu(conv))`` at the conv output, in rows (C_out, N P):
+    ``g`` at a window's arg-max when its maximum is > 0, ``g · 0`` elsewhere in the window
+    (what the oracle's pool then relu backward give, NaN and signed zeros included), 0 at
+    pixels no window covers."""
+    n_img, c_out, h_p, w_p = dy.shape
+    plane = h_out * w_out
+    rows = np.empty((c_out, n_img * plane), dtype=dy.dtype)
+    zero = dy.dtype.type(0)
+    for task in prange(n_img * c_out):
+        n = task // c_out
+        o = task % c_out
+        base = n * plane
+        for i in range(h_out):  # pixels no window covers: right columns, bottom rows
+            first = w_p * k if i < h_p * k else 0
+            for j in range(first, w_out):
+                rows[o, base + i * w_out + j] = 0
+        for i in range(h_p):
+            for j in range(w_p):
+                g = dy[n, o, i, j]
+                best_at = argmax[n, o, i, j]
+                if not y[n, o, i, j] > 0:
+                    best_at = -1  # relu passes nothing at a maximum of 0
+                for u in range(k):
+                    for v in range(k):
+                        at = base + (i * k + u) * w_out + j * k + v
+                        rows[o, at] = g if u * k + v == best_at else g * zero
+    return rows
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _rows_to_pooled_2(out, b, n_img, h_out, w_out, y, argmax):
+    """:func:`_rows_to_pooled` for k = 2, with selects instead of branches."""
+    c_out = out.shape[0]
+    h_p, w_p = y.shape[2], y.shape[3]
+    planes = out.reshape(c_out, n_img, h_out, w_out)
+    nan, zero = y.dtype.type(math.nan), y.dtype.type(0)
+    for task in prange(n_img * c_out):
+        n = task // c_out
+        o = task % c_out
+        bias = b[o]
+        for i in range(h_p):
+            top, bottom = planes[o, n, 2 * i], planes[o, n, 2 * i + 1]
+            pooled, where = y[n, o, i], argmax[n, o, i]
+            for j in range(w_p):
+                a, c = top[2 * j] + bias, top[2 * j + 1] + bias
+                p, q = bottom[2 * j] + bias, bottom[2 * j + 1] + bias
+                a = zero if a < 0 else a  # relu; NaN stays NaN
+                c = zero if c < 0 else c
+                p = zero if p < 0 else p
+                q = zero if q < 0 else q
+                best, at = a, 0
+                more = c > best
+                best, at = (c, 1) if more else (best, at)
+                more = p > best
+                best, at = (p, 2) if more else (best, at)
+                more = q > best
+                best, at = (q, 3) if more else (best, at)
+                bad = (a != a) | (c != c) | (p != p) | (q != q)  # a NaN in the window
+                pooled[j] = nan if bad else best
+                where[j] = -1 if bad else at
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _pooled_to_rows_2(dy, y, argmax, h_out, w_out):
+    """:func:`_pooled_to_rows` for k = 2, through row views (which LLVM handles better)."""
+    n_img, c_out, h_p, w_p = dy.shape
+    rows = np.empty((c_out, n_img * h_out * w_out), dtype=dy.dtype)
+    planes = rows.reshape(c_out, n_img, h_out, w_out)
+    zero = dy.dtype.type(0)
+    for task in prange(n_img * c_out):
+        n = task // c_out
+        o = task % c_out
+        for i in range(h_p):
+            grad, where, pooled = dy[n, o, i], argmax[n, o, i], y[n, o, i]
+            for u in range(2):
+                row = planes[o, n, 2 * i + u]
+                for j in range(w_p):
+                    g = grad[j]
+                    at = where[j] if pooled[j] > 0 else -1  # relu passes nothing at a max of 0
+                    for v in range(2):
+                        row[2 * j + v] = g if 2 * u + v == at else g * zero
+                for j in range(2 * w_p, w_out):  # a column no window covers
+                    row[j] = 0
+        for i in range(2 * h_p, h_out):  # a row no window covers
+            planes[o, n, i, :] = 0
+    return rows
+
+
+def conv2d_relu_maxpool2d_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0, k: int = 2
+) -> tuple[np.ndarray, tuple]:
+    """Fused ``maxpool2d(max(conv2d(x, W, b), 0), k)``, without storing the relu output.
+
+    Equals ``maxpool2d_forward(conv2d_relu_forward(x, W, b, stride, padding)[0], k)`` (the
+    same sums, the same maxima); an extension beyond the contract, used by
+    :class:`refimpl.layers.Conv2dReLUPool` on this backend.
+    """
+    stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
+    k = check_maxpool2d_args(np.empty((1, 1, h_out, w_out), x.dtype), k)[0]
+    x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
+    n, c_out, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
+    shape = (n, c_out, h_out // k, w_out // k)
+    y = np.empty(shape, dtype=x.dtype)
+    argmax = np.empty(shape, dtype=np.int8 if k * k <= 127 else np.int32)
+    with loop_threads():
+        with profile.phase("im2col"):
+            cols = _im2col(x, kh, kw, stride, padding, h_out, w_out)
+        with profile.gemm("gemm Y=W.cols", c_out, cols.shape[0], cols.shape[1]):
+            out = W.reshape(c_out, -1) @ cols
+        with profile.phase("bias+relu+maxpool"):
+            if k == 2:
+                _rows_to_pooled_2(out, b, n, h_out, w_out, y, argmax)
+            else:
+                _rows_to_pooled(out, b, n, h_out, w_out, k, y, argmax)
+    return y, (cols, W, x.shape, stride, padding, y, argmax, h_out, w_out, k)
+
+
+def conv2d_relu_maxpool2d_backward(
+    dy: np.ndarray, cache: tuple, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Gradients of :func:`conv2d_relu_maxpool2d_forward`: the conv backward of the pooling
+    and relu gradients, built in one pass from ``dy`` (N, C_out, H_out // k, W_out // k)."""
+    cols, W, x_shape, stride, padding, y, argmax, h_out, w_out, k = cache
+    check_maxpool2d_grad(dy, (x_shape[0], W.shape[0], h_out, w_out), k)
+    if dy.dtype != y.dtype:
+        raise ValueError(f"dy has dtype {dy.dtype} but the forward ran in {y.dtype}; "
+                         f"cast it with dy.astype(np.{y.dtype})")
+    with loop_threads(), profile.phase("maxpool+relu grad, to rows"):
+        dy = np.ascontiguousarray(dy)
+        if k == 2:
+            dy_rows = _pooled_to_rows_2(dy, y, argmax, h_out, w_out)
+        else:
+            dy_rows = _pooled_to_rows(dy, y, argmax, h_out, w_out, k)
+    return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,
+                               need_dx)
 
 
 def conv2d_forward(
