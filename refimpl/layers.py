@@ -74,7 +74,15 @@ class Layer:
 
     def _store_grads(self, **grads: np.ndarray) -> None:
         for name, value in grads.items():
-            np.copyto(self.grads[name], value)
+            if value is not self.grads[name]:  # else the op wrote it in place (out=)
+                np.copyto(self.grads[name], value)
+
+    def _grads_out(self, op: str) -> dict:
+        """``{"out": (grads["W"], grads["b"])}`` for a backend op listed in the backend's
+        ``GRADS_OUT`` (it writes the gradients into them), else nothing."""
+        if op in getattr(self.backend, "GRADS_OUT", ()):
+            return {"out": (self.grads["W"], self.grads["b"])}
+        return {}
 
     def astype(self, dtype: DTypeLike) -> Layer:
         """Cast parameters and gradient buffers (this re-binds them: build optimizers after)."""
@@ -126,7 +134,8 @@ class Dense(Layer):
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        dx, dW, db = self.backend.dense_backward(dy, self._take_cache(), need_dx=need_dx)
+        dx, dW, db = self.backend.dense_backward(dy, self._take_cache(), need_dx=need_dx,
+                                                 **self._grads_out("dense_backward"))
         self._store_grads(W=dW, b=db)
         return dx
 
@@ -277,7 +286,8 @@ class DenseReLU(Layer):
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        dx, dW, db = self.backend.dense_relu_backward(dy, self._take_cache(), need_dx=need_dx)
+        dx, dW, db = self.backend.dense_relu_backward(dy, self._take_cache(), need_dx=need_dx,
+                                                      **self._grads_out("dense_relu_backward"))
         self._store_grads(W=dW, b=db)
         return dx
 

@@ -179,6 +179,28 @@ def test_conv2d_relu_maxpool2d_nan_in_input_and_gradient_as_the_oracle():
     assert np.isnan(db).any() and not np.isnan(db).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", ["dense", "dense_relu"])
+def test_dense_backward_writes_into_out_with_the_same_numbers(op, dtype):
+    rng = np.random.default_rng(16)
+    x, W, b = _random(rng, (9, 13), dtype), _random(rng, (13, 7), dtype), _random(rng, (7,), dtype)
+    y, cache = getattr(nb, f"{op}_forward")(x, W, b)
+    dy = _random(rng, y.shape, dtype)
+    backward = getattr(nb, f"{op}_backward")
+    assert f"{op}_backward" in nb.GRADS_OUT
+    dx, dW, db = backward(dy, cache)
+    out = (np.full_like(W, np.nan), np.full_like(b, np.nan))
+    dx2, dW2, db2 = backward(dy, cache, out=out)
+    assert dW2 is out[0] and db2 is out[1]
+    np.testing.assert_array_equal(dW2, dW)  # the same BLAS call and reduction
+    np.testing.assert_array_equal(db2, db)
+    np.testing.assert_array_equal(dx2, dx)
+    wrong = (np.zeros_like(W, dtype=np.float16), np.zeros_like(b))  # does not fit: ignored
+    _, dW3, db3 = backward(dy, cache, out=wrong)
+    assert dW3 is not wrong[0] and db3 is not wrong[1]
+    np.testing.assert_array_equal(dW3, dW)
+
+
 # --- the paths taken only at training sizes --------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("relu", [False, True])

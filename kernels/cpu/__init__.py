@@ -57,6 +57,10 @@ from kernels.cpu.tuning import loop_policy, tune
 # y = x has nothing to compile: the oracle's pair is this backend's.
 from refimpl.ops.activations import identity_backward, identity_forward
 
+#: Backward ops that accept ``out=(dW, db)``, arrays the parameter gradients are written into
+#: (``refimpl.layers`` passes its gradient buffers, sparing a copy per step).
+GRADS_OUT = ("dense_backward", "dense_relu_backward")
+
 #: Real hardware, never the CUDA simulator (``kernels.get_backend("auto")`` asks).
 is_simulator = False
 
@@ -129,6 +133,7 @@ def dispatchers() -> dict:
 
 
 __all__ = [
+    "GRADS_OUT",
     "conv2d_backward",
     "conv2d_forward",
     "conv2d_relu_backward",
