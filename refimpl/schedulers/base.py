@@ -22,31 +22,10 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 from collections.abc import Sequence
 from typing import Any
 
-
-def check_lr(value: Any, name: str = "lr") -> float:
-    """Return ``value`` as a float, or raise ``ValueError`` naming the argument."""
-    try:
-        lr = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return lr
-
-
-def as_group_list(value: Any, n_groups: int, name: str) -> list[float]:
-    """Broadcast a float (or check a per-group list) to one float per parameter group."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n_groups:
-            raise ValueError(
-                f"{name} has {len(value)} entries but there are {n_groups} parameter groups"
-            )
-        return [check_lr(v, name) for v in value]
-    return [check_lr(value, name)] * n_groups
+from .checks import check_lr
 
 
 class Scheduler:

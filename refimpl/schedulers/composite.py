@@ -16,14 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import Scheduler
-from .lr_base import (
-    GroupRates,
-    LrArg,
-    as_param_groups,
-    check_int,
-    check_interval,
-    rule_of,
-)
+from .checks import check_int, check_interval
+from .lr_base import GroupRates, LrArg, as_param_groups, rule_of
 
 
 def _check_children(schedulers: Any, groups: Any, owner: str) -> list[Scheduler]:

@@ -14,15 +14,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .lr_base import (
-    LrArg,
-    LRScheduler,
-    as_param_groups,
-    check_choice,
-    check_factor,
-    check_int,
-    per_group,
-)
+from .checks import check_choice, check_factor, check_int, per_group
+from .lr_base import LrArg, LRScheduler, as_param_groups
 
 __all__ = ["CyclicLR", "OneCycleLR"]
 

@@ -27,10 +27,10 @@ cross-check anchor; our trace equals its trace bit for bit, see ``tests/test_gre
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
-from .base import Scheduler, as_group_list
+from .base import Scheduler
+from .checks import check_choice, check_factor, check_int, per_group
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
@@ -40,7 +40,7 @@ def _upper_bounds(max_lr: float | Sequence[float], n_groups: int) -> list[float]
     """``max_lr`` per group; ``inf`` (no upper bound, as transformers allows) is kept."""
     values = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * n_groups
     finite = [0.0 if isinstance(v, (int, float)) and v == math.inf else v for v in values]
-    checked = as_group_list(finite, n_groups, "max_lr")
+    checked = per_group(finite, n_groups, "max_lr")
     return [math.inf if v == math.inf else c for v, c in zip(values, checked)]
 
 
@@ -128,37 +128,20 @@ class GreedyLR(Scheduler):
         reset_start: int = 500,
     ):
         super().__init__(lr)
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        if threshold_mode not in _THRESHOLD_MODES:
-            raise ValueError(
-                f"threshold_mode must be one of {_THRESHOLD_MODES}, got {threshold_mode!r}"
-            )
-        if not 0.0 < float(factor) < 1.0:
-            raise ValueError(f"factor must lie in (0, 1), got {factor!r}; use e.g. 0.95")
-        for name, value in (
-            ("patience", patience),
-            ("cooldown", cooldown),
-            ("warmup", warmup),
-            ("reset_start", reset_start),
-        ):
-            if not _is_whole(value) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if not _is_whole(window_size) or window_size < 1:
-            raise ValueError(f"window_size must be an integer >= 1, got {window_size!r}")
-        self.mode = mode
-        self.factor = float(factor)
-        self.patience = int(patience)
+        self.mode = check_choice(mode, "mode", _MODES)
+        self.threshold_mode = check_choice(threshold_mode, "threshold_mode", _THRESHOLD_MODES)
+        self.factor = check_factor(factor, "factor", low=0, high=1, low_open=True,
+                                   high_open=True, hint="; use e.g. 0.95")
+        self.patience = check_int(patience, "patience", 0, whole_float=True)
+        self.cooldown = check_int(cooldown, "cooldown", 0, whole_float=True)
+        self.warmup = check_int(warmup, "warmup", 0, whole_float=True)
+        self.reset_start = check_int(reset_start, "reset_start", 0, whole_float=True)
+        self.window_size = check_int(window_size, "window_size", 1, whole_float=True)
         self.threshold = float(threshold)
-        self.threshold_mode = threshold_mode
-        self.cooldown = int(cooldown)
-        self.warmup = int(warmup)
-        self.min_lrs = as_group_list(min_lr, self.n_groups, "min_lr")
+        self.min_lrs = per_group(min_lr, self.n_groups, "min_lr")
         self.max_lrs = _upper_bounds(max_lr, self.n_groups)
         self.eps = float(eps)
         self.smooth = bool(smooth)
-        self.window_size = int(window_size)
-        self.reset_start = int(reset_start)
         self.last_step = 0
         self._clear_state()
 
@@ -359,9 +342,3 @@ _FROM_TRANSFORMERS = {
     "smooth": "smooth", "window_size": "window_size", "reset_start": "reset_countdown",
     "reset_start_original": "reset_start", "_last_lr": "lrs", "_init_lrs": "base_lrs",
 }
-
-
-def _is_whole(value) -> bool:
-    """Whether ``value`` is a whole number (an int, or a float such as ``10.0``)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
-        and math.isfinite(value) and int(value) == value

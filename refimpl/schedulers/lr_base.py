@@ -18,58 +18,11 @@ hold now, and ``step(epoch)`` jumps to ``epoch`` through the closed form where t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from .base import Scheduler, check_lr
-
-
-# -- argument checks --------------------------------------------------------------------------
-def check_int(value: Any, name: str, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``, or ``ValueError`` naming the argument."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_factor(value: Any, name: str, *, low: float, high: float,
-                 low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` as a float in the stated interval, or ``ValueError`` naming the argument."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    below = number <= low if low_open else number < low
-    above = number >= high if high_open else number > high
-    if not math.isfinite(number) or below or above:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return number
-
-
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else ``ValueError`` naming the argument."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def check_interval(value: Any) -> str:
-    return check_choice(value, "interval", ("epoch", "step"))
-
-
-def per_group(value: Any, n_groups: int, name: str, check=check_lr) -> list:
-    """Broadcast one value to every group, or check a list has one entry per group."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n_groups:
-            raise ValueError(
-                f"{name} has {len(value)} entries but there are {n_groups} parameter groups; "
-                "give one value, or one per group")
-        return [check(v, name) for v in value]
-    return [check(value, name)] * n_groups
+from .base import Scheduler
+from .checks import check_int, check_interval, check_lr, per_group
 
 
 # -- the shared groups ------------------------------------------------------------------------

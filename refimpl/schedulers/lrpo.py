@@ -38,7 +38,8 @@ import numpy as np
 from refimpl import ops
 from refimpl.init import glorot_uniform
 from refimpl.optim import Adam
-from refimpl.schedulers.base import Scheduler, as_group_list
+from refimpl.schedulers.base import Scheduler
+from refimpl.schedulers.checks import check_int, per_group
 
 __all__ = ["LRPOSchedule", "TrajectoryPredictor", "jump_factor"]
 
@@ -239,22 +240,15 @@ class LRPOSchedule(Scheduler):
         seed: int = 0,
     ):
         super().__init__(lr)
-        if int(pretrain_epochs) != pretrain_epochs or pretrain_epochs < 2:
-            raise ValueError(
-                "pretrain_epochs must be an integer >= 2 (the predictor fits a trajectory), "
-                f"got {pretrain_epochs!r}"
-            )
-        if int(jump_epochs) != jump_epochs or jump_epochs < 0:
-            raise ValueError(f"jump_epochs must be an integer >= 0, got {jump_epochs!r}")
+        self.pretrain_epochs = check_int(pretrain_epochs, "pretrain_epochs", 2, whole_float=True,
+                                         why=" (the predictor fits a trajectory)")
+        self.jump_epochs = check_int(jump_epochs, "jump_epochs", 0, whole_float=True)
         if not float(alpha_max) >= 1.0:
             raise ValueError(f"alpha_max must be >= 1, got {alpha_max!r}")
-        if int(predictor_steps) != predictor_steps or predictor_steps < 1:
-            raise ValueError(f"predictor_steps must be an integer >= 1, got {predictor_steps!r}")
-        self.pretrain_epochs = int(pretrain_epochs)
-        self.jump_epochs = int(jump_epochs)
-        self.finetune_lrs = as_group_list(finetune_lr, self.n_groups, "finetune_lr")
+        self.predictor_steps = check_int(predictor_steps, "predictor_steps", 1,
+                                         whole_float=True)
+        self.finetune_lrs = per_group(finetune_lr, self.n_groups, "finetune_lr")
         self.alpha_max = float(alpha_max)
-        self.predictor_steps = int(predictor_steps)
         self.seed = int(seed)
         self.epoch = 0
         self.losses: list[float] = []

@@ -29,6 +29,7 @@ import numpy as np
 import kernels
 
 from .base import Scheduler
+from .checks import check_factor, check_int, check_lr
 
 #: ``den + DEN_EPS`` guards the division, as in the paper's code.
 DEN_EPS = 1e-10
@@ -115,13 +116,12 @@ class NewtonLR(Scheduler):
         super().__init__(lr)
         if min(self.base_lrs) <= 0:
             raise ValueError(f"lr must be > 0 for NewtonLR (it divides by it), got {lr!r}")
-        if not 0.0 < float(gamma) <= 1.0:
-            raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}; the paper uses 0.33")
+        self.gamma = check_factor(gamma, "gamma", low=0, high=1, low_open=True,
+                                  hint="; the paper uses 0.33")
         if not float(p) > 0.0:
             raise ValueError(f"p must be > 0 (a fraction of an epoch), got {p!r}")
         if not float(max_factor) >= 1.0:
             raise ValueError(f"max_factor must be >= 1, got {max_factor!r}")
-        self.gamma = float(gamma)
         self.p = float(p)
         self.max_factor = float(max_factor)
         self.backend = _check_backend(backend)
@@ -136,9 +136,7 @@ class NewtonLR(Scheduler):
 
     def set_batches_per_epoch(self, n: int) -> None:
         """Fix the number of optimizer steps per epoch, which sets ``K``."""
-        if int(n) != n or n < 1:
-            raise ValueError(f"batches_per_epoch must be an integer >= 1, got {n!r}")
-        self.batches_per_epoch = int(n)
+        self.batches_per_epoch = check_int(n, "batches_per_epoch", 1, whole_float=True)
 
     @property
     def update_every(self) -> int:
@@ -235,12 +233,8 @@ class _HypergradientLR(Scheduler):
 
     def __init__(self, lr, hyper_lr: float, min_lr: float, backend: str):
         super().__init__(lr)
-        if not (math.isfinite(float(hyper_lr)) and float(hyper_lr) >= 0.0):
-            raise ValueError(f"hyper_lr must be a finite number >= 0, got {hyper_lr!r}")
-        if not float(min_lr) >= 0.0:
-            raise ValueError(f"min_lr must be >= 0, got {min_lr!r}")
-        self.hyper_lr = float(hyper_lr)
-        self.min_lr = float(min_lr)
+        self.hyper_lr = check_lr(hyper_lr, "hyper_lr")
+        self.min_lr = check_lr(min_lr, "min_lr")
         self.backend = _check_backend(backend)
         self.prev: list[np.ndarray] | None = None
 

@@ -23,7 +23,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import Scheduler, check_lr
+from .base import Scheduler
+from .checks import check_choice, check_factor, check_int, check_interval, check_lr, per_group
 from .composite import ChainedScheduler, SequentialLR
 from .lr_base import (
     GroupRates,
@@ -31,11 +32,6 @@ from .lr_base import (
     LRScheduler,
     ParamGroups,
     as_param_groups,
-    check_choice,
-    check_factor,
-    check_int,
-    check_interval,
-    per_group,
     rule_of,
 )
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .lr_base import LrArg, LRScheduler, as_param_groups, check_choice, check_int, per_group
+from .checks import check_choice, check_int, per_group
+from .lr_base import LrArg, LRScheduler, as_param_groups
 
 __all__ = ["SWALR"]
 

@@ -8,12 +8,7 @@ import numpy as np
 
 from refimpl.data import check_classification_data
 
-__all__ = ["check_data", "check_int"]
-
-
-def check_int(value: Any, name: str, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+__all__ = ["check_data"]
 
 
 def check_data(model: Any, data: Any, loss: str, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -30,9 +30,9 @@ import numpy as np
 
 import kernels
 from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from refimpl.schedulers.base import check_lr
+from refimpl.schedulers.checks import check_int, check_lr
 
-from .checks import check_data, check_int
+from .checks import check_data
 from .history import History
 from .nan_policy import (
     NAN_POLICIES,
@@ -116,11 +116,11 @@ class Trainer:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
-        check_int(batch_size, "batch_size")
-        check_int(eval_batch_size, "eval_batch_size")
-        check_int(max_rollbacks, "max_rollbacks", low=0)
+        check_int(batch_size, "batch_size", 1)
+        check_int(eval_batch_size, "eval_batch_size", 1)
+        check_int(max_rollbacks, "max_rollbacks", 0)
         if checkpoint_every is not None:
-            check_int(checkpoint_every, "checkpoint_every")
+            check_int(checkpoint_every, "checkpoint_every", 1)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if scheduler is not None:
@@ -179,7 +179,7 @@ class Trainer:
             Bad data, shapes, dtypes, labels or rates (before anything is written).
         NonFiniteLossError, TrainingInterrupted, refimpl.checkpoint.CheckpointError
         """
-        check_int(epochs, "epochs")
+        check_int(epochs, "epochs", 1)
         X, y = check_data(self.model, train, self.loss, "train")
         if val is not None:
             val = check_data(self.model, val, self.loss, "val")
