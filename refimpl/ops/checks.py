@@ -30,17 +30,7 @@ def check_float_array(name: str, a: object, shape_doc: str) -> np.ndarray:
     ``shape_doc`` is the expected shape written for people, e.g. ``"(N, in_features)"``;
     its number of comma-separated entries is the required ``ndim``.
     """
-    if not is_array(a):
-        # ValueError, not TypeError: the ops contract promises ValueError for any bad input.
-        raise ValueError(
-            f"{name} must be a numpy.ndarray of shape {shape_doc}, got {type(a).__name__}; "
-            f"convert it with np.asarray({name}, dtype=np.float32)"
-        )
-    if a.dtype not in FLOAT_DTYPES:
-        raise ValueError(
-            f"{name} must have dtype float32 or float64, got {a.dtype}; "
-            f"cast it with {name}.astype(np.float32)"
-        )
+    _check_float(name, a, f" of shape {shape_doc}")
     ndim = len([part for part in shape_doc.strip("()").split(",") if part.strip()])
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D with shape {shape_doc}, got shape {a.shape}")
@@ -71,10 +61,16 @@ def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
 
 def check_float_any(name: str, a: object) -> np.ndarray:
     """Check that ``a`` is a float32/float64 ndarray of any shape (element-wise ops)."""
+    return _check_float(name, a, "")
+
+
+def _check_float(name: str, a: object, of_shape: str) -> np.ndarray:
+    """An array (see :func:`is_array`) of dtype float32 or float64; ``of_shape`` is put in
+    the message after "numpy.ndarray" (``" of shape (N, C)"``, or empty)."""
     if not is_array(a):
         # ValueError, not TypeError: the ops contract promises ValueError for any bad input.
         raise ValueError(
-            f"{name} must be a numpy.ndarray, got {type(a).__name__}; "
+            f"{name} must be a numpy.ndarray{of_shape}, got {type(a).__name__}; "
             f"convert it with np.asarray({name}, dtype=np.float32)"
         )
     if a.dtype not in FLOAT_DTYPES:
