@@ -268,60 +268,67 @@ class Flatten(Layer):
         return (int(np.prod(input_shape)),)
 
 
-class DenseReLU(Layer):
-    """``y = max(x W + b, 0)``: a :class:`Dense` and the relu after it, as one op of the backend.
+class _FusedStep(Layer):
+    """A step of :class:`Sequential` that runs a :class:`Dense` or :class:`Conv2d` layer and
+    what follows it as one op of the backend, ``{op}_forward``/``{op}_backward``; it shares
+    ``params`` and ``grads`` with that layer (the same dicts), so the parameters are still
+    the layer's."""
 
-    A step of :class:`Sequential` on a fast backend (``dense_relu_forward``/``backward``);
-    it shares ``params`` and ``grads`` with ``dense`` (the same dicts), so the parameters are
-    still the ``Dense`` layer's.
-    """
+    op: str
 
-    def __init__(self, dense: Dense) -> None:
+    def __init__(self, layer: Layer) -> None:
         super().__init__()
-        self.dense = dense
-        self.params, self.grads, self.backend = dense.params, dense.grads, dense.backend
+        self.params, self.grads, self.backend = layer.params, layer.grads, layer.backend
+
+    def _options(self) -> tuple:
+        """The op's arguments after ``(x, W, b)``."""
+        return ()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self._cache = self.backend.dense_relu_forward(x, self.params["W"], self.params["b"])
+        forward = getattr(self.backend, f"{self.op}_forward")
+        y, self._cache = forward(x, self.params["W"], self.params["b"], *self._options())
         return y
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        dx, dW, db = self.backend.dense_relu_backward(dy, self._take_cache(), need_dx=need_dx,
-                                                      **self._grads_out("dense_relu_backward"))
+        name = f"{self.op}_backward"
+        dx, dW, db = getattr(self.backend, name)(dy, self._take_cache(), need_dx=need_dx,
+                                                 **self._grads_out(name))
         self._store_grads(W=dW, b=db)
         return dx
+
+
+class DenseReLU(_FusedStep):
+    """``y = max(x W + b, 0)``: a :class:`Dense` and the relu after it, as one op of the backend
+    (``dense_relu_forward``/``backward``)."""
+
+    op = "dense_relu"
+
+    def __init__(self, dense: Dense) -> None:
+        super().__init__(dense)
+        self.dense = dense
 
     def __repr__(self) -> str:
         return f"DenseReLU({self.dense!r})"
 
 
-class Conv2dReLU(Layer):
-    """``y = max(conv2d(x), 0)``: a :class:`Conv2d` and the relu after it, as one op of the backend.
+class Conv2dReLU(_FusedStep):
+    """``y = max(conv2d(x), 0)``: a :class:`Conv2d` and the relu after it, as one op of the backend
+    (``conv2d_relu_forward``/``backward``)."""
 
-    A step of :class:`Sequential` on a fast backend (``conv2d_relu_forward``/``backward``);
-    it shares ``params`` and ``grads`` with ``conv``.
-    """
+    op = "conv2d_relu"
 
     def __init__(self, conv: Conv2d) -> None:
-        super().__init__()
+        super().__init__(conv)
         self.conv = conv
-        self.params, self.grads, self.backend = conv.params, conv.grads, conv.backend
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        W, b, conv = self.params["W"], self.params["b"], self.conv
-        y, self._cache = self.backend.conv2d_relu_forward(x, W, b, conv.stride, conv.padding)
-        return y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        dx, dW, db = self.backend.conv2d_relu_backward(dy, self._take_cache(), need_dx=need_dx)
-        self._store_grads(W=dW, b=db)
-        return dx
+    def _options(self) -> tuple:
+        return self.conv.stride, self.conv.padding
 
     def __repr__(self) -> str:
         return f"Conv2dReLU({self.conv!r})"
 
 
-class Conv2dReLUPool(Layer):
+class Conv2dReLUPool(_FusedStep):
     """``y = maxpool2d(max(conv2d(x), 0), k)``: a :class:`Conv2dReLU` step and the
     :class:`MaxPool2d` after it, as one op of a backend that offers
     ``conv2d_relu_maxpool2d_forward``/``backward`` (the numba backend); the relu output is
@@ -329,22 +336,14 @@ class Conv2dReLUPool(Layer):
     ``grads`` are the ``Conv2d`` layer's.
     """
 
+    op = "conv2d_relu_maxpool2d"
+
     def __init__(self, conv: Conv2d, pool: MaxPool2d) -> None:
-        super().__init__()
+        super().__init__(conv)
         self.conv, self.pool = conv, pool
-        self.params, self.grads, self.backend = conv.params, conv.grads, conv.backend
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        W, b, conv = self.params["W"], self.params["b"], self.conv
-        y, self._cache = self.backend.conv2d_relu_maxpool2d_forward(
-            x, W, b, conv.stride, conv.padding, self.pool.k)
-        return y
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        dx, dW, db = self.backend.conv2d_relu_maxpool2d_backward(
-            dy, self._take_cache(), need_dx=need_dx)
-        self._store_grads(W=dW, b=db)
-        return dx
+    def _options(self) -> tuple:
+        return self.conv.stride, self.conv.padding, self.pool.k
 
     def __repr__(self) -> str:
         return f"Conv2dReLUPool({self.conv!r}, {self.pool!r})"
