@@ -29,8 +29,10 @@ row alike; the table reports the median of the repeats. All thread pools of a wo
 to its thread count (``--threads 1,2``; default 2): ``torch.set_num_threads``,
 ``numba.set_num_threads`` and the BLAS pools through ``OMP/OPENBLAS/MKL_NUM_THREADS``. The
 numba worker also calls ``kernels.cpu.tune(threads, threading_layer="workqueue",
-keep_large_blocks=True)`` (its settings are printed with the results); a user's program
-gets these only by calling ``tune`` itself. The data are synthetic (uniform pixels in
+keep_large_blocks=True, loops="measure")`` (``loops`` at 2 threads and more: the thread
+policy of the Numba loops measured in this run, not read from an earlier run's cache; the
+settings are printed with the results); a user's program gets these only by calling
+``tune`` itself (the policy is measured at first use and cached). The data are synthetic (uniform pixels in
 [0, 1), random labels, seeded): timings do not depend on the values. Every row names the
 CPU model and thread count, so rows from different machines can sit in one table.
 
@@ -154,9 +156,13 @@ class _Worker:
 
                 # Numba's workqueue threads sleep beside BLAS's, and glibc keeps the step's
                 # large temporaries for reuse (kernels/cpu/tuning.py); NUMBA_THREADING_LAYER wins.
+                # The thread policy of the Numba loops is measured afresh here, in the
+                # conditions of this run, rather than read from an earlier run's cache
+                # ($REFIMPL_NUMBA_LOOPS still wins).
                 layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
                 self.tuned = kernels.cpu.tune(threads, threading_layer=layer,
-                                              keep_large_blocks=True)
+                                              keep_large_blocks=True,
+                                              loops="measure" if threads > 1 else None)
             elif backend == "cuda":
                 import numba
 

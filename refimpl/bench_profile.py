@@ -103,7 +103,8 @@ def _refimpl_profile(model: str, threads: int, repeats: int, seed: int) -> dict:
     from refimpl.train import Trainer
 
     layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
-    settings = kernels.cpu.tune(threads, threading_layer=layer, keep_large_blocks=True)
+    settings = kernels.cpu.tune(threads, threading_layer=layer, keep_large_blocks=True,
+                                loops="measure" if threads > 1 else None)
     batch, _ = WORKLOADS[model]
     X, y = _synthetic_data(model, seed)
     net = get_model(model, seed=seed, dtype=np.float32, backend="numba")
