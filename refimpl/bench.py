@@ -32,9 +32,10 @@ numba worker also calls ``kernels.cpu.tune(threads, threading_layer="workqueue",
 keep_large_blocks=True, loops="measure")`` (``loops`` at 2 threads and more: the thread
 policy of the Numba loops measured in this run, not read from an earlier run's cache; the
 settings are printed with the results); a user's program gets these only by calling
-``tune`` itself (the policy is measured at first use and cached). The data are synthetic (uniform pixels in
-[0, 1), random labels, seeded): timings do not depend on the values. Every row names the
-CPU model and thread count, so rows from different machines can sit in one table.
+``tune`` itself (the policy is measured at first use and cached). The data are synthetic
+(uniform pixels in [0, 1), random labels, seeded): timings do not depend on the values.
+Every row names the CPU model and thread count, so rows from different machines can sit in
+one table.
 
 ``--profile`` prints, instead, where a step's time goes per layer and phase
 (:mod:`refimpl.bench_profile`).
@@ -233,7 +234,7 @@ class _Worker:
         print(PROTOCOL_PREFIX + json.dumps(message), flush=True)
 
 
-def sgemm_peak(repeats: int = 5, size: int = PEAK_SIZE) -> dict:
+def sgemm_peak(repeats: int = 7, size: int = PEAK_SIZE) -> dict:
     """Best wall and CPU GFLOPS of ``np.dot`` on two ``size`` x ``size`` float32 matrices."""
     rng = np.random.default_rng(0)
     a = rng.random((size, size), dtype=np.float32)

@@ -201,6 +201,30 @@ def test_dense_backward_writes_into_out_with_the_same_numbers(op, dtype):
     np.testing.assert_array_equal(dW3, dW)
 
 
+def test_conv2d_relu_maxpool2d_bias_grad_from_the_pooled_gradient_with_inf_and_nan():
+    """From POOLED_DB_MIN_PIXELS on, db is summed over the pooled gradient: an inf or a NaN
+    in dy still gives NaN (inf times the zeros of its window), as the oracle's sum."""
+    from kernels.cpu import conv
+
+    rng = np.random.default_rng(17)
+    x, W, b = _random(rng, (8, 1, 28, 28), np.float32), _random(rng, (4, 1, 3, 3), np.float32), \
+        np.zeros(4, np.float32)
+    assert 8 * 26 * 26 >= conv.POOLED_DB_MIN_PIXELS
+    z, conv_cache = ops.conv2d_relu_forward(x, W, b, 1, 0)
+    _, pool_cache = ops.maxpool2d_forward(z, 2)
+    y, cache = nb.conv2d_relu_maxpool2d_forward(x, W, b, 1, 0, 2)
+    dy = _random(rng, y.shape, np.float32)
+    dy[0, 1, 3, 3], dy[5, 2, 0, 7] = np.inf, np.nan
+    with np.errstate(invalid="ignore"):  # inf * 0 in the oracle's masks, on purpose
+        want = ops.conv2d_relu_backward(ops.maxpool2d_backward(dy, pool_cache), conv_cache,
+                                        need_dx=False)[2]
+    got = nb.conv2d_relu_maxpool2d_backward(dy, cache, need_dx=False)[2]
+    np.testing.assert_array_equal(np.isnan(got), [False, True, True, False])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = ~np.isnan(want)
+    assert_close(got[finite], want[finite], np.float32, "db")
+
+
 # --- the paths taken only at training sizes --------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("relu", [False, True])
