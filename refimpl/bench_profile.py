@@ -44,6 +44,7 @@ from refimpl.bench import (
     sgemm_peak,
 )
 
+
 def step_label(index: int, step: Any) -> str:
     """A short name for a model step: ``"2 conv 64>128 3x3 +relu"``, ``"4 maxpool 2"``."""
     from refimpl.layers import Activation, Conv2d, Dense, MaxPool2d
@@ -208,12 +209,12 @@ def summarize(run: dict, clock: str) -> dict:
         for i, t in enumerate(totals["train_step"])
     )
     rows = []
-    for layer in totals:
+    for layer, layer_totals in totals.items():
         if layer == "train_step":
             continue
         phases = [(key, value) for key, value in best.items() if key[0] == layer]
         if not phases:
-            rows.append({"layer": layer, "phase": "", "detail": "", "s": min(totals[layer]),
+            rows.append({"layer": layer, "phase": "", "detail": "", "s": min(layer_totals),
                          "flops": 0.0})
         for (_, name, detail), value in phases:
             rows.append({"layer": layer, "phase": name, "detail": detail, "s": value["s"],
@@ -233,8 +234,8 @@ def summarize(run: dict, clock: str) -> dict:
 def format_profile(model: str, threads: int, run: dict, torch_run: dict | None,
                    clock: str) -> str:
     s = summarize(run, clock)
-    lines = [f"### {model}, {threads} thread(s), {clock} clock (minimum of "
-             f"{len(run['steps'])} steps per row)", "",
+    lines = [(f"### {model}, {threads} thread(s), {clock} clock (minimum of "
+              f"{len(run['steps'])} steps per row)"), "",
              "| layer | phase | m x k x n | ms | % of step | GFLOPS | % of sgemm peak |",
              "|---|---|---|---|---|---|---|"]
     for row in s["rows"]:
@@ -260,8 +261,8 @@ def run_profile(models: list[str], threads_list: list[int], repeats: int, seed: 
     """Profile every model at every thread count; return the Markdown and the raw runs."""
     raw: dict[str, Any] = {"cpu": _cpu_model(), "platform": platform.platform(),
                            "clock": clock, "runs": {}}
-    parts = [f"CPU: {raw['cpu']} ({os.cpu_count()} logical CPUs); load average "
-             f"{[round(v, 2) for v in os.getloadavg()]}.", ""]
+    parts = [(f"CPU: {raw['cpu']} ({os.cpu_count()} logical CPUs); load average "
+              f"{[round(v, 2) for v in os.getloadavg()]}."), ""]
     for model in models:
         for threads in threads_list:
             print(f"profile {model} at {threads} thread(s)", file=sys.stderr, flush=True)

@@ -272,9 +272,8 @@ def test_profile_records_only_inside_recording_and_changes_no_result():
         np.zeros(4, np.float32)
     assert profile.phase("gemm") is profile.phase("im2col")  # one shared no-op when off
     y_plain, _ = nb.conv2d_forward(x, W, b, 1, 1)
-    with profile.recording() as events:
-        with profile.layer("conv"):
-            y_timed, _ = nb.conv2d_forward(x, W, b, 1, 1)
+    with profile.recording() as events, profile.layer("conv"):
+        y_timed, _ = nb.conv2d_forward(x, W, b, 1, 1)
     np.testing.assert_array_equal(y_timed, y_plain)
     names = [event[1] for event in events]
     assert names == ["im2col", "gemm Y=W.cols", "bias, to NCHW", "total"]

@@ -236,7 +236,7 @@ def _rows_to_pooled(out, b, n_img, h_out, w_out, k, y, argmax):
                 for u in range(k):
                     for v in range(k):
                         value = out[o, base + (i * k + u) * w_out + j * k + v] + bias
-                        if value < 0:
+                        if value < 0:  # noqa: PLR1730 -- relu that keeps NaN
                             value = 0
                         if math.isnan(value):
                             has_nan = True
@@ -306,7 +306,7 @@ def _rows_to_pooled_2(out, b, n_img, h_out, w_out, y, argmax):
                 best, at = (p, 2) if more else (best, at)
                 more = q > best
                 best, at = (q, 3) if more else (best, at)
-                bad = (a != a) | (c != c) | (p != p) | (q != q)  # a NaN in the window
+                bad = math.isnan(a) | math.isnan(c) | math.isnan(p) | math.isnan(q)
                 pooled[j] = nan if bad else best
                 where[j] = -1 if bad else at
 
