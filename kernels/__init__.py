@@ -31,6 +31,7 @@ CONTRACT = (
     "conv2d_forward", "conv2d_backward",
     "dense_relu_forward", "dense_relu_backward",
     "conv2d_relu_forward", "conv2d_relu_backward",
+    "conv2d_relu_maxpool2d_forward", "conv2d_relu_maxpool2d_backward",
     "maxpool2d_forward", "maxpool2d_backward",
     "identity_forward", "identity_backward",
     "relu_forward", "relu_backward",
@@ -42,7 +43,8 @@ CONTRACT = (
     "sched.tlr_pass", "sched.grad_pair_pass",
 )
 #: Backward ops that take the keyword ``need_dx`` (False: skip ``dx`` and return None for it).
-NEED_DX = ("dense_backward", "conv2d_backward", "dense_relu_backward", "conv2d_relu_backward")
+NEED_DX = ("dense_backward", "conv2d_backward", "dense_relu_backward", "conv2d_relu_backward",
+           "conv2d_relu_maxpool2d_backward")
 
 _MODULES = {"numpy": "refimpl.ops", "numba": "kernels.cpu", "cuda": "kernels.cuda"}
 #: Preference order for ``auto`` (fastest first).

@@ -330,10 +330,10 @@ class Conv2dReLU(_FusedStep):
 
 class Conv2dReLUPool(_FusedStep):
     """``y = maxpool2d(max(conv2d(x), 0), k)``: a :class:`Conv2dReLU` step and the
-    :class:`MaxPool2d` after it, as one op of a backend that offers
-    ``conv2d_relu_maxpool2d_forward``/``backward`` (the numba backend); the relu output is
-    never stored. The numbers are those of the three layers in turn; ``params`` and
-    ``grads`` are the ``Conv2d`` layer's.
+    :class:`MaxPool2d` after it, as one op of the backend
+    (``conv2d_relu_maxpool2d_forward``/``backward``; the numba kernel never stores the relu
+    output). The numbers are those of the three layers in turn; ``params`` and ``grads`` are
+    the ``Conv2d`` layer's.
     """
 
     op = "conv2d_relu_maxpool2d"
@@ -357,14 +357,13 @@ def fuse_relu(layers: list[Layer]) -> list[Layer]:
     """The steps that run ``layers``: each Dense/Conv2d directly followed by
     ``Activation("relu")`` becomes one :class:`DenseReLU`/:class:`Conv2dReLU` step, and a
     :class:`Conv2dReLU` step directly followed by :class:`MaxPool2d` one
-    :class:`Conv2dReLUPool` step where the backend has that op."""
+    :class:`Conv2dReLUPool` step."""
     steps: list[Layer] = []
     for layer in layers:
         is_relu = isinstance(layer, Activation) and layer.name == "relu"
         if is_relu and steps and type(steps[-1]) in _FUSED_WITH_RELU:
             steps[-1] = _FUSED_WITH_RELU[type(steps[-1])](steps[-1])
-        elif (isinstance(layer, MaxPool2d) and steps and type(steps[-1]) is Conv2dReLU
-              and hasattr(steps[-1].backend, "conv2d_relu_maxpool2d_forward")):
+        elif isinstance(layer, MaxPool2d) and steps and type(steps[-1]) is Conv2dReLU:
             steps[-1] = Conv2dReLUPool(steps[-1].conv, layer)
         else:
             steps.append(layer)

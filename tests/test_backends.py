@@ -202,6 +202,12 @@ def test_fused_pairs_agree_with_oracle(name, dtype):
     for case in CONV_CASES[:4]:
         _compare_pair(backend, "conv2d_relu_forward", "conv2d_relu_backward",
                       _conv_args(rng, case, dtype), dtype, rng, f"{name} conv+relu {case}")
+    for case in CONV_CASES[:4]:
+        for k in (1, 2):
+            args = (*_conv_args(rng, case, dtype), k)
+            _compare_pair(backend, "conv2d_relu_maxpool2d_forward",
+                          "conv2d_relu_maxpool2d_backward", args, dtype, rng,
+                          f"{name} conv+relu+maxpool{k} {case}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -271,7 +277,8 @@ def test_lrpo_cnn_training_run_is_the_same_on_numba_and_numpy():
         assert np.max(np.abs(numba_state[name] - value)) <= 1e-9 * scale, name
 
 
-@pytest.mark.parametrize("op", ["dense", "conv2d", "dense_relu", "conv2d_relu"])
+@pytest.mark.parametrize("op", ["dense", "conv2d", "dense_relu", "conv2d_relu",
+                                "conv2d_relu_maxpool2d"])
 @pytest.mark.parametrize("name", kernels.available())
 def test_need_dx_false_returns_none_and_the_same_parameter_gradients(name, op):
     """Every backend (the oracle too) accepts ``need_dx=False`` and then only drops dx."""

@@ -66,6 +66,31 @@ def test_conv2d_relu_backward(case):
     assert err <= TOL
 
 
+@pytest.mark.parametrize("case", CONV_CASES[:4], ids=lambda c: "x".join(map(str, c)))
+def test_conv2d_relu_maxpool2d_backward(case):
+    """The fused conv+relu+maxpool op; the seeds keep every pre-activation away from relu's
+    kink and every window's positive maximum away from its runner-up (checked below)."""
+    n, c_in, h, w, c_out, kh, kw, stride, padding = case
+    rng = _rng(8, *case)
+    x = rng.standard_normal((n, c_in, h, w))
+    W = rng.standard_normal((c_out, c_in, kh, kw))
+    b = rng.standard_normal(c_out)
+    z, _ = ops.conv2d_forward(x, W, b, stride, padding)
+    assert np.abs(z).min() > 1e-4
+    k = 2 if min(z.shape[2:]) >= 2 else 1
+    hk, wk = z.shape[2] // k, z.shape[3] // k
+    windows = np.maximum(z, 0)[:, :, :hk * k, :wk * k].reshape(n, c_out, hk, k, wk, k)
+    top2 = np.sort(windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c_out, hk, wk, -1), -1)
+    if k > 1:
+        positive = top2[..., -1] > 0
+        assert (top2[..., -1] - top2[..., -2])[positive].min() > 1e-4
+    err = check_op(
+        ops.conv2d_relu_maxpool2d_forward, ops.conv2d_relu_maxpool2d_backward, [x, W, b],
+        stride=stride, padding=padding, k=k,
+    )
+    assert err <= TOL
+
+
 @pytest.mark.parametrize("shape", [(1, 7, 3), (5, 4, 9)])
 def test_dense_relu_backward(shape):
     n, d_in, d_out = shape

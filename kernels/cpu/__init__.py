@@ -5,9 +5,9 @@ the same argument checks (:mod:`refimpl.ops.checks`); caches are private to this
 Kernels are ``@njit(cache=True, fastmath=False)``, ``parallel=True`` where a loop over
 images, channels or elements pays, and matrix products go to BLAS through ``np.dot``.
 The fused pairs (``dense_relu_*``, ``conv2d_relu_*``) add bias and relu in one pass over
-the output; beyond the contract, ``conv2d_relu_maxpool2d_*`` also pools in that pass
-(:class:`refimpl.layers.Conv2dReLUPool` uses it), and ``profile`` times the phases of every
-kernel on request (:mod:`kernels.cpu.profile`, ``refimpl bench --profile``). ``sched`` holds
+the output, and ``conv2d_relu_maxpool2d_*`` also pools in that pass (its oracle is
+:func:`refimpl.ops.fused.conv2d_relu_maxpool2d_forward`); ``profile`` times the phases
+of every kernel on request (:mod:`kernels.cpu.profile`, ``refimpl bench --profile``). ``sched`` holds
 the scheduler kernels (:mod:`kernels.cpu.sched`).
 
 Importing this module changes no process-wide setting. How many threads the parallel

@@ -349,8 +349,9 @@ def conv2d_relu_maxpool2d_forward(
     """Fused ``maxpool2d(max(conv2d(x, W, b), 0), k)``, without storing the relu output.
 
     Equals ``maxpool2d_forward(conv2d_relu_forward(x, W, b, stride, padding)[0], k)`` (the
-    same sums, the same maxima); an extension beyond the contract, used by
-    :class:`refimpl.layers.Conv2dReLUPool` on this backend.
+    same sums, the same maxima: the oracle,
+    :func:`refimpl.ops.fused.conv2d_relu_maxpool2d_forward`); the op of
+    :class:`refimpl.layers.Conv2dReLUPool`.
     """
     stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     k = check_maxpool2d_args(np.empty((1, 1, h_out, w_out), x.dtype), k)[0]

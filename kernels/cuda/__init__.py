@@ -36,6 +36,8 @@ __all__ = [
     "conv2d_forward",
     "conv2d_relu_backward",
     "conv2d_relu_forward",
+    "conv2d_relu_maxpool2d_backward",
+    "conv2d_relu_maxpool2d_forward",
     "cos_backward",
     "cos_forward",
     "dense_backward",
@@ -141,6 +143,21 @@ def conv2d_relu_forward(
 def conv2d_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
     """Gradients of the fused conv + relu pair."""
     return _backward(device.conv2d_relu_backward, dy, cache, need_dx)
+
+
+def conv2d_relu_maxpool2d_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0, k: int = 2
+) -> tuple[np.ndarray, Any]:
+    """``y = maxpool2d(max(conv2d(x, W, b), 0), k)``; see
+    :func:`kernels.cuda.device.conv2d_relu_maxpool2d_forward`."""
+    _, _, h_out, w_out = checks.check_conv2d_args(x, W, b, stride, padding)
+    checks.check_maxpool2d_args(np.empty((1, 1, h_out, w_out), x.dtype), k)
+    return _forward(device.conv2d_relu_maxpool2d_forward, (x, W, b), stride, padding, k)
+
+
+def conv2d_relu_maxpool2d_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads:
+    """Gradients of the fused conv + relu + maxpool step."""
+    return _backward(device.conv2d_relu_maxpool2d_backward, dy, cache, need_dx)
 
 
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, Any]:

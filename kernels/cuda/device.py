@@ -4,7 +4,8 @@ Same names and equations as ``refimpl.ops`` (``kernels.CONTRACT``), with two dif
 that keep a training step on the device: every array argument and result is a numba
 device array, and the losses return the loss as a 1-element float64 device array (the
 NumPy-level functions in ``kernels.cuda`` copy it out as a Python float). The fused pairs
-run the layer's kernel and then the relu kernel, as the oracle composes them.
+run the layer's kernel, then the relu kernel (then the pooling kernel), as the oracle
+composes them.
 """
 
 from .activations import (  # noqa: F401
@@ -51,3 +52,17 @@ def conv2d_relu_backward(dy, cache, *, need_dx: bool = True):
     """``(dx, dW, db)`` of the convolution for the gradient ``dy · [conv2d(x) > 0]``."""
     conv_cache, relu_cache = cache
     return conv2d_backward(relu_backward(dy, relu_cache), conv_cache, need_dx=need_dx)
+
+
+def conv2d_relu_maxpool2d_forward(x, W, b, stride: int = 1, padding: int = 0, k: int = 2):
+    """``y = maxpool2d(max(conv2d(x, W, b), 0), k)`` on device arrays."""
+    z, conv_relu_cache = conv2d_relu_forward(x, W, b, stride, padding)
+    y, pool_cache = maxpool2d_forward(z, k)
+    return y, (conv_relu_cache, pool_cache)
+
+
+def conv2d_relu_maxpool2d_backward(dy, cache, *, need_dx: bool = True):
+    """``(dx, dW, db)`` of the convolution for the pooled gradient ``dy``."""
+    conv_relu_cache, pool_cache = cache
+    dz = maxpool2d_backward(dy, pool_cache)
+    return conv2d_relu_backward(dz, conv_relu_cache, need_dx=need_dx)

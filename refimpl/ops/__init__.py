@@ -5,7 +5,8 @@ Every op of ``kernels.CONTRACT`` is defined here, in one module per idea:
 * :mod:`~refimpl.ops.dense`, :mod:`~refimpl.ops.conv`, :mod:`~refimpl.ops.pool` -- layers;
 * :mod:`~refimpl.ops.activations` -- element-wise activations (``ACTIVATIONS`` by name);
 * :mod:`~refimpl.ops.losses` -- softmax cross-entropy and mse, each with its gradient;
-* :mod:`~refimpl.ops.fused` -- dense+relu and conv+relu, as compositions of the ops above;
+* :mod:`~refimpl.ops.fused` -- dense+relu, conv+relu and conv+relu+maxpool, as compositions
+  of the ops above;
 * :mod:`~refimpl.ops.sched` -- the inner products of the TLR and hypergradient schedulers;
 * :mod:`~refimpl.ops.checks` -- the argument checks every backend calls.
 
@@ -35,6 +36,8 @@ from refimpl.ops.dense import dense_backward, dense_forward
 from refimpl.ops.fused import (
     conv2d_relu_backward,
     conv2d_relu_forward,
+    conv2d_relu_maxpool2d_backward,
+    conv2d_relu_maxpool2d_forward,
     dense_relu_backward,
     dense_relu_forward,
 )
@@ -58,6 +61,8 @@ __all__ = [
     "conv2d_output_size",
     "conv2d_relu_backward",
     "conv2d_relu_forward",
+    "conv2d_relu_maxpool2d_backward",
+    "conv2d_relu_maxpool2d_forward",
     "cos_backward",
     "cos_forward",
     "dense_backward",

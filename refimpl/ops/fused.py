@@ -1,8 +1,11 @@
-"""Fused pairs: a dense or conv layer followed by relu, written as the composition of the two ops.
+"""Fused ops: a dense or conv layer followed by relu (and max pooling), written as the
+composition of the basic ops.
 
-``dense_relu_forward(x, W, b) = relu_forward(dense_forward(x, W, b))`` and
-``conv2d_relu_forward(x, W, b, s, p) = relu_forward(conv2d_forward(x, W, b, s, p))``; the
-backward passes run the two backward ops in reverse order. Here they are the oracle of the
+``dense_relu_forward(x, W, b) = relu_forward(dense_forward(x, W, b))``,
+``conv2d_relu_forward(x, W, b, s, p) = relu_forward(conv2d_forward(x, W, b, s, p))`` and
+``conv2d_relu_maxpool2d_forward(x, W, b, s, p, k) =
+maxpool2d_forward(conv2d_relu_forward(x, W, b, s, p), k)``; the backward passes run the
+backward ops in reverse order. Here they are the oracle of the
 fast backends' fused kernels (``kernels.cpu`` adds bias and relu in one pass over the output),
 so the numbers of a fused op are those of the two ops in turn.
 """
@@ -14,6 +17,7 @@ import numpy as np
 from refimpl.ops.activations import relu_backward, relu_forward
 from refimpl.ops.conv import conv2d_backward, conv2d_forward
 from refimpl.ops.dense import dense_backward, dense_forward
+from refimpl.ops.pool import maxpool2d_backward, maxpool2d_forward
 
 Grads = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 
@@ -44,3 +48,20 @@ def conv2d_relu_backward(dy: np.ndarray, cache: tuple, *, need_dx: bool = True) 
     """``(dx, dW, db)`` of the convolution for the gradient ``dy · [conv2d(x) > 0]``."""
     conv_cache, relu_cache = cache
     return conv2d_backward(relu_backward(dy, relu_cache), conv_cache, need_dx=need_dx)
+
+
+def conv2d_relu_maxpool2d_forward(
+    x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0, k: int = 2
+) -> tuple[np.ndarray, tuple]:
+    """``y = maxpool2d(max(conv2d(x, W, b), 0), k)``: (N, C_out, H_out // k, W_out // k)."""
+    z, conv_relu_cache = conv2d_relu_forward(x, W, b, stride, padding)
+    y, pool_cache = maxpool2d_forward(z, k)
+    return y, (conv_relu_cache, pool_cache)
+
+
+def conv2d_relu_maxpool2d_backward(dy: np.ndarray, cache: tuple, *, need_dx: bool = True) -> Grads:
+    """``(dx, dW, db)`` of the convolution for the pooled gradient ``dy``: routed to each
+    window's first maximum, masked by the relu, then through the convolution's backward."""
+    conv_relu_cache, pool_cache = cache
+    dz = maxpool2d_backward(dy, pool_cache)
+    return conv2d_relu_backward(dz, conv_relu_cache, need_dx=need_dx)
