@@ -1,8 +1,10 @@
-"""Write the theorem-check notebooks (outputs stripped) and optionally run them at full size.
+"""Write the theorem-check notebooks and optionally run them at full size.
 
-    python scripts/make_notebooks.py            # (re)write notebooks/*.ipynb
-    python scripts/make_notebooks.py --execute  # also execute them at full size, which
-                                                # writes docs/figures/theory_*.png
+    python scripts/make_notebooks.py            # (re)write notebooks/*.ipynb, no outputs
+    python scripts/make_notebooks.py --execute  # also execute them at full size and store
+                                                # them executed (outputs and figures visible
+                                                # where the repository is browsed); this
+                                                # writes docs/figures/theory_*.png too
 
 With ``REFIMPL_NOTEBOOK_SMALL=1`` in the environment the notebooks run small sizes and save
 no figures (that is how tests/test_notebooks.py runs them).
@@ -31,9 +33,16 @@ ROOT = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if (p /
 FIG_DIR = ROOT / "docs" / "figures"
 
 def save(fig, name):
-    # figures are written only by full-size runs, so a test run never overwrites the docs
+    # figures are written only by full-size runs, so a test run never overwrites the docs;
+    # shown inline too, so the stored notebook displays it where the repository is browsed
     if not SMALL:
         fig.savefig(FIG_DIR / name, dpi=120, bbox_inches="tight")
+    import io
+    from IPython.display import Image, display
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80, bbox_inches="tight")
+    display(Image(data=png.getvalue()))
+    plt.close(fig)
 """
 
 A1 = [
@@ -210,8 +219,10 @@ def main() -> None:
         if args.execute and (not args.names or name in args.names):
             from nbclient import NotebookClient
 
-            NotebookClient(nb, timeout=3600, resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-            print("executed", name)
+            client = NotebookClient(nb, timeout=3600,
+                                    resources={"metadata": {"path": str(NOTEBOOKS)}})
+            nbformat.write(client.execute(), path)
+            print("executed and stored", name)
 
 
 if __name__ == "__main__":
