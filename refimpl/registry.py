@@ -277,7 +277,8 @@ def _build_scheduler(name: str, lr, epochs, steps_per_epoch, used: int, kwargs: 
     cls = scheduler_class(name)
     if cls is None:
         if kwargs:
-            raise ValueError(f"scheduler 'none' takes no arguments, got {sorted(kwargs)}")
+            raise ValueError(f"scheduler 'none' takes no arguments, got {sorted(kwargs)}; "
+                             "name the scheduler they are for (e.g. --scheduler greedy)")
         return None
     first = next(iter(inspect.signature(cls).parameters), None)
     if first != "lr":
