@@ -171,6 +171,25 @@ def test_resume_from_step_checkpoint(tmp_path):
     assert resumed.fit(TRAIN, VAL, epochs=2, resume=tmp_path / "mid.npz") == expected
 
 
+def test_resume_from_a_step_checkpoint_written_after_an_epochs_last_batch(tmp_path):
+    # checkpoint_every = BATCHES writes after the last batch of epoch 0, before that epoch's
+    # end (validation, epoch record): its position is batch == BATCHES, a valid place to
+    # resume from (a kill -9 between the two writes leaves exactly this file)
+    expected = make_trainer("greedy").fit(TRAIN, VAL, epochs=2)
+    seen = []
+
+    class Copy:
+        def on_batch_end(self, trainer, logs):
+            if logs["step"] == BATCHES - 1:
+                seen.append((tmp_path / "last.npz").read_bytes())
+
+    make_trainer("greedy", checkpoint_dir=tmp_path, checkpoint_every=BATCHES,
+                 callbacks=[Copy()]).fit(TRAIN, VAL, epochs=2)
+    (tmp_path / "end.npz").write_bytes(seen[0])
+    resumed = make_trainer("greedy")
+    assert resumed.fit(TRAIN, VAL, epochs=2, resume=tmp_path / "end.npz") == expected
+
+
 def test_sigint_without_checkpoint_dir():
     trainer = make_trainer(callbacks=[SignalAt(2, signal.SIGINT)])
     with pytest.raises(TrainingInterrupted) as info:

@@ -38,7 +38,8 @@ def check_position(state: dict, n_batches: int, path: Path) -> None:
     """Refuse a checkpoint that is incomplete or whose position lies outside the run.
 
     The position must be whole: ``epoch``, ``batch`` and ``global_step`` are integers >= 0,
-    ``batch < n_batches``, the History holds ``epoch`` epochs, and ``global_step = epoch *
+    ``batch <= n_batches`` (equal when a step checkpoint was written after an epoch's last
+    batch, before its end: validation, epoch scheduler, epoch record), the History holds ``epoch`` epochs, and ``global_step = epoch *
     n_batches + batch`` (every batch of an epoch is a step, skipped ones included).
 
     Raises
@@ -62,7 +63,7 @@ def check_position(state: dict, n_batches: int, path: Path) -> None:
     history = state["history"]
     done = len(history.get("train_loss", ())) if isinstance(history, dict) else None
     problems = []
-    if batch >= n_batches:
+    if batch > n_batches:  # batch == n_batches: every batch done, the epoch's end pending
         problems.append(f"batch={batch} but an epoch has {n_batches} batches")
     if done != epoch:
         problems.append(f"epoch={epoch} but its history holds {done} epochs")
