@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..schedulers.base import Scheduler
+from ..schedulers.checks import check_int
 
 __all__ = ["RTOL_FLOAT32", "RTOL_FLOAT64", "CheckResult", "check"]
 
@@ -208,9 +209,7 @@ def _signals(signals: Sequence[Any] | None, steps: int | None) -> list[Any]:
     if signals is None:
         if steps is None:
             raise ValueError("give signals (one per step) or steps=N for a pure schedule")
-        if int(steps) != steps or steps < 0:
-            raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-        return [None] * int(steps)
+        return [None] * check_int(steps, "steps", 0, whole_float=True)
     signals = list(signals)
     if steps is not None:
         if steps > len(signals):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from refimpl.registry import make_optimizer
-from refimpl.schedulers.base import check_lr
+from refimpl.schedulers.checks import check_choice, check_int, check_lr
 from refimpl.schedulers.lrpo import LRPOSchedule, TrajectoryPredictor
 from refimpl.train import History, Trainer
 
@@ -147,10 +147,8 @@ def run_lrpo(
     metadata : dict, optional
         Stored in every checkpoint (see :class:`refimpl.training.Trainer`).
     """
-    if int(finetune_epochs) != finetune_epochs or finetune_epochs < 0:
-        raise ValueError(f"finetune_epochs must be an integer >= 0, got {finetune_epochs!r}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    finetune_epochs = check_int(finetune_epochs, "finetune_epochs", 0, whole_float=True)
+    check_choice(optimizer, "optimizer", ("sgd", "adam"))
     check_lr(finetune_lr, "finetune_lr")
     schedule = LRPOSchedule(
         lr,
@@ -174,7 +172,7 @@ def run_lrpo(
         checkpoint_dir=checkpoint_dir,
         metadata=metadata,
     )
-    epochs = schedule.pretrain_epochs + schedule.jump_epochs + int(finetune_epochs)
+    epochs = schedule.pretrain_epochs + schedule.jump_epochs + finetune_epochs
     history = trainer.fit(train, val, epochs=epochs, resume=resume)
     return LRPOResult(
         history=history,
