@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install, run the demo
-#   make test   create .venv, install the test extras (torch CPU, transformers, dask, numba-cuda), run pytest
+#   make test   create .venv, install the test extras (torch CPU, transformers, dask, numba-cuda,
+#               pytorch-dlrs, JAX CPU and optax), run pytest
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,7 +25,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 # multi-GB CUDA build as a dependency.
 $(TEST_STAMP): $(STAMP)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,torch,hf,dask,cuda,crosscheck]"
+	$(PIP) install -q -e ".[test,torch,hf,dask,cuda,crosscheck,optax]"
 	touch $@
 
 venv: $(STAMP)
@@ -39,7 +40,7 @@ test: $(TEST_STAMP)
 		$(BIN)/python -m pytest -q
 
 lint:
-	$(BIN)/ruff check refimpl kernels tests
+	$(BIN)/ruff check refimpl tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

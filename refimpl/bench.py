@@ -28,7 +28,7 @@ numba, numpy; 1 thread: torch, ...), so load from other processes on the machine
 row alike; the table reports the median of the repeats. All thread pools of a worker are set
 to its thread count (``--threads 1,2``; default 2): ``torch.set_num_threads``,
 ``numba.set_num_threads`` and the BLAS pools through ``OMP/OPENBLAS/MKL_NUM_THREADS``. The
-numba worker also calls ``kernels.cpu.tune(threads, threading_layer="workqueue",
+numba worker also calls ``refimpl.kernels.numba.tune(threads, threading_layer="workqueue",
 keep_large_blocks=True, loops="measure")`` (``loops`` at 2 threads and more: the thread
 policy of the Numba loops measured in this run, not read from an earlier run's cache; the
 settings are printed with the results); a user's program gets these only by calling
@@ -153,15 +153,15 @@ class _Worker:
                                          self.y[torch.from_numpy(index)])
         else:
             if backend == "numba":
-                import kernels.cpu
+                import refimpl.kernels.numba
 
                 # Numba's workqueue threads sleep beside BLAS's, and glibc keeps the step's
-                # large temporaries for reuse (kernels/cpu/tuning.py); NUMBA_THREADING_LAYER wins.
+                # large temporaries for reuse (refimpl/kernels/numba/tuning.py); NUMBA_THREADING_LAYER wins.
                 # The thread policy of the Numba loops is measured afresh here, in the
                 # conditions of this run, rather than read from an earlier run's cache
                 # ($REFIMPL_NUMBA_LOOPS still wins).
                 layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
-                self.tuned = kernels.cpu.tune(threads, threading_layer=layer,
+                self.tuned = refimpl.kernels.numba.tune(threads, threading_layer=layer,
                                               keep_large_blocks=True,
                                               loops="measure" if threads > 1 else None)
             elif backend == "cuda":
@@ -326,7 +326,7 @@ def _backends(requested: str | None) -> list[str]:
     """``kernels.available()`` plus torch when importable, or the requested list."""
     import importlib.util
 
-    import kernels
+    from refimpl import kernels
 
     found = kernels.available() + (["torch"] if importlib.util.find_spec("torch") else [])
     if requested is None:
@@ -513,7 +513,7 @@ def format_markdown(report: dict) -> str:
                      + "; ".join(f"{t} thread(s) {g:.0f} GFLOPS" for t, g in sorted(peaks.items()))
                      + ".")
     for threads, settings_in_force in sorted(tuned.items()):
-        lines.append(f"numba worker at {threads} thread(s): `kernels.cpu.tune(threads, "
+        lines.append(f"numba worker at {threads} thread(s): `refimpl.kernels.numba.tune(threads, "
                      f"threading_layer=..., keep_large_blocks=True)` gave {settings_in_force}.")
     lines += [
         (f"Medians of {settings['repeats']} interleaved repeats (steps: median of "

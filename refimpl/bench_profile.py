@@ -3,7 +3,7 @@
 For each model (``mlp`` batch 128, ``lrpo_cnn`` batch 64, float32, synthetic data) and each
 thread count, a worker process (all thread pools set to that count, the numba backend tuned
 as ``refimpl bench`` tunes it) runs ``Trainer.train_step`` on one fixed batch, repeatedly,
-with :mod:`kernels.cpu.profile` recording every phase of every kernel: im2col, the GEMMs,
+with :mod:`refimpl.kernels.numba.profile` recording every phase of every kernel: im2col, the GEMMs,
 col2im, the bias/relu and layout passes, pooling, activations, the loss; around them the
 optimizer, the finite check of the gradients and the rest of the trainer's bookkeeping
 (``train_step`` minus everything timed inside it), and gathering a batch by fancy indexing.
@@ -69,7 +69,7 @@ def step_label(index: int, step: Any) -> str:
 
 def _instrument(trainer: Any) -> None:
     """Wrap the model's steps, the loss, the optimizer and the finite check in labels."""
-    from kernels.cpu import profile
+    from refimpl.kernels.numba import profile
     from refimpl.training import loop
 
     def wrap(owner: Any, name: str, label: str) -> None:
@@ -97,14 +97,14 @@ def _instrument(trainer: Any) -> None:
 
 
 def _refimpl_profile(model: str, threads: int, repeats: int, seed: int) -> dict:
-    import kernels.cpu
-    from kernels.cpu import profile
+    import refimpl.kernels.numba
+    from refimpl.kernels.numba import profile
     from refimpl.model import get_model
     from refimpl.optim import SGD
     from refimpl.train import Trainer
 
     layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
-    settings = kernels.cpu.tune(threads, threading_layer=layer, keep_large_blocks=True,
+    settings = refimpl.kernels.numba.tune(threads, threading_layer=layer, keep_large_blocks=True,
                                 loops="measure" if threads > 1 else None)
     batch, _ = WORKLOADS[model]
     X, y = _synthetic_data(model, seed)
@@ -133,7 +133,7 @@ def _refimpl_profile(model: str, threads: int, repeats: int, seed: int) -> dict:
     after = sgemm_peak()  # the better of two measurements, before and after the steps
     peak = {key: max(peak[key], after[key]) for key in peak}
     return {"peak": peak, "steps": steps, "tune": settings,
-            "loop_policy": kernels.cpu.loop_policy()}
+            "loop_policy": refimpl.kernels.numba.loop_policy()}
 
 
 def _torch_profile(model: str, threads: int, repeats: int, seed: int) -> dict:

@@ -23,8 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import DTypeLike
 
-import kernels
-from refimpl import ops
+from refimpl import kernels, ops
 from refimpl.init import init_weight
 from refimpl.ops.conv import conv2d_output_size
 

@@ -16,8 +16,7 @@ import inspect
 import numpy as np
 import pytest
 
-import kernels
-from refimpl import ops
+from refimpl import kernels, ops
 
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 DTYPES = (np.float64, np.float32)
@@ -37,7 +36,7 @@ def assert_close(got, want, dtype, what: str) -> None:
 
 def test_numba_backend_is_registered():
     assert "numba" in kernels.available()
-    assert kernels.get_backend("numba") is importlib.import_module("kernels.cpu")
+    assert kernels.get_backend("numba") is importlib.import_module("refimpl.kernels.numba")
     assert kernels.get_backend("auto") is not None
 
 

@@ -24,10 +24,10 @@ sys.addaudithook(lambda event, args: looked_up.append(str(args[1]))
                  if event == "ctypes.dlsym" else None)
 import numba
 layer_before = numba.config.THREADING_LAYER
-import kernels
+from refimpl import kernels
 listed = kernels.available()
 backend = kernels.get_backend("numba")
-imported = sorted(name for name in sys.modules if name in ("kernels.cpu", "kernels.cuda"))
+imported = sorted(name for name in sys.modules if name in ("refimpl.kernels.numba", "refimpl.kernels.cuda"))
 result = {"layer_before": layer_before, "layer_after": numba.config.THREADING_LAYER,
           "threads": numba.get_num_threads(), "default_threads": numba.config.NUMBA_NUM_THREADS,
           "listed": listed, "imported": imported, "looked_up": looked_up}
@@ -61,8 +61,8 @@ def test_import_available_and_get_backend_change_no_setting(tmp_path):
     assert result["threads"] == result["default_threads"]
     assert not any("mallopt" in name for name in result["looked_up"]), result["looked_up"]
     assert "numba" in result["listed"]
-    # available() imports no backend; get_backend("numba") imports only kernels.cpu
-    assert result["imported"] == ["kernels.cpu"]
+    # available() imports no backend; get_backend("numba") imports only refimpl.kernels.numba
+    assert result["imported"] == ["refimpl.kernels.numba"]
 
 
 def test_running_kernels_leaves_the_thread_count_and_layer_as_they_were(tmp_path):

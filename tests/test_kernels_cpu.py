@@ -1,4 +1,4 @@
-"""kernels.cpu (the numba backend) beyond the shared conformance suite of test_backends.py:
+"""refimpl.kernels.numba (the numba backend) beyond the shared conformance suite of test_backends.py:
 fused paths against the composition of oracle ops, random shapes (hypothesis), views,
 NaN and ties, the oracle's error messages, the on-disk JIT cache across processes, and the
 explicit tuning (thread policy, threading layer, malloc).
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels.cpu as nb
+import refimpl.kernels.numba as nb
 from refimpl import ops
 from tests.test_backends import DTYPES, assert_close
 
@@ -64,7 +64,7 @@ def test_dense_relu_equals_dense_then_relu_of_oracle(dtype):
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "sin", "cos"])
 def test_threaded_activation_loops_agree_with_oracle(activation, dtype):
     """Arrays from PARALLEL_MIN_SIZE up take the multi-threaded loops."""
-    from kernels.cpu.activations import PARALLEL_MIN_SIZE
+    from refimpl.kernels.numba.activations import PARALLEL_MIN_SIZE
 
     rng = np.random.default_rng(13)
     x = 3 * _random(rng, (PARALLEL_MIN_SIZE + 5,), dtype)
@@ -204,7 +204,7 @@ def test_dense_backward_writes_into_out_with_the_same_numbers(op, dtype):
 def test_conv2d_relu_maxpool2d_bias_grad_from_the_pooled_gradient_with_inf_and_nan():
     """From POOLED_DB_MIN_PIXELS on, db is summed over the pooled gradient: an inf or a NaN
     in dy still gives NaN (inf times the zeros of its window), as the oracle's sum."""
-    from kernels.cpu import conv
+    from refimpl.kernels.numba import conv
 
     rng = np.random.default_rng(17)
     x, W, b = _random(rng, (8, 1, 28, 28), np.float32), _random(rng, (4, 1, 3, 3), np.float32), \
@@ -231,7 +231,7 @@ def test_conv2d_relu_maxpool2d_bias_grad_from_the_pooled_gradient_with_inf_and_n
 def test_conv_backward_at_sizes_of_the_transposed_weight_gradient(dtype, relu):
     """From TRANSPOSED_DW_MIN_ROWS column rows and TRANSPOSED_DW_MIN_PIXELS output pixels the
     weight gradient is (cols dYᵀ)ᵀ, a product the random shapes above never reach."""
-    from kernels.cpu import conv
+    from refimpl.kernels.numba import conv
 
     rng = np.random.default_rng(21)
     x, W, b = _random(rng, (32, 8, 14, 14), dtype), _random(rng, (4, 8, 3, 3), dtype), \
@@ -265,7 +265,7 @@ def test_maxpool2d_k2_at_training_sizes_with_ties_and_nan(shape):
 
 
 def test_profile_records_only_inside_recording_and_changes_no_result():
-    from kernels.cpu import profile
+    from refimpl.kernels.numba import profile
 
     rng = np.random.default_rng(23)
     x, W, b = _random(rng, (2, 3, 8, 8), np.float32), _random(rng, (4, 3, 3, 3), np.float32), \
@@ -349,7 +349,7 @@ def test_backward_refuses_a_gradient_of_the_wrong_shape():
 
 # --- JIT cache ----------------------------------------------------------------------------------
 _CACHE_PROBE = """
-import json, kernels.cpu as nb
+import json, refimpl.kernels.numba as nb
 seconds = nb.warmup()
 stats = {name: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())]
          for name, d in nb.dispatchers().items()}
@@ -382,12 +382,12 @@ def test_second_process_loads_every_kernel_from_the_disk_cache():
 def test_warmup_reports_seconds_and_dispatchers_are_listed():
     assert nb.warmup(dtypes=(np.float64,)) >= 0
     names = nb.dispatchers()
-    assert "kernels.cpu.conv._im2col" in names and "kernels.cpu.pool._forward" in names
+    assert "refimpl.kernels.numba.conv._im2col" in names and "refimpl.kernels.numba.pool._forward" in names
 
 
-# --- tuning (kernels/cpu/tuning.py) -------------------------------------------------------
+# --- tuning (refimpl/kernels/numba/tuning.py) -------------------------------------------------------
 def test_blas_threads_reads_the_openblas_then_omp_variables(monkeypatch):
-    from kernels.cpu import tuning
+    from refimpl.kernels.numba import tuning
 
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
@@ -408,7 +408,7 @@ def _two_numba_threads():
 
 
 def test_loop_threads_follows_the_policy_and_restores(monkeypatch):
-    from kernels.cpu import tuning
+    from refimpl.kernels.numba import tuning
 
     numba = _two_numba_threads()
     monkeypatch.setenv(tuning.ENV_VAR, "serial")
@@ -427,7 +427,7 @@ def test_loop_threads_follows_the_policy_and_restores(monkeypatch):
 
 
 def test_policy_is_measured_once_per_machine_and_cached_on_disk(monkeypatch, tmp_path):
-    from kernels.cpu import tuning
+    from refimpl.kernels.numba import tuning
 
     _two_numba_threads()
     monkeypatch.delenv(tuning.ENV_VAR, raising=False)
@@ -457,7 +457,7 @@ def test_policy_is_measured_once_per_machine_and_cached_on_disk(monkeypatch, tmp
 
 
 def test_parallel_loops_are_chosen_only_when_clearly_faster():
-    from kernels.cpu import tuning
+    from refimpl.kernels.numba import tuning
 
     assert tuning.choose_policy(1.0, 0.90) == "parallel"
     assert tuning.choose_policy(1.0, 0.97) == "serial"  # inside the margin: a tie
@@ -465,7 +465,7 @@ def test_parallel_loops_are_chosen_only_when_clearly_faster():
 
 
 def test_tune_changes_only_what_it_is_asked_and_checks_its_arguments(monkeypatch):
-    from kernels.cpu import tuning
+    from refimpl.kernels.numba import tuning
 
     numba = _two_numba_threads()
     monkeypatch.setattr(tuning, "_forced", None)
@@ -490,7 +490,7 @@ def test_tune_changes_only_what_it_is_asked_and_checks_its_arguments(monkeypatch
 def test_malloc_thresholds_only_on_request_and_not_when_the_user_tunes_malloc(monkeypatch):
     import platform
 
-    from kernels.cpu import tuning
+    from refimpl.kernels.numba import tuning
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")

@@ -1,4 +1,4 @@
-"""CUDA backend (kernels.cuda) against the NumPy oracle (refimpl.ops, refimpl.ops.sched,
+"""CUDA backend (refimpl.kernels.cuda) against the NumPy oracle (refimpl.ops, refimpl.ops.sched,
 refimpl.schedulers).
 
 Runs on a GPU when one is usable, else on Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``,
@@ -23,9 +23,8 @@ import pytest
 
 cuda = pytest.importorskip("numba.cuda", reason="the CUDA backend needs numba-cuda")
 
-import kernels
-import kernels.cuda as kc
-from refimpl import ops
+import refimpl.kernels.cuda as kc
+from refimpl import kernels, ops
 
 if not kc.is_available():
     pytest.skip(
@@ -65,9 +64,9 @@ def normal(rng, shape, dtype):
 
 def test_every_contract_op_exists_on_both_layers():
     for name in kernels.CONTRACT:
-        assert callable(kernels.lookup(kc, name)), f"kernels.cuda lacks {name}"
+        assert callable(kernels.lookup(kc, name)), f"refimpl.kernels.cuda lacks {name}"
         if not name.startswith("sched."):
-            assert callable(getattr(kc.device, name)), f"kernels.cuda.device lacks {name}"
+            assert callable(getattr(kc.device, name)), f"refimpl.kernels.cuda.device lacks {name}"
     assert kc.is_simulator == bool(numba.config.ENABLE_CUDASIM)
 
 

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import kernels
-from refimpl import ops
+from refimpl import kernels, ops
 
 DTYPES = [np.float32, np.float64]
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import configparser
 import functools
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("refimpl", "kernels")
+SOURCES = ("refimpl",)
 #: modules loaded only by an optional feature, with the extra that provides their imports
 OPTIONAL_MODULES = {"refimpl/sweep/_worker.py": "dask"}  # loaded by dask workers only
 
@@ -131,3 +133,44 @@ def test_wheel_builds_without_warnings_and_holds_the_sample_data(tmp_path):
     assert "refimpl/datasets/fashion_mnist_sample.npz" in names
     assert "refimpl/__main__.py" in names
     assert not any("__pycache__" in name for name in names)
+    # One top-level package: the kernels live in refimpl.kernels, so the wheel installs
+    # beside the unrelated PyPI package ``kernels`` (a transformers dependency).
+    top_level = {name.split("/")[0] for name in names if not name.startswith("refimpl-")}
+    assert top_level == {"refimpl"}
+    assert {n for n in names if n.startswith("refimpl/kernels/numba/")} >= {
+        "refimpl/kernels/numba/__init__.py", "refimpl/kernels/numba/conv.py"}
+    info = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
+    assert zipfile.ZipFile(wheel).read(info).decode().split() == ["refimpl"]
+
+
+def _pypi_kernels_installed() -> bool:
+    """Whether the PyPI package ``kernels`` (not ours) is importable from site-packages."""
+    try:
+        return "kernels" in metadata.packages_distributions() and bool(
+            metadata.distribution("kernels"))
+    except metadata.PackageNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_numba_training_runs_beside_the_pypi_kernels_package(tmp_path):
+    """From an unrelated directory, with transformers' dependency ``kernels`` installed,
+    ``refimpl train --backend numba`` runs and ``from kernels import get_kernel`` still finds
+    the PyPI package (our kernels are ``refimpl.kernels``, never a top-level ``kernels``)."""
+    if not _pypi_kernels_installed():
+        pytest.skip("the PyPI package kernels is not installed (make test's hf extra brings it)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import kernels, refimpl.kernels as ours; "
+         "from kernels import get_kernel; print(kernels.__file__); print(ours.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    theirs, ours = probe.stdout.split()
+    assert "site-packages" in theirs and Path(ours).parent.parent.name == "refimpl"
+    train = subprocess.run(
+        [sys.executable, "-m", "refimpl", "train", "--backend", "numba", "--model",
+         "dense:16,relu,dense:2", "--data", "spirals", "--subset", "120", "--epochs", "1",
+         "--batch-size", "32", "--no-progress", "--out", str(tmp_path / "h.json")],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert json.loads((tmp_path / "h.json").read_text())["loss"]

@@ -1,4 +1,4 @@
-"""Numba scheduler kernels (kernels/cpu/sched.py) agree with the NumPy oracle, and the
+"""Numba scheduler kernels (refimpl/kernels/numba/sched.py) agree with the NumPy oracle, and the
 schedulers reach them through the backend registry."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kernels
+from refimpl import kernels
 from refimpl.schedulers import (
     HypergradientAdditiveLR,
     HypergradientMultiplicativeLR,

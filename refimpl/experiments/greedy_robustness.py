@@ -310,7 +310,6 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                                 final, recovery(trace["observed"], final))
         if cfg["networks"]:
             from refimpl.data import load_fashion_mnist
-
             from refimpl.experiments.common import data_source
             train = load_fashion_mnist("train", source=data_source(quick),
                                        subset=cfg["n_train"], seed=seed, flatten=True)

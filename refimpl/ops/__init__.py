@@ -1,4 +1,4 @@
-"""The ops oracle: pure NumPy forward/backward pairs, and the ``numpy`` backend of ``kernels``.
+"""The ops oracle: pure NumPy forward/backward pairs, and the ``numpy`` backend of ``refimpl.kernels``.
 
 Every op of ``kernels.CONTRACT`` is defined here, in one module per idea:
 

@@ -1,7 +1,7 @@
 """Argument checks of every op, shared by all backends: each message names the argument and the fix.
 
-The oracle (:mod:`refimpl.ops`), the ``numba`` backend (:mod:`kernels.cpu`) and the
-``cuda`` backend (:mod:`kernels.cuda`) call these same functions, so a bad call raises the
+The oracle (:mod:`refimpl.ops`), the ``numba`` backend (:mod:`refimpl.kernels.numba`) and the
+``cuda`` backend (:mod:`refimpl.kernels.cuda`) call these same functions, so a bad call raises the
 same ``ValueError`` whichever backend runs it. The checks read only ``shape``, ``ndim`` and
 ``dtype``, so they accept NumPy arrays and device arrays alike; where the data must live
 (host or GPU) is the backend's own check.

@@ -6,7 +6,7 @@ composition of the basic ops.
 ``conv2d_relu_maxpool2d_forward(x, W, b, s, p, k) =
 maxpool2d_forward(conv2d_relu_forward(x, W, b, s, p), k)``; the backward passes run the
 backward ops in reverse order. Here they are the oracle of the
-fast backends' fused kernels (``kernels.cpu`` adds bias and relu in one pass over the output),
+fast backends' fused kernels (``refimpl.kernels.numba`` adds bias and relu in one pass over the output),
 so the numbers of a fused op are those of the two ops in turn.
 """
 

@@ -3,8 +3,8 @@
 :class:`refimpl.schedulers.NewtonLR` and the hypergradient schedulers reduce each step to
 a few inner products over every parameter array (docs/methods.md §5). These two functions
 compute them for one flattened array and roll the stored state forward in place; the fast
-backends provide the same functions under the same names (``kernels.cpu.sched``,
-``kernels.cuda.sched``), reached as ``kernels.get_backend(name).sched``. Everything is
+backends provide the same functions under the same names (``refimpl.kernels.numba.sched``,
+``refimpl.kernels.cuda.sched``), reached as ``kernels.get_backend(name).sched``. Everything is
 accumulated in float64 whatever the parameter dtype.
 """
 

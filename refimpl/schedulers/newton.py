@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-import kernels
+from refimpl import kernels
 
 from .base import Scheduler
 from .checks import check_factor, check_int, check_lr

@@ -26,7 +26,7 @@ from typing import Any
 from refimpl import registry
 from refimpl.safety import json_safe, resolve_inside
 
-_BACKEND_NAMES = {"refimpl.ops": "numpy", "kernels.cpu": "numba", "kernels.cuda": "cuda"}
+_BACKEND_NAMES = {"refimpl.ops": "numpy", "refimpl.kernels.numba": "numba", "refimpl.kernels.cuda": "cuda"}
 
 # arguments the sweep supplies itself -> why a config may not set them
 _RESERVED = {
@@ -232,7 +232,7 @@ def _fit(trainer, train, val, epochs: int, result: dict):
 
 def backend_name(requested: str) -> str:
     """The backend that actually runs for ``requested`` (``auto`` resolved)."""
-    import kernels
+    from refimpl import kernels
 
     module = kernels.get_backend(requested)
     name = _BACKEND_NAMES.get(module.__name__, module.__name__)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-import kernels
+from refimpl import kernels
 from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.schedulers.checks import check_int, check_lr
 

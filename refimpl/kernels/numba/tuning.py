@@ -1,6 +1,6 @@
 """Tuning of the numba backend: explicit calls, nothing at import.
 
-Importing :mod:`kernels.cpu` changes no process-wide setting. Two kinds of tuning exist;
+Importing :mod:`refimpl.kernels.numba` changes no process-wide setting. Two kinds of tuning exist;
 neither changes a number, only the time.
 
 **Thread policy of the Numba loops** (im2col/col2im, layout copies, pooling, large
@@ -138,7 +138,7 @@ def measure_loop_policy(repeats: int = 7) -> dict:
     ``repeats`` times interleaved with the other; ``"parallel"`` must beat ``"serial"`` by
     :data:`PARALLEL_MARGIN` to be chosen. With one Numba thread there is nothing to choose.
     """
-    from kernels.cpu.conv import conv2d_backward, conv2d_forward
+    from refimpl.kernels.numba.conv import conv2d_backward, conv2d_forward
 
     if numba.get_num_threads() == 1:
         return {"policy": "serial", "serial_s": None, "parallel_s": None,
@@ -257,7 +257,7 @@ def _set_threading_layer(layer: str) -> None:
     if parallel._is_initialized:
         raise ValueError(
             f"threading_layer={layer!r} comes too late: Numba's threads already run with "
-            f"{numba.threading_layer()!r}; call kernels.cpu.tune before the first kernel "
+            f"{numba.threading_layer()!r}; call refimpl.kernels.numba.tune before the first kernel "
             "(or set NUMBA_THREADING_LAYER)"
         )
     numba.config.THREADING_LAYER = layer

@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu import profile
-from kernels.cpu.tuning import loop_threads
+from refimpl.kernels.numba import profile
+from refimpl.kernels.numba.tuning import loop_threads
 from refimpl.ops.checks import check_maxpool2d_args, check_maxpool2d_grad
 
 

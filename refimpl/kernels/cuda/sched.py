@@ -1,11 +1,11 @@
 """Scheduler kernels on the GPU: the inner products of the TLR and hypergradient rules.
 
 The same functions, names and signatures as the oracle :mod:`refimpl.ops.sched` and the CPU
-kernels :mod:`kernels.cpu.sched`; the schedulers reach them as
+kernels :mod:`refimpl.kernels.numba.sched`; the schedulers reach them as
 ``kernels.get_backend("cuda").sched`` when built with ``backend="cuda"``. The arrays may be
 NumPy arrays (copied to the device and the updated state copied back into them) or device
 arrays (updated in place on the device). Every product is accumulated in float64 by the
-deterministic two-stage reduction of :func:`kernels.cuda._common.reduce_sum`.
+deterministic two-stage reduction of :func:`refimpl.kernels.cuda._common.reduce_sum`.
 """
 
 from __future__ import annotations

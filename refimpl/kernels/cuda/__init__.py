@@ -7,9 +7,9 @@ Three parts:
   the device, the kernels run, and the results are copied back (same dtype, float32 or
   float64). This is what ``kernels.get_backend("cuda")`` returns and what the tests compare
   with the oracle. Caches stay on the device.
-* :mod:`kernels.cuda.device` -- the same ops on **device arrays**, so a chain of ops copies
+* :mod:`refimpl.kernels.cuda.device` -- the same ops on **device arrays**, so a chain of ops copies
   nothing to the host between them.
-* :mod:`kernels.cuda.sched` -- the scheduler kernels, mirroring :mod:`kernels.cpu.sched`.
+* :mod:`refimpl.kernels.cuda.sched` -- the scheduler kernels, mirroring :mod:`refimpl.kernels.numba.sched`.
 
 With ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run on Numba's CUDA simulator
 (``is_simulator`` is True, and ``kernels.get_backend("auto")`` never picks it). Kernels
@@ -98,7 +98,7 @@ def _backward(on_device, dy: np.ndarray, cache: Any, need_dx: bool) -> Grads:
 
 
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
-    """``y = x W + b``; see :func:`kernels.cuda.dense.dense_forward`."""
+    """``y = x W + b``; see :func:`refimpl.kernels.cuda.dense.dense_forward`."""
     checks.check_dense_args(x, W, b)
     return _forward(device.dense_forward, (x, W, b))
 
@@ -109,7 +109,7 @@ def dense_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grads
 
 
 def dense_relu_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
-    """``y = max(x W + b, 0)``; see :func:`kernels.cuda.device.dense_relu_forward`."""
+    """``y = max(x W + b, 0)``; see :func:`refimpl.kernels.cuda.device.dense_relu_forward`."""
     checks.check_dense_args(x, W, b)
     return _forward(device.dense_relu_forward, (x, W, b))
 
@@ -122,7 +122,7 @@ def dense_relu_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> 
 def conv2d_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
 ) -> tuple[np.ndarray, Any]:
-    """Cross-correlation, NCHW; see :func:`kernels.cuda.conv.conv2d_forward`."""
+    """Cross-correlation, NCHW; see :func:`refimpl.kernels.cuda.conv.conv2d_forward`."""
     checks.check_conv2d_args(x, W, b, stride, padding)
     return _forward(device.conv2d_forward, (x, W, b), stride, padding)
 
@@ -135,7 +135,7 @@ def conv2d_backward(dy: np.ndarray, cache: Any, *, need_dx: bool = True) -> Grad
 def conv2d_relu_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0
 ) -> tuple[np.ndarray, Any]:
-    """``y = max(conv2d(x, W, b), 0)``; see :func:`kernels.cuda.device.conv2d_relu_forward`."""
+    """``y = max(conv2d(x, W, b), 0)``; see :func:`refimpl.kernels.cuda.device.conv2d_relu_forward`."""
     checks.check_conv2d_args(x, W, b, stride, padding)
     return _forward(device.conv2d_relu_forward, (x, W, b), stride, padding)
 
@@ -149,7 +149,7 @@ def conv2d_relu_maxpool2d_forward(
     x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, padding: int = 0, k: int = 2
 ) -> tuple[np.ndarray, Any]:
     """``y = maxpool2d(max(conv2d(x, W, b), 0), k)``; see
-    :func:`kernels.cuda.device.conv2d_relu_maxpool2d_forward`."""
+    :func:`refimpl.kernels.cuda.device.conv2d_relu_maxpool2d_forward`."""
     _, _, h_out, w_out = checks.check_conv2d_args(x, W, b, stride, padding)
     checks.check_maxpool2d_args(np.empty((1, 1, h_out, w_out), x.dtype), k)
     return _forward(device.conv2d_relu_maxpool2d_forward, (x, W, b), stride, padding, k)
@@ -161,13 +161,13 @@ def conv2d_relu_maxpool2d_backward(dy: np.ndarray, cache: Any, *, need_dx: bool 
 
 
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, Any]:
-    """Max over ``k x k`` windows, stride ``k``; see :func:`kernels.cuda.pool.maxpool2d_forward`."""
+    """Max over ``k x k`` windows, stride ``k``; see :func:`refimpl.kernels.cuda.pool.maxpool2d_forward`."""
     checks.check_maxpool2d_args(x, k)
     return _forward(device.maxpool2d_forward, (x,), k)
 
 
 def maxpool2d_backward(dy: np.ndarray, cache: Any) -> np.ndarray:
-    """Gradient to each window's first arg-max; see :func:`kernels.cuda.pool.maxpool2d_backward`."""
+    """Gradient to each window's first arg-max; see :func:`refimpl.kernels.cuda.pool.maxpool2d_backward`."""
     checks.check_float_any("dy", dy)
     return to_host(device.maxpool2d_backward(to_device(dy), cache))
 
@@ -198,7 +198,7 @@ cos_forward, cos_backward = _activation("cos")
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy and ``dlogits``; see :mod:`kernels.cuda.losses`."""
+    """Mean softmax cross-entropy and ``dlogits``; see :mod:`refimpl.kernels.cuda.losses`."""
     labels = checks.check_cross_entropy_args(logits, labels)
     loss, dlogits = device.softmax_cross_entropy(
         to_device(logits), cuda.to_device(labels.astype(np.int64))

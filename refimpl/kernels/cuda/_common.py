@@ -67,7 +67,7 @@ def check_on_device(**arrays: Any) -> None:
         if not is_device_array(a):
             raise ValueError(
                 f"{name} must be a numba CUDA device array (use numba.cuda.to_device, or call "
-                f"the NumPy-level function of kernels.cuda), got {type(a).__name__}"
+                f"the NumPy-level function of refimpl.kernels.cuda), got {type(a).__name__}"
             )
 
 

@@ -9,7 +9,7 @@ softmax cross-entropy (integer labels, mean over the batch; docs/methods.md §1)
 mean squared error over all elements: ``L = mean((y − t)²)``, ``dy = 2 (y − t) / y.size``.
 
 The loss stays on the device (``loss_out[index]``) so a device scheduler can read it
-without a host round trip; the NumPy-level functions of ``kernels.cuda`` copy it out.
+without a host round trip; the NumPy-level functions of ``refimpl.kernels.cuda`` copy it out.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Same names and equations as ``refimpl.ops`` (``kernels.CONTRACT``), with two differences
 that keep a training step on the device: every array argument and result is a numba
 device array, and the losses return the loss as a 1-element float64 device array (the
-NumPy-level functions in ``kernels.cuda`` copy it out as a Python float). The fused pairs
+NumPy-level functions in ``refimpl.kernels.cuda`` copy it out as a Python float). The fused pairs
 run the layer's kernel, then the relu kernel (then the pooling kernel), as the oracle
 composes them.
 """
@@ -25,7 +25,7 @@ from .activations import (  # noqa: F401
 from .conv import conv2d_backward, conv2d_forward
 from .dense import dense_backward, dense_forward
 from .losses import mse, softmax_cross_entropy  # noqa: F401
-from .pool import maxpool2d_backward, maxpool2d_forward  # noqa: F401
+from .pool import maxpool2d_backward, maxpool2d_forward
 
 
 def dense_relu_forward(x, W, b):

@@ -3,17 +3,14 @@
 Backends (each a module with every name of :data:`CONTRACT`):
 
   ``numpy`` -- the oracle itself (:mod:`refimpl.ops`), always available;
-  ``numba`` -- :mod:`kernels.cpu`, Numba-compiled CPU kernels;
-  ``cuda``  -- :mod:`kernels.cuda`, ``numba.cuda`` kernels, listed when a CUDA driver is
+  ``numba`` -- :mod:`refimpl.kernels.numba`, Numba-compiled CPU kernels;
+  ``cuda``  -- :mod:`refimpl.kernels.cuda`, ``numba.cuda`` kernels, listed when a CUDA driver is
                installed (or when ``NUMBA_ENABLE_CUDASIM=1`` runs them on the CUDA simulator).
 
 ``get_backend(name)`` imports and returns the module; ``available()`` lists the usable names
 without importing a backend (it only looks for the packages they need). Importing a backend
 changes no process-wide setting; the numba backend's tuning is an explicit call,
-:func:`kernels.cpu.tune`.
-
-Note: an unrelated package named ``kernels`` exists on PyPI. This ``kernels`` is the
-sub-package shipped inside the ``refimpl`` distribution; never install the PyPI one beside it.
+:func:`refimpl.kernels.numba.tune`.
 """
 
 from __future__ import annotations
@@ -46,7 +43,9 @@ CONTRACT = (
 NEED_DX = ("dense_backward", "conv2d_backward", "dense_relu_backward", "conv2d_relu_backward",
            "conv2d_relu_maxpool2d_backward")
 
-_MODULES = {"numpy": "refimpl.ops", "numba": "kernels.cpu", "cuda": "kernels.cuda"}
+_MODULES = {
+    "numpy": "refimpl.ops", "numba": "refimpl.kernels.numba", "cuda": "refimpl.kernels.cuda",
+}
 #: Preference order for ``auto`` (fastest first).
 _AUTO_ORDER = ("cuda", "numba", "numpy")
 _cache: dict[str, types.ModuleType] = {}

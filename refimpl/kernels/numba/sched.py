@@ -1,7 +1,7 @@
 """Numba kernels for the per-step scheduler math (TLR, hypergradient baselines).
 
 The oracle is :mod:`refimpl.ops.sched` (same function names and signatures, as in
-:mod:`kernels.cuda.sched`); these kernels do the same arithmetic in one pass over each
+:mod:`refimpl.kernels.cuda.sched`); these kernels do the same arithmetic in one pass over each
 parameter array instead of several NumPy passes with temporaries. The schedulers reach them
 as ``kernels.get_backend("numba").sched`` when built with ``backend="numba"``.
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from kernels.cpu import profile
+from refimpl.kernels.numba import profile
 from refimpl.ops.checks import check_cross_entropy_args, check_mse_args
 
 

@@ -16,7 +16,7 @@ docs/benchmarks.md); col2im adds the kernel offsets in the oracle's order.
 
 The fused ``conv2d_relu_*`` pair applies relu in the same NCHW copy as the bias and agrees
 with its oracle, :func:`refimpl.ops.fused.conv2d_relu_forward`. How many threads the Numba
-loops use is the measured policy of :mod:`kernels.cpu.tuning`.
+loops use is the measured policy of :mod:`refimpl.kernels.numba.tuning`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from kernels.cpu import profile
-from kernels.cpu.tuning import loop_threads
+from refimpl.kernels.numba import profile
+from refimpl.kernels.numba.tuning import loop_threads
 from refimpl.ops.checks import (
     check_conv2d_args,
     check_conv2d_grad,

@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu import profile
-from kernels.cpu.tuning import loop_threads
+from refimpl.kernels.numba import profile
+from refimpl.kernels.numba.tuning import loop_threads
 from refimpl.ops.checks import check_float_any
 
 # Kernel codes, so that one compiled loop per direction serves every activation.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from kernels.cpu import profile
+from refimpl.kernels.numba import profile
 from refimpl.ops.checks import check_dense_args, check_dense_grad
 
 
@@ -90,7 +90,7 @@ def dense_backward(
 
     ``need_dx=False`` (an extension beyond the contract) skips ``dx`` and returns None for
     it: the first layer of a model needs no input gradient, and it is a third of its cost.
-    ``out=(dW, db)`` (also an extension, listed in ``kernels.cpu.GRADS_OUT``): C-contiguous
+    ``out=(dW, db)`` (also an extension, listed in ``refimpl.kernels.numba.GRADS_OUT``): C-contiguous
     arrays of the gradients' shapes and dtype that receive them, and are returned; the same
     numbers, without the copy a layer would make (3 MB per step for the mlp's first layer).
     Arrays that do not fit are ignored.

@@ -7,14 +7,14 @@ images, channels or elements pays, and matrix products go to BLAS through ``np.d
 The fused pairs (``dense_relu_*``, ``conv2d_relu_*``) add bias and relu in one pass over
 the output, and ``conv2d_relu_maxpool2d_*`` also pools in that pass (its oracle is
 :func:`refimpl.ops.fused.conv2d_relu_maxpool2d_forward`); ``profile`` times the phases
-of every kernel on request (:mod:`kernels.cpu.profile`, ``refimpl bench --profile``). ``sched`` holds
-the scheduler kernels (:mod:`kernels.cpu.sched`).
+of every kernel on request (:mod:`refimpl.kernels.numba.profile`, ``refimpl bench --profile``). ``sched`` holds
+the scheduler kernels (:mod:`refimpl.kernels.numba.sched`).
 
 Importing this module changes no process-wide setting. How many threads the parallel
 loops use is decided per machine by a short measurement at the first kernel call, cached
 on disk, and overridable; the process-wide speed settings (Numba's thread count and
 threading layer, glibc's malloc thresholds) change only through :func:`tune` (see
-:mod:`kernels.cpu.tuning`).
+:mod:`refimpl.kernels.numba.tuning`).
 
 Compiled code is cached on disk (``__pycache__`` beside the sources, or
 ``$NUMBA_CACHE_DIR``), so only the first process on a machine pays the compile time;
@@ -27,8 +27,8 @@ import time
 
 import numpy as np
 
-from kernels.cpu import sched
-from kernels.cpu.activations import (
+from refimpl.kernels.numba import sched
+from refimpl.kernels.numba.activations import (
     PARALLEL_MIN_SIZE,
     cos_backward,
     cos_forward,
@@ -41,7 +41,7 @@ from kernels.cpu.activations import (
     tanh_backward,
     tanh_forward,
 )
-from kernels.cpu.conv import (
+from refimpl.kernels.numba.conv import (
     conv2d_backward,
     conv2d_forward,
     conv2d_relu_backward,
@@ -49,10 +49,15 @@ from kernels.cpu.conv import (
     conv2d_relu_maxpool2d_backward,
     conv2d_relu_maxpool2d_forward,
 )
-from kernels.cpu.dense import dense_backward, dense_forward, dense_relu_backward, dense_relu_forward
-from kernels.cpu.losses import mse, softmax_cross_entropy
-from kernels.cpu.pool import maxpool2d_backward, maxpool2d_forward
-from kernels.cpu.tuning import loop_policy, tune
+from refimpl.kernels.numba.dense import (
+    dense_backward,
+    dense_forward,
+    dense_relu_backward,
+    dense_relu_forward,
+)
+from refimpl.kernels.numba.losses import mse, softmax_cross_entropy
+from refimpl.kernels.numba.pool import maxpool2d_backward, maxpool2d_forward
+from refimpl.kernels.numba.tuning import loop_policy, tune
 
 # y = x has nothing to compile: the oracle's pair is this backend's.
 from refimpl.ops.activations import identity_backward, identity_forward
@@ -122,7 +127,7 @@ def dispatchers() -> dict:
     """Every Numba dispatcher of this backend by qualified name (for cache statistics)."""
     from numba.core.registry import CPUDispatcher
 
-    from kernels.cpu import activations, conv, dense, losses, pool
+    from refimpl.kernels.numba import activations, conv, dense, losses, pool
 
     found = {}
     for module in (activations, conv, dense, losses, pool, sched):
