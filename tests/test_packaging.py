@@ -173,4 +173,6 @@ def test_numba_training_runs_beside_the_pypi_kernels_package(tmp_path):
          "--batch-size", "32", "--no-progress", "--out", str(tmp_path / "h.json")],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False)
     assert train.returncode == 0, train.stderr[-2000:]
-    assert json.loads((tmp_path / "h.json").read_text())["loss"]
+    written = json.loads((tmp_path / "h.json").read_text())
+    assert written["status"] == "ok" and written["settings"]["backend"] == "numba"
+    assert len(written["history"]["train_loss"]) == 1
