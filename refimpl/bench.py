@@ -58,7 +58,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -412,7 +412,7 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
 def machine_info() -> dict:
     """Machine, load and library versions, recorded beside every figure."""
     info: dict[str, Any] = {
-        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": _cpu_model(),

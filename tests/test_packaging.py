@@ -160,9 +160,10 @@ def test_numba_training_runs_beside_the_pypi_kernels_package(tmp_path):
     if not _pypi_kernels_installed():
         pytest.skip("the PyPI package kernels is not installed (make test's hf extra brings it)")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import kernels, refimpl.kernels as ours; from kernels import get_kernel; "
+            "print(kernels.__file__); print(ours.__file__)")
     probe = subprocess.run(
-        [sys.executable, "-c", "import kernels, refimpl.kernels as ours; "
-         "from kernels import get_kernel; print(kernels.__file__); print(ours.__file__)"],
+        [sys.executable, "-c", code],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120, check=False)
     assert probe.returncode == 0, probe.stderr[-2000:]
     theirs, ours = probe.stdout.split()

@@ -94,7 +94,7 @@ def test_optimal_factor_minimises_the_worst_contraction_after_a_decrease(eta_max
     F_star = bounds.optimal_factor(L, eta_max)
     assert abs(F[np.argmin(worst)] - F_star) <= 1e-4  # grid spacing
     # the grid minimum lies within one spacing (1e-4) of F*, where |d worst / dF| < 1
-    assert abs(bounds.optimal_rate(L, mu, eta_max) - worst.min()) <= 1e-4
+    assert abs(bounds.optimal_contraction(L, mu, eta_max) - worst.min()) <= 1e-4
 
 
 def test_optimal_factor_has_no_interior_optimum_below_the_edge_of_stability():

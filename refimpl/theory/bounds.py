@@ -80,12 +80,6 @@ def gd_contraction(lr: np.ndarray | float, L: float, mu: float) -> np.ndarray:
     return 1.0 - mu * lr * (2.0 - L * lr)
 
 
-def quadratic_contraction(lr: np.ndarray | float, eigenvalues: np.ndarray) -> np.ndarray:
-    """Exact worst-direction factor of ``f - f*`` for one GD step: ``max_i (1 - lr lambda_i)^2``."""
-    lr = np.asarray(lr, dtype=np.float64)[..., None]
-    return np.max((1.0 - lr * np.asarray(eigenvalues, dtype=np.float64)) ** 2, axis=-1)
-
-
 def optimal_factor(L: float, eta_max: float) -> float:
     """Theorem A.2 (our derivation): ``F* = 2 / (2 + L eta_max)`` when ``eta_max >= 2/L``.
 
@@ -99,7 +93,8 @@ def optimal_factor(L: float, eta_max: float) -> float:
     return 2.0 / (2.0 + L * eta_max)
 
 
-def optimal_rate(L: float, mu: float, eta_max: float) -> float:
-    """Guaranteed contraction at ``F*``: ``rho* = rho(2 F*/L) = 1 - 4 (mu/L) F* (1 - F*)``."""
+def optimal_contraction(L: float, mu: float, eta_max: float) -> float:
+    """Guaranteed one-step factor of ``f - f*`` at ``F*`` (a contraction factor, not a rate):
+    ``rho* = rho(2 F*/L) = 1 - 4 (mu/L) F* (1 - F*)``; ``nan`` where ``F*`` is."""
     F = optimal_factor(L, eta_max)
     return 1.0 - 4.0 * (mu / L) * F * (1.0 - F)
