@@ -14,7 +14,8 @@ import sys
 
 import pytest
 
-from refimpl import bench, bench_profile
+from refimpl.bench import epochs as bench
+from refimpl.bench import profile as bench_profile
 
 
 def _gemm(m, k, n):

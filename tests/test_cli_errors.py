@@ -63,7 +63,7 @@ def _fake_bench_model(model, backends, args):
 
 @pytest.fixture
 def fake_bench(monkeypatch, tmp_path):
-    from refimpl import bench
+    from refimpl.bench import epochs as bench
 
     calls = []
     monkeypatch.setattr(bench, "bench_model",

@@ -20,7 +20,7 @@ and ``lrpo_cnn`` (docs/methods.md §7, batch 64, 20,000 images) -- and each back
   reports the fraction of it that its epoch reaches (the GEMM-equivalent operations of a
   training step, :func:`training_flops`, over the epoch time).
 
-How. Each backend runs in its own worker subprocess (``python -m refimpl.bench --worker``)
+How. Each backend runs in its own worker subprocess (``python -m refimpl.bench.epochs --worker``)
 per thread count, so peak RSS is separable and no library's thread pool or allocator affects
 another's. The coordinator sends the workers one job at a time and **interleaves** the
 repeats over thread counts and backends (1 thread: torch, numba, numpy; 2 threads: torch,
@@ -38,7 +38,7 @@ Every row names the CPU model and thread count, so rows from different machines 
 one table.
 
 ``--profile`` prints, instead, where a step's time goes per layer and phase
-(:mod:`refimpl.bench_profile`).
+(:mod:`refimpl.bench.profile`).
 
 Extrapolation, always labelled in the output: with ``--quick`` each repeat times
 ``--quick-fraction`` of an epoch and scales up; the numpy oracle always runs only
@@ -296,7 +296,7 @@ class _WorkerProcess:
 
     def __init__(self, backend: str, model: str, threads: int, seed: int,
                  env_extra: dict | None = None) -> None:
-        command = [sys.executable, "-m", "refimpl.bench", "--worker", backend, "--model", model,
+        command = [sys.executable, "-m", "refimpl.bench.epochs", "--worker", backend, "--model", model,
                    "--threads", str(threads), "--seed", str(seed)]
         self.name = backend
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -576,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="instead of the timings, print where a numba training step's time "
                         "goes, per layer and phase, with each GEMM's GFLOPS against the "
-                        "sgemm peak (refimpl.bench_profile)")
+                        "sgemm peak (refimpl.bench.profile)")
     p.add_argument("--profile-steps", type=int, default=20,
                    help="--profile: steps per thread count (each row: the minimum)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -670,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _profile(args: argparse.Namespace, report: dict, with_torch: bool) -> int:
-    from refimpl.bench_profile import run_profile
+    from refimpl.bench.profile import run_profile
 
     markdown, raw = run_profile(args.models.split(","), _thread_counts(args.threads),
                                 args.profile_steps, args.seed, args.clock, with_torch)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from refimpl.bench import (
+from refimpl.bench.epochs import (
     LEARNING_RATE,
     PEAK_SIZE,
     PROTOCOL_PREFIX,
@@ -163,7 +163,7 @@ def worker(backend: str, model: str, threads: int, repeats: int, seed: int) -> N
 
 
 def _run_worker(backend: str, model: str, threads: int, repeats: int, seed: int) -> dict:
-    command = [sys.executable, "-m", "refimpl.bench_profile", backend, model, str(threads),
+    command = [sys.executable, "-m", "refimpl.bench.profile", backend, model, str(threads),
                str(repeats), str(seed)]
     done = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads),
                           check=False)

@@ -1,6 +1,6 @@
 """Sweep throughput: the same sweep of quick runs on 1 worker and on N workers.
 
-``python -m refimpl.sweep.bench [--runs 200] [--workers 1 2] [--repeats 1]`` prints one
+``python -m refimpl.bench.sweep [--runs 200] [--workers 1 2] [--repeats 1]`` prints one
 Markdown row per worker count (runs/s and the ratio to the first count, measured in the same
 process), with the machine, the load average before and after, and the versions.
 
@@ -25,10 +25,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from .config import parse_sweep
-from .results import read_records
-from .runner import open_client, run_sweep
-from .task import run_training, versions
+from refimpl.sweep.config import parse_sweep
+from refimpl.sweep.results import read_records
+from refimpl.sweep.runner import open_client, run_sweep
+from refimpl.sweep.task import run_training, versions
 
 QUICK_RUN = """
 [sweep]
@@ -99,7 +99,7 @@ def _set_threads() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m refimpl.sweep.bench",
+    parser = argparse.ArgumentParser(prog="python -m refimpl.bench.sweep",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
