@@ -17,6 +17,7 @@ and the spread (max - min) over the seeds. Each finished run is appended to
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                 for method in METHODS:
                     settings = {"method": method, "batch": batch, "seed": s, "cnn": CNN,
                                 **{k: cfg[k] for k in ("n_train", "n_test", "epochs")}}
-                    runs[batch, method, s] = records.get_or_run(settings, lambda: train_one(
-                        method, batch, s, train, test, cfg["epochs"], backend))
+                    runs[batch, method, s] = records.get_or_run(settings, partial(
+                        train_one, method, batch, s, train, test, cfg["epochs"], backend))
     result.wall_time = timer.seconds
     seeds = range(seed, seed + cfg["seeds"])
     stat = lambda v: (float(np.mean(v)), float(np.max(v) - np.min(v)))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -322,8 +323,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                                 settings = {"net": net, "opt": opt, "noise": noise,
                                             "sched": sched, "seed": seed + s,
                                             "n_train": cfg["n_train"]}
-                                rec = records.get_or_run(settings, lambda: run_network(
-                                    net, sched, noise, seed + s, opt, train))
+                                rec = records.get_or_run(settings, partial(
+                                    run_network, net, sched, noise, seed + s, opt, train))
                                 final = math.inf if rec["diverged"] else final_loss(rec["true"])
                                 runs[opt, net, noise, sched, s] = (
                                     final, recovery(rec["observed"], final))

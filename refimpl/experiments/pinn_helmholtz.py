@@ -17,6 +17,7 @@ re-run with the same ``--out`` skips it (:mod:`refimpl.experiments._records`).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                             "method": method, "seed": seed, **SETUP,
                             **{k: cfg[k] for k in ("n_points", "batch_size", "epochs")}}
                 runs[frequency, order, method] = records.get_or_run(
-                    settings, lambda: train_one(frequency, method, order == "shuffled", cfg,
-                                                seed))
+                    settings, partial(train_one, frequency, method, order == "shuffled", cfg,
+                                      seed))
     result.wall_time = timer.seconds
     headers = ["f (Hz)", "order", "method", "final error", "first epoch < 0.9%",
                "DLRS floor epoch", "best error", "final lr", "epochs run", "paper"]
