@@ -604,7 +604,7 @@ def test_explain_terms_reproduce_the_rates():
     for _ in range(7):
         step.step()
     terms = step.explain()
-    assert terms["rule"].startswith("``lr_e = base * gamma^floor(e / step_size)``")
+    assert terms["rule"].startswith("step: base_lr*gamma^floor(e/step_size) = 0.1*0.5^floor(7/3)")
     assert [b * terms["gamma"] ** terms["exponent"] for b in terms["base_lrs"]] == step.lrs
     cyclic = schedulers.CyclicLR(0.1, base_lr=0.01, max_lr=0.1, step_size_up=4)
     for _ in range(6):

@@ -161,9 +161,13 @@ class SequentialLR(_Composite):
     def explain(self) -> dict[str, Any]:
         """The scheduler in force and its own explanation."""
         index = bisect_right(self.milestones, self.last_epoch)
-        return {"scheduler": "SequentialLR", "rule": rule_of(self),
+        child = self._schedulers[index].explain()
+        rule = (f"schedulers[{index}] ({type(self._schedulers[index]).__name__}) in force at "
+                f"epoch {self.last_epoch} (milestones {self.milestones}): "
+                f"{child.get('rule', rule_of(self._schedulers[index]))}")
+        return {"scheduler": "SequentialLR", "rule": rule,
                 "last_epoch": self.last_epoch, "active": index,
-                "lrs": list(self.lrs), "child": self._schedulers[index].explain()}
+                "lrs": list(self.lrs), "child": child}
 
 
 class ChainedScheduler(_Composite):
@@ -199,6 +203,9 @@ class ChainedScheduler(_Composite):
 
     def explain(self) -> dict[str, Any]:
         """Every child's explanation, in order."""
-        return {"scheduler": "ChainedScheduler", "rule": rule_of(self),
-                "last_epoch": self.last_epoch,
-                "lrs": list(self.lrs), "children": [c.explain() for c in self._schedulers]}
+        children = [child.explain() for child in self._schedulers]
+        steps = "; then ".join(f"{type(child).__name__}: {explained.get('rule', rule_of(child))}"
+                               for child, explained in zip(self._schedulers, children))
+        return {"scheduler": "ChainedScheduler",
+                "rule": f"every child in turn on the same rates: {steps}",
+                "last_epoch": self.last_epoch, "lrs": list(self.lrs), "children": children}

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .checks import check_choice, check_factor, check_int, per_group
-from .lr_base import LrArg, LRScheduler, as_param_groups
+from .lr_base import Formula, LrArg, LRScheduler, as_param_groups, number
 
 __all__ = ["CyclicLR", "OneCycleLR"]
 
@@ -177,6 +177,24 @@ class CyclicLR(_MomentumCycling):
         return {"cycle": cycle, "x": x, "scale": scale, "amplitude": amplitude,
                 "momentums": self.momentums}
 
+    def _formula(self, group: int) -> Formula:
+        e, size, ratio = self.last_epoch, self.total_size, self.step_ratio
+        cycle, x, scale, amplitude = self._shape(e)
+        base, top = self.base_lrs[group], self.max_lrs[group]
+        if x <= ratio:
+            height = f"x/r = {number(x)}/{number(ratio)}"
+        else:
+            height = f"(x - 1)/(r - 1) = ({number(x)} - 1)/({number(ratio)} - 1)"
+        by = cycle if self.scale_mode == "cycle" else e
+        kind = self.mode if self.scale_fn_custom is None else "scale_fn"
+        note = (f"cycle = floor(1 + e/S) = floor(1 + {e}/{number(size)}) = {cycle}, "
+                f"x = 1 + e/S - cycle = {number(x)}, scale = {height} = {number(scale)}, "
+                f"g = {kind}({by}) = {number(amplitude)}")
+        return Formula(f"cyclic ({kind})", "base_lr + (max_lr - base_lr)*scale*g",
+                       f"{number(base)} + ({number(top)} - {number(base)})*{number(scale)}"
+                       f"*{number(amplitude)}",
+                       base + (top - base) * scale * amplitude, max(abs(base), abs(top)), note)
+
 
 class OneCycleLR(_MomentumCycling):
     """The 1cycle policy (torch's OneCycleLR; Smith & Topin, "Super-Convergence").
@@ -319,3 +337,22 @@ class OneCycleLR(_MomentumCycling):
         starts, ends, _, _ = self._endpoints(index)
         return {"phase": index, "pct": pct, "start_lrs": list(starts), "end_lrs": list(ends),
                 "momentums": self.momentums}
+
+    def _formula(self, group: int) -> Formula:
+        e = self.last_epoch
+        index, pct = self._phase(e)
+        starts, ends, _, _ = self._endpoints(index)
+        start, end = starts[group], ends[group]
+        first = 0.0 if index == 0 else self.phase_ends[index - 1]
+        last = self.phase_ends[index]
+        if self.anneal_strategy == "cos":
+            symbols = "end + (start - end)*(1 + cos(pi*pct))/2"
+            values = (f"{number(end)} + ({number(start)} - {number(end)})"
+                      f"*(1 + cos(pi*{number(pct)}))/2")
+        else:
+            symbols = "start + (end - start)*pct"
+            values = f"{number(start)} + ({number(end)} - {number(start)})*{number(pct)}"
+        note = (f"pct = (e - phase start)/(phase end - phase start) = ({e} - {number(first)})"
+                f"/({number(last)} - {number(first)}) = {number(pct)}")
+        return Formula(f"one-cycle phase {index} ({self.anneal_strategy})", symbols, values,
+                       self._anneal(start, end, pct), max(abs(start), abs(end)), note)

@@ -151,8 +151,9 @@ class DLRS(Scheduler):
             ``granularity`` (``G`` per group, from the rate before the step), ``first``,
             ``last``, ``mean`` and ``batches`` (the epoch's losses), ``lrs_before``,
             ``unclipped`` (``lr - delta G slope``), ``clipped`` (per group: whether
-            ``[min_lr, max_lr]`` changed it) and ``lrs``. Before the first step only the
-            rates.
+            ``[min_lr, max_lr]`` changed it), ``term_scale`` (per group, the larger of
+            ``|lr|`` and ``|delta G slope|``: the new rate is their difference) and ``lrs``.
+            Before the first step only the rates.
         """
         last = getattr(self, "_last", None)
         if last is None:
@@ -168,6 +169,8 @@ class DLRS(Scheduler):
             "slope": slope, "regime": regime, "delta": delta, "granularity": granularities,
             **last,
             "clipped": [u != lr for u, lr in zip(last["unclipped"], self.lrs)],
+            "term_scale": [max(abs(lr), abs(lr - u))
+                           for lr, u in zip(last["lrs_before"], last["unclipped"])],
             "lrs": list(self.lrs),
         }
 

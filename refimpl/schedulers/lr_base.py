@@ -19,7 +19,7 @@ hold now, and ``step(epoch)`` jumps to ``epoch`` through the closed form where t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .base import Scheduler
 from .checks import check_int, check_interval, check_lr, per_group
@@ -83,6 +83,49 @@ def rule_of(scheduler: Any) -> str:
     """The first paragraph of the class docstring: the scheduler's rule, in one place."""
     doc = type(scheduler).__doc__ or type(scheduler).__name__
     return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def number(value: Any) -> str:
+    """A number as the rules print it: ints whole, floats in 6 significant digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.6g}"
+
+
+class Formula(NamedTuple):
+    """One group's rate at this step as its schedule's formula, for ``explain()["rule"]``.
+
+    ``name`` (short, e.g. ``"cosine"``), ``symbols`` (the formula), ``numbers`` (the same
+    with this step's values), ``value`` (what it evaluates to), ``scale`` (the largest term
+    the rate is a difference of, e.g. ``base_lr`` in a cosine near its minimum; ``|value|``
+    for a product), ``note`` (how an inner quantity was found, or ``""``).
+    """
+
+    name: str
+    symbols: str
+    numbers: str
+    value: float
+    scale: float
+    note: str = ""
+
+
+def formula_rule(formulas: Sequence[Formula], held: Sequence[float]) -> str:
+    """``"name: symbols = numbers = value"`` for group 0 (and every group's value when there
+    are several); says so when a group holds another rate than its formula's (beyond
+    rounding: 1e-9 of the largest term), i.e. something else also set it."""
+    first = formulas[0]
+    text = f"{first.name}: {first.symbols} = {first.numbers} = {number(first.value)}"
+    if first.note:
+        text += f" ({first.note})"
+    if len(formulas) > 1:
+        text += f"; group 0 shown, all groups: [{', '.join(number(f.value) for f in formulas)}]"
+    apart = [abs(f.value - lr) > 1e-9 * max(abs(f.value), abs(lr), f.scale)
+             for f, lr in zip(formulas, held)]
+    if any(apart):
+        text += (f"; the groups hold [{', '.join(number(lr) for lr in held)}]: their rates "
+                 "were also set elsewhere (another scheduler on the same ParamGroups, or a "
+                 "loaded state)")
+    return text
 
 
 class GroupRates:
@@ -172,12 +215,25 @@ class LRScheduler(GroupRates, Scheduler):
     def _terms(self) -> dict[str, Any]:
         return {}
 
+    def _formula(self, group: int) -> Formula | None:
+        """Group ``group``'s rate at ``last_epoch`` as the class's formula with its numbers;
+        ``None`` where the class gives none (then ``rule`` is its docstring's sentence)."""
+        return None
+
     def explain(self) -> dict[str, Any]:
-        """The last step as a dict: ``rule`` (the class's equation), ``last_epoch``, the rates,
-        and the closed-form terms at ``last_epoch`` (named as in the class docstring)."""
-        return {"scheduler": type(self).__name__, "rule": rule_of(self),
-                "last_epoch": self.last_epoch,
-                "lrs": list(self.lrs), "base_lrs": list(self.base_lrs), **self._terms()}
+        """The last step as a dict: ``rule`` (the formula, the same with this step's numbers,
+        and its value: ``"cosine: eta_min + ... = 0 + (0.1 - 0)*(1 + cos(pi*7/50))/2 =
+        0.0952414"``), ``last_epoch``, the rates, ``term_scale`` (per group, the largest
+        term the rate is computed from, for telling rounding from a rule difference) and
+        the closed-form terms at ``last_epoch`` (named as in the class docstring)."""
+        formulas = [self._formula(group) for group in range(len(self.base_lrs))]
+        explained = {"scheduler": type(self).__name__, "rule": rule_of(self),
+                     "last_epoch": self.last_epoch,
+                     "lrs": list(self.lrs), "base_lrs": list(self.base_lrs), **self._terms()}
+        if formulas and all(f is not None for f in formulas):
+            explained["rule"] = formula_rule(formulas, self.lrs)
+            explained["term_scale"] = [f.scale for f in formulas]
+        return explained
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -296,7 +296,8 @@ class HypergradientAdditiveLR(_HypergradientLR):
     def explain(self) -> dict:
         """What the last :meth:`step` did: ``rule``, ``updated`` (False on the first call),
         ``dot`` (``<g_t, g_{t-1}>``), ``delta = hyper_lr * dot``, ``floored`` (per group:
-        ``min_lr`` applied), ``lrs_before``, ``lrs``."""
+        ``min_lr`` applied), ``lrs_before``, ``term_scale`` (per group, the larger of
+        ``|lr|`` and ``|delta|``: the new rate is their sum), ``lrs``."""
         last = getattr(self, "_last", None)
         if last is None or last["products"] is None:
             return {"rule": "no step yet (or since a load)" if last is None
@@ -308,7 +309,9 @@ class HypergradientAdditiveLR(_HypergradientLR):
                         f"min_lr {self.min_lr:g})",
                 "updated": True, "dot": dot, "delta": delta,
                 "floored": [lr + delta < self.min_lr for lr in last["lrs_before"]],
-                "lrs_before": last["lrs_before"], "lrs": list(self.lrs)}
+                "lrs_before": last["lrs_before"],
+                "term_scale": [max(abs(lr), abs(delta)) for lr in last["lrs_before"]],
+                "lrs": list(self.lrs)}
 
 
 class HypergradientMultiplicativeLR(_HypergradientLR):

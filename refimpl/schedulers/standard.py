@@ -27,12 +27,13 @@ from .base import Scheduler
 from .checks import check_choice, check_factor, check_int, check_interval, check_lr, per_group
 from .composite import ChainedScheduler, SequentialLR
 from .lr_base import (
+    Formula,
     GroupRates,
     LrArg,
     LRScheduler,
     ParamGroups,
     as_param_groups,
-    rule_of,
+    number,
 )
 
 __all__ = [
@@ -103,6 +104,12 @@ class LambdaLR(_LambdaScheduler):
     def _terms(self) -> dict[str, Any]:
         return {"factors": [f(self.last_epoch) for f in self.lr_lambdas]}
 
+    def _formula(self, group: int) -> Formula:
+        base, e = self.base_lrs[group], self.last_epoch
+        factor = self.lr_lambdas[group](e)
+        return Formula("lambda", "base_lr*lr_lambda(e)", f"{number(base)}*{number(factor)}",
+                       base * factor, abs(base * factor), f"lr_lambda({e}) = {number(factor)}")
+
 
 class MultiplicativeLR(_LambdaScheduler):
     """``lr_e = lr_{e-1} * lr_lambda(e)`` for ``e >= 1`` (torch's MultiplicativeLR), i.e.
@@ -125,7 +132,9 @@ class MultiplicativeLR(_LambdaScheduler):
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
+            self._lrs_before = None
             return self.lrs
+        self._lrs_before = list(self.lrs)  # for explain(): the rate each factor multiplied
         return [lr * f(self.last_epoch) for f, lr in zip(self.lr_lambdas, self.lrs)]
 
     def closed_form(self, epoch: int) -> list[float]:
@@ -138,6 +147,23 @@ class MultiplicativeLR(_LambdaScheduler):
         if self._step_count <= 1 and self.last_epoch <= 0:
             return {"factors": None}
         return {"factors": [f(self.last_epoch) for f in self.lr_lambdas]}
+
+    def _formula(self, group: int) -> Formula | None:
+        before = getattr(self, "_lrs_before", None)
+        if before is None:  # construction, or a loaded state (it does not keep lr_{e-1})
+            if self._step_count <= 1 and self.last_epoch <= 0:
+                base = self.base_lrs[group]
+                return Formula("multiplicative", "base_lr (no factor at construction)",
+                               number(base), base, abs(base))
+            return None
+        lr, e = before[group], self.last_epoch
+        factor = self.lr_lambdas[group](e)
+        return Formula("multiplicative", "lr_{e-1}*lr_lambda(e)",
+                       f"{number(lr)}*{number(factor)}", lr * factor, abs(lr * factor),
+                       f"lr_lambda({e}) = {number(factor)}")
+
+    def _after_load(self) -> None:
+        self._lrs_before = None  # a state does not say what the last step multiplied
 
 
 class StepLR(LRScheduler):
@@ -175,6 +201,13 @@ class StepLR(LRScheduler):
 
     def _terms(self) -> dict[str, Any]:
         return {"exponent": self.last_epoch // self.step_size, "gamma": self.gamma}
+
+    def _formula(self, group: int) -> Formula:
+        base, e = self.base_lrs[group], self.last_epoch
+        value = base * self.gamma ** (e // self.step_size)
+        return Formula("step", "base_lr*gamma^floor(e/step_size)",
+                       f"{number(base)}*{number(self.gamma)}^floor({e}/{self.step_size})",
+                       value, abs(value))
 
 
 class MultiStepLR(LRScheduler):
@@ -216,6 +249,14 @@ class MultiStepLR(LRScheduler):
         return {"exponent": sum(m <= self.last_epoch for m in self.milestones),
                 "gamma": self.gamma}
 
+    def _formula(self, group: int) -> Formula:
+        base, e = self.base_lrs[group], self.last_epoch
+        passed = sum(m <= e for m in self.milestones)
+        value = base * self.gamma**passed
+        return Formula("multistep", "base_lr*gamma^(number of milestones <= e)",
+                       f"{number(base)}*{number(self.gamma)}^{passed}", value, abs(value),
+                       f"milestones {self.milestones}, e = {e}")
+
 
 class ConstantLR(LRScheduler):
     """``lr_e = base * factor`` for ``e < total_iters``, then ``base`` (torch's ConstantLR).
@@ -256,6 +297,16 @@ class ConstantLR(LRScheduler):
 
     def _terms(self) -> dict[str, Any]:
         return {"multiplier": 1.0 if self.last_epoch >= self.total_iters else self.factor}
+
+    def _formula(self, group: int) -> Formula:
+        base, e, total = self.base_lrs[group], self.last_epoch, self.total_iters
+        if e >= total:
+            return Formula("constant", "base_lr once e >= total_iters", number(base), base,
+                           abs(base), f"e = {e} >= total_iters = {total}")
+        value = base * self.factor
+        return Formula("constant", "base_lr*factor while e < total_iters",
+                       f"{number(base)}*{number(self.factor)}", value, abs(value),
+                       f"e = {e} < total_iters = {total}")
 
 
 class LinearLR(LRScheduler):
@@ -306,6 +357,14 @@ class LinearLR(LRScheduler):
     def _terms(self) -> dict[str, Any]:
         return {"multiplier": self._multiplier(self.last_epoch)}
 
+    def _formula(self, group: int) -> Formula:
+        base, e, total = self.base_lrs[group], self.last_epoch, self.total_iters
+        s, f = self.start_factor, self.end_factor
+        return Formula("linear", "base_lr*(s + (f - s)*min(e, T)/T)",
+                       f"{number(base)}*({number(s)} + ({number(f)} - {number(s)})"
+                       f"*min({e}, {total})/{total})",
+                       base * self._multiplier(e), abs(base) * max(s, f))
+
 
 class ExponentialLR(LRScheduler):
     """``lr_e = base * gamma^e`` (torch's ExponentialLR); recursive form ``lr <- lr * gamma``.
@@ -337,6 +396,12 @@ class ExponentialLR(LRScheduler):
 
     def _terms(self) -> dict[str, Any]:
         return {"gamma": self.gamma, "exponent": self.last_epoch}
+
+    def _formula(self, group: int) -> Formula:
+        base, e = self.base_lrs[group], self.last_epoch
+        value = base * self.gamma**e
+        return Formula("exponential", "base_lr*gamma^e",
+                       f"{number(base)}*{number(self.gamma)}^{e}", value, abs(value))
 
 
 class PolynomialLR(LRScheduler):
@@ -381,10 +446,27 @@ class PolynomialLR(LRScheduler):
     def _terms(self) -> dict[str, Any]:
         return {"multiplier": self._multiplier(self.last_epoch)}
 
+    def _formula(self, group: int) -> Formula:
+        base, e, total = self.base_lrs[group], self.last_epoch, self.total_iters
+        return Formula("polynomial", "base_lr*(1 - min(e, T)/T)^power",
+                       f"{number(base)}*(1 - min({e}, {total})/{total})^{number(self.power)}",
+                       base * self._multiplier(e), abs(base))
+
 
 def _cosine(base_lr: float, eta_min: float, t: float, period: float) -> float:
     """``eta_min + (base - eta_min) (1 + cos(pi t / period)) / 2``."""
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / period)) / 2
+
+
+def _cosine_formula(name: str, base_lr: float, eta_min: float, t: float, period: float,
+                    t_name: str, period_name: str) -> Formula:
+    """The cosine schedules' rule with its numbers; the rate is a difference of terms as
+    large as ``base_lr`` and ``eta_min`` near the cosine's minimum (1 + cos -> 0)."""
+    base, low = number(base_lr), number(eta_min)
+    return Formula(
+        name, f"eta_min + (base_lr - eta_min)*(1 + cos(pi*{t_name}/{period_name}))/2",
+        f"{low} + ({base} - {low})*(1 + cos(pi*{number(t)}/{number(period)}))/2",
+        _cosine(base_lr, eta_min, t, period), max(abs(base_lr), abs(eta_min)))
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -434,6 +516,10 @@ class CosineAnnealingLR(LRScheduler):
     def _terms(self) -> dict[str, Any]:
         return {"cosine": (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2,
                 "eta_min": self.eta_min}
+
+    def _formula(self, group: int) -> Formula:
+        return _cosine_formula("cosine", self.base_lrs[group], self.eta_min, self.last_epoch,
+                               self.T_max, "e", "T_max")
 
 
 class CosineAnnealingWarmRestarts(LRScheduler):
@@ -513,10 +599,21 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         return {"T_cur": self.T_cur, "T_i": self.T_i,
                 "cosine": (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2}
 
+    def _formula(self, group: int) -> Formula:
+        formula = _cosine_formula("cosine with warm restarts", self.base_lrs[group],
+                                  self.eta_min, self.T_cur, self.T_i, "T_cur", "T_i")
+        return formula._replace(note=f"epoch {self.last_epoch}: T_cur = {number(self.T_cur)} "
+                                     f"epochs into a cycle of T_i = {self.T_i}")
+
     def _after_load(self) -> None:
         if self.T_i < 1 or self.T_cur < 0:
             raise ValueError(f"state has T_i={self.T_i!r}, T_cur={self.T_cur!r}; "
                              "T_i must be >= 1 and T_cur >= 0")
+
+
+#: The bound a loss must beat to improve, as torch writes it, per (mode, threshold_mode).
+_PLATEAU_BOUNDS = {("min", "rel"): "best*(1 - threshold)", ("min", "abs"): "best - threshold",
+                   ("max", "rel"): "best*(1 + threshold)", ("max", "abs"): "best + threshold"}
 
 
 class ReduceLROnPlateau(GroupRates, Scheduler):
@@ -549,8 +646,15 @@ class ReduceLROnPlateau(GroupRates, Scheduler):
     eps : float >= 0, default 1e-8
     interval : "epoch" (default; feed the validation loss) or "step" (feed the batch loss)
 
-    ``explain()`` gives ``loss``, ``bound`` (the value the loss had to beat), ``improved``,
-    ``best``, ``num_bad_epochs``, ``cooldown_counter`` and ``reduced`` (whether the rates fell).
+    ``explain()`` gives ``rule`` (the comparison made at the last step with its numbers,
+    and what followed: ``"loss 0.93 >= best*(1 - threshold) = 0.9*(1 - 0.0001) = 0.89991:
+    no improvement, num_bad_epochs 3 > patience 2 -> reduce: ..."``), ``loss``, ``bound``
+    (the value the loss had to beat), ``improved``, ``reduced`` (whether the bad count
+    exceeded ``patience``), ``best_before``, ``num_bad_counted`` (the count compared with
+    ``patience``), ``lrs_before``, and the state after the step: ``best``,
+    ``num_bad_epochs``, ``cooldown_counter``, with the hyper-parameters ``mode``,
+    ``threshold``, ``threshold_mode``, ``patience``, ``cooldown``, ``factor``, ``min_lr``
+    (per group) and ``eps``.
     """
 
     signal = "loss"
@@ -578,7 +682,7 @@ class ReduceLROnPlateau(GroupRates, Scheduler):
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch = 0
-        self._explained: dict[str, Any] = {"loss": None, "reduced": False}
+        self._after_load()
 
     def improvement_bound(self, best: float) -> float:
         """The value a loss must beat (strictly) to improve on ``best`` (torch's expressions)."""
@@ -602,6 +706,7 @@ class ReduceLROnPlateau(GroupRates, Scheduler):
         except (TypeError, ValueError):
             raise ValueError(f"loss must be a number, got {loss!r}") from None
         self.last_epoch += 1
+        best_before, cooldown_before, lrs_before = self.best, self.cooldown_counter, self.lrs
         bound = self.improvement_bound(self.best)
         improved = self.is_better(current, self.best)
         if improved:
@@ -612,13 +717,16 @@ class ReduceLROnPlateau(GroupRates, Scheduler):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0  # bad epochs during cooldown do not count
-        reduced = self.num_bad_epochs > self.patience
+        counted = self.num_bad_epochs
+        reduced = counted > self.patience
         if reduced:
             self._reduce()
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._explained = {"loss": current, "bound": bound, "improved": improved,
-                           "reduced": reduced}
+                           "reduced": reduced, "best_before": best_before,
+                           "num_bad_counted": counted, "cooldown_before": cooldown_before,
+                           "lrs_before": lrs_before}
         return self.lr
 
     def _reduce(self) -> None:
@@ -638,11 +746,59 @@ class ReduceLROnPlateau(GroupRates, Scheduler):
 
     def explain(self) -> dict[str, Any]:
         """The last ``step(loss)``: see the class docstring for the keys."""
-        return {"scheduler": "ReduceLROnPlateau", "rule": rule_of(self),
-                "last_epoch": self.last_epoch,
-                "lrs": list(self.lrs), **self._explained, "best": self.best,
-                "num_bad_epochs": self.num_bad_epochs,
-                "cooldown_counter": self.cooldown_counter}
+        last = {key: value for key, value in self._explained.items() if key != "cooldown_before"}
+        return {"scheduler": "ReduceLROnPlateau", "rule": self._rule(),
+                "last_epoch": self.last_epoch, "lrs": list(self.lrs), **last,
+                "best": self.best, "num_bad_epochs": self.num_bad_epochs,
+                "cooldown_counter": self.cooldown_counter, "mode": self.mode,
+                "threshold": self.threshold, "threshold_mode": self.threshold_mode,
+                "patience": self.patience, "cooldown": self.cooldown, "factor": self.factor,
+                "min_lr": list(self.min_lrs), "eps": self.eps}
+
+    def _rule(self) -> str:
+        """The comparison of the last step with its numbers, and what followed from it."""
+        last = self._explained
+        if last["loss"] is None:
+            return (f"no step yet (or since a load): best {number(self.best)}, "
+                    f"num_bad_epochs {self.num_bad_epochs}")
+        loss, best, bound = last["loss"], last["best_before"], last["bound"]
+        form = _PLATEAU_BOUNDS[(self.mode, self.threshold_mode)]
+        values = form.replace("best", number(best)).replace("threshold", number(self.threshold))
+        if math.isnan(loss):
+            text = "loss nan is never an improvement"
+        else:
+            better, worse = ("<", ">=") if self.mode == "min" else (">", "<=")
+            sign = better if last["improved"] else worse
+            text = f"loss {number(loss)} {sign} {form} = {values} = {number(bound)}"
+        if last["improved"]:
+            text += f": improvement, best <- {number(loss)}"
+        else:
+            text += ": no improvement"
+        if last["cooldown_before"] > 0:
+            text += (f"; cooldown {last['cooldown_before']} -> {last['cooldown_before'] - 1}: "
+                     "bad epochs not counted")
+        counted = last["num_bad_counted"]
+        if not last["reduced"]:
+            return text + f"; num_bad_epochs {counted} <= patience {self.patience} -> rates kept"
+        return text + (f"; num_bad_epochs {counted} > patience {self.patience} -> reduce"
+                       f"{self._reduction(last['lrs_before'])}; cooldown {self.cooldown} "
+                       "starts, num_bad_epochs <- 0")
+
+    def _reduction(self, lrs_before: list[float]) -> str:
+        """Group 0's reduction with its numbers (torch's rule, eps included)."""
+        lr, min_lr = lrs_before[0], self.min_lrs[0]
+        new = max(lr * self.factor, min_lr)
+        text = (f": lr <- max(lr*factor, min_lr) = max({number(lr)}*{number(self.factor)}, "
+                f"{number(min_lr)}) = {number(new)}")
+        if not lr - new > self.eps:
+            text += f", not applied: lr - new = {number(lr - new)} <= eps {number(self.eps)}"
+        return text + (" (group 0)" if len(lrs_before) > 1 else "")
+
+    def _after_load(self) -> None:
+        """A state does not hold the last step: explain() describes none until the next."""
+        self._explained = {"loss": None, "bound": None, "improved": None, "reduced": False,
+                           "best_before": None, "num_bad_counted": None,
+                           "cooldown_before": 0, "lrs_before": None}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state saved by ``state_dict``; all or nothing."""
@@ -781,5 +937,8 @@ class LinearWarmup(SequentialLR):
         active = self._schedulers[0]
         if self.after is not None and self.last_epoch >= self.total_iters:
             active = self.after
-        return {**active.explain(), "scheduler": "LinearWarmup", "rule": rule_of(self),
+        explained = active.explain()
+        part = "warm-up" if active is self._schedulers[0] else "after the warm-up"
+        return {**explained, "scheduler": "LinearWarmup",
+                "rule": f"{part}, {type(active).__name__}: {explained['rule']}",
                 "active": type(active).__name__, "last_epoch": self.last_epoch}
