@@ -25,6 +25,26 @@ exact, but needs ``numpy.savez``/pickle rather than JSON to be written to disk (
 accepts nested lists). Loading is all or nothing: a group with a key or value its
 constructor would refuse, or a state array of the wrong shape, raises ``ValueError`` and
 leaves the optimizer as it was.
+
+``explain(param, index)`` says what the last ``step()`` did to one parameter: a one-sentence
+``rule`` with the flags in force, and the numbers that made the update (moments, bias
+corrections, step sizes, the weight-decay term, the update itself), as arrays or, with an
+element ``index``, as floats. How those numbers are obtained:
+
+* what the update computes anyway and then overwrites or drops (the gradient after
+  ``maximize``, the L2 term ``weight_decay * w``, Adadelta's ``sqrt(u + eps)``) is kept
+  *by reference* during ``step()``: no extra arithmetic. The one copy is of a gradient
+  array the caller owns (a later in-place change of it, such as the next backward pass
+  into the same buffer, must not change the explanation);
+* the hyper-parameters the step used are kept (a scheduler may change ``lr`` after it);
+* the rest (bias corrections, ``m_hat``, denominators, the update) is recomputed from the
+  optimizer's state, which after ``step()`` holds the moments that step used, with the same
+  expressions as the update: ``w_before - update`` (after ``decay_factor`` where decoupled;
+  NAdam subtracts its ``grad_term`` and ``momentum_term`` in turn) is the new ``w`` to the
+  last bit.
+
+Between steps this keeps about one parameter-sized array per parameter alive (the
+gradient, and the weight-decay term where there is one).
 """
 
 from __future__ import annotations
@@ -80,6 +100,51 @@ def _lerp_(average: np.ndarray, target: np.ndarray, weight: float) -> None:
         average[...] = target - (target - average) * (1 - weight)
 
 
+def _element(index: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``index`` (an int into the flattened array, or a tuple) as a tuple into ``shape``."""
+    size = math.prod(shape)
+    if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+        if not -size <= index < size:
+            raise IndexError(f"index {index} is out of range for a parameter of {size} "
+                             f"elements (shape {shape})")
+        return tuple(int(i) for i in np.unravel_index(int(index) % size, shape))
+    if isinstance(index, (tuple, list)) and all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in index):
+        if len(index) != len(shape):
+            raise IndexError(f"index {tuple(index)} has {len(index)} entries but the parameter "
+                             f"has shape {shape}; give one per dimension")
+        if not all(-n <= i < n for i, n in zip(index, shape)):
+            raise IndexError(f"index {tuple(index)} is out of range for shape {shape}")
+        return tuple(int(i) % n for i, n in zip(index, shape))
+    raise TypeError(f"index must be an int or a tuple of ints, got {index!r}")
+
+
+def _describe(name: str, hyper: dict[str, Any], formula: str, *flags: str) -> str:
+    """``"name (flag, ...): formula"``, the group's weight decay and ``maximize`` added to
+    ``flags`` (the rule of ``explain``)."""
+    flags_in_force = [flag for flag in flags if flag]
+    if hyper.get("weight_decay", 0):
+        kind = "decoupled" if hyper.get("decoupled_weight_decay", False) else "L2"
+        flags_in_force.append(f"{kind} weight_decay={hyper['weight_decay']:g}")
+    if hyper.get("maximize", False):
+        flags_in_force.append("maximize")
+    return f"{name} ({', '.join(flags_in_force)}): {formula}" if flags_in_force else \
+        f"{name}: {formula}"
+
+
+def _gradient_terms(used: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+    """``explain``'s gradient and weight-decay entries, and the gradient the rule used
+    (``grad + decay_term`` under L2 decay: the same sum as the update's, bit for bit)."""
+    grad = used["grad"]
+    terms: dict[str, Any] = {"grad": grad}
+    if "decay_term" in used:
+        grad = grad + used["decay_term"]
+        terms.update(decay_term=used["decay_term"], grad_used=grad)
+    elif "decay_factor" in used:
+        terms["decay_factor"] = used["decay_factor"]
+    return terms, grad
+
+
 def _check_param(param: Any, group_index: int) -> None:
     if not isinstance(param, np.ndarray) or not np.issubdtype(param.dtype, np.floating):
         raise ValueError(
@@ -99,12 +164,15 @@ def _group_params(params: Any) -> list:
 
 
 class Optimizer:
-    """Shared machinery: parameter groups, the ``lr`` property, state dicts.
+    """Shared machinery: parameter groups, the ``lr`` property, state dicts, ``explain``.
 
     Subclasses pass their hyper-parameters (names and values) as ``defaults`` and define
     ``_validate_group(group)`` (check and normalise one group's hyper-parameters, raising
     ``ValueError`` naming the argument) and ``_update(param, grad, state, group)`` for one
     parameter; ``grad`` arrives already negated when the group has ``maximize=True``.
+    ``_update`` returns a dict of the arrays it computed and will not keep (for
+    ``explain``), or ``None``. For ``explain`` they also define ``_rule(hyper)`` (one
+    sentence) and ``_terms(used, state, hyper)`` (the numbers of the last update).
     """
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]):
@@ -138,6 +206,8 @@ class Optimizer:
             self.param_groups.append(group)
         self.defaults = dict(defaults)
         self.state: dict[int, dict[str, Any]] = {}
+        self._steps = 0  # step() calls since construction (explain's "step")
+        self._used: dict[int, dict[str, Any]] = {}  # what the last step() used, per parameter
 
     @staticmethod
     def _check_keys(group: dict, defaults: dict, where: str) -> None:
@@ -177,27 +247,110 @@ class Optimizer:
         n_params = sum(len(group["params"]) for group in self.param_groups)
         if len(grads) != n_params:
             raise ValueError(f"grads has {len(grads)} arrays but there are {n_params} parameters")
+        self._steps += 1
+        self._used = {}
         index = 0
         for group in self.param_groups:
+            hyper = {key: value for key, value in group.items() if key != "params"}
             for param in group["params"]:
-                grad = grads[index]
-                if grad is not None:
-                    grad = np.asarray(grad)
-                    if grad.shape != param.shape:
+                original = grads[index]
+                if original is not None:
+                    given = np.asarray(original)
+                    if given.shape != param.shape:
                         raise ValueError(
-                            f"grads[{index}] has shape {grad.shape} but its parameter has "
+                            f"grads[{index}] has shape {given.shape} but its parameter has "
                             f"shape {param.shape}"
                         )
-                    grad = grad.astype(param.dtype, copy=False)
+                    grad = given.astype(param.dtype, copy=False)
                     if group["maximize"]:
                         grad = -grad
-                    self._update(param, grad, self.state.setdefault(index, {}), group)
+                    if grad is given:  # may be the caller's memory: explain() keeps a copy
+                        grad = grad.copy()
+                    used = self._update(param, grad, self.state.setdefault(index, {}), group)
+                    self._used[index] = {"grad": grad, "hyper": hyper, **(used or {})}
                 index += 1
+
+    # -- explaining the last step -----------------------------------------------------------
+    def explain(self, param: int | None = None, index: int | tuple[int, ...] | None = None
+                ) -> dict[str, Any]:
+        """The numbers the last ``step()`` used, with a one-sentence ``rule``.
+
+        Parameters
+        ----------
+        param : int, optional
+            Index of a parameter in the flat parameter list (groups concatenated, as in
+            ``step``). ``None``: only ``rule`` (per group when the groups differ), ``step``
+            and ``lr`` (one per group).
+        index : int or tuple of int, optional
+            An element of that parameter (a tuple, or an int indexing the flattened array):
+            every array is then replaced by its float at that element. ``None``: arrays
+            (copies).
+
+        Returns
+        -------
+        dict
+            ``rule``, ``step`` (``step()`` calls so far), ``param``, ``group``, ``updated``
+            (False when the last step had no gradient for it, or no step was taken: then
+            nothing else), ``lr``, and the terms of the class's update rule (its docstring
+            and ``docs/methods.md §2`` name them): always ``grad`` (after ``maximize``'s
+            sign flip), ``update`` (what was subtracted from the parameter) and, with L2
+            weight decay, ``decay_term`` (``weight_decay * w`` before the step) and
+            ``grad_used`` (``grad + decay_term``); with decoupled weight decay,
+            ``decay_factor`` (``1 - lr * weight_decay``, applied to ``w`` before ``update``).
+        """
+        if param is None:
+            rules = [self._rule(self._hyper(group)) for group in self.param_groups]
+            rule = rules[0] if len(set(rules)) == 1 else "; ".join(
+                f"group {i}: {r}" for i, r in enumerate(rules))
+            return {"rule": rule, "step": self._steps,
+                    "lr": [group["lr"] for group in self.param_groups]}
+        flat = self._flat_params()
+        if isinstance(param, bool) or not isinstance(param, (int, np.integer)):
+            raise TypeError(f"param must be a parameter index (int), got {param!r}")
+        if not 0 <= param < len(flat):
+            raise IndexError(f"param {param} is out of range: this optimizer has parameters "
+                             f"0..{len(flat) - 1}")
+        param = int(param)
+        element = None if index is None else _element(index, flat[param].shape)
+        group_index = self._group_index(param)
+        used = self._used.get(param)
+        hyper = used["hyper"] if used else self._hyper(self.param_groups[group_index])
+        out: dict[str, Any] = {"rule": self._rule(hyper), "step": self._steps, "param": param,
+                               "group": group_index, "updated": used is not None}
+        if used is None:
+            out["rule"] += (" (no step taken yet)" if self._steps == 0 else
+                            " (no update of this parameter at the last step)")
+            out["lr"] = hyper["lr"]
+            return out
+        out.update(self._terms(used, self.state[param], hyper))
+        for key, value in out.items():
+            if isinstance(value, np.ndarray):
+                out[key] = value.copy() if element is None else float(value[element])
+        return out
+
+    @staticmethod
+    def _hyper(group: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in group.items() if key != "params"}
+
+    def _group_index(self, param: int) -> int:
+        start = 0
+        for group_index, group in enumerate(self.param_groups):
+            start += len(group["params"])
+            if param < start:
+                return group_index
+        raise IndexError(param)  # pragma: no cover - param was checked against the count
+
+    def _rule(self, hyper: dict[str, Any]) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _terms(self, used: dict[str, Any], state: dict[str, Any],
+               hyper: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _validate_group(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _update(self, param, grad, state, group) -> None:  # pragma: no cover - abstract
+    def _update(self, param, grad, state, group) -> dict | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- state dicts ------------------------------------------------------------------------
@@ -233,6 +386,7 @@ class Optimizer:
         for group, new in zip(self.param_groups, new_groups):
             group.update(new)
         self.state = new_state
+        self._used = {}  # the last step's numbers belong to the state replaced
 
     def _loaded_groups(self, saved: Any) -> list[dict[str, Any]]:
         """The groups' hyper-parameters after a load, checked but not yet assigned."""
