@@ -1,31 +1,31 @@
-"""The ``refimpl`` command.
+"""The ``refimpl`` command: every subcommand is registered here.
 
-    refimpl demo        train a small CNN on the embedded sample with three schedules
-    refimpl train       train a named model (Fashion-MNIST or a synthetic set)
-    refimpl crosscheck  compare our schedulers with torch / transformers, step by step
-    refimpl bench       numpy / numba / torch timings
-    refimpl theory      the theorem checks
-    refimpl sweep       many trainings on a Dask cluster
+    refimpl demo         train a small CNN on the embedded sample with three schedules
+    refimpl train        train a named model (Fashion-MNIST or a synthetic set)
+    refimpl crosscheck   compare our schedulers with torch / transformers, step by step
+    refimpl bench        numpy / numba / torch timings
+    refimpl theory       the theorem checks
+    refimpl sweep        many trainings on a Dask cluster
+    refimpl reproduce    a paper's study: tables and figures
+    refimpl conformance  a framework's whole catalogue against refimpl
 
-``crosscheck``, ``bench``, ``theory`` and ``sweep`` live in their own modules; this file
-imports them only when asked and hands them the rest of the command line.
+:func:`build_parser` registers ``demo`` and ``train``; ``train``'s options, checks and run
+are in :mod:`refimpl.cli_train`. The others are listed in :data:`PASSTHROUGH`: they live in
+their own modules, which this file imports only when asked and hands the rest of the
+command line. The exceptions here (:class:`CLIError`, :class:`RunFailed`) become exit
+statuses in :func:`main`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from refimpl import __version__, registry
-from refimpl.registry import parse_kv
 
 #: subcommand -> (module, help line); each module exposes ``main(argv) -> int | None``
 PASSTHROUGH = {
@@ -36,9 +36,9 @@ PASSTHROUGH = {
     "sweep": ("refimpl.sweep", "many trainings from a config, on a Dask cluster"),
     "reproduce": ("refimpl.experiments",
                   "reproduce a paper's study: tables (paper beside ours) and figures"),
+    "conformance": ("refimpl.crosscheck.conformance.cli",
+                    "a framework's whole catalogue against refimpl, with verdicts"),
 }
-#: the data sets ``refimpl train --data`` offers (all from :mod:`refimpl.registry`)
-DATASETS = ("fashion-mnist", "fashion-mnist-sample", "blobs", "spirals")
 
 
 class CLIError(Exception):
@@ -63,6 +63,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 # ----------------------------------------------------------------------------- parsers
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``refimpl`` parser: ``demo`` and ``train`` here, the rest forwarded whole
+    (:data:`PASSTHROUGH`)."""
+    from refimpl.cli_train import add_train_args
+
     parser = argparse.ArgumentParser(
         prog="refimpl",
         description="refimpl: a readable, autodiff-free NumPy trainer and the GreedyLR / TLR "
@@ -80,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Train a model with a chosen optimizer and scheduler. "
                            "Bad input is refused before any file is written.",
                            formatter_class=HelpFormatter)
-    _add_train_args(train)
+    add_train_args(train)
     for name, (module, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=text, add_help=False,
                        description=f"Forwarded to {module}.main; run 'refimpl {name} --help'.")
@@ -94,7 +98,8 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
                    "(none,cosine,greedy)")
     p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed for init and shuffling (0)")
-    p.add_argument("--backend", default="numpy", help="numpy | numba | cuda | auto (numpy)")
+    p.add_argument("--backend", default="numpy", choices=registry.backend_names(),
+                   help="implementation of the ops (numpy)")
     p.add_argument("--out-dir", type=Path, default=Path("."),
                    help="where demo.png and demo.json go (.)")
     p.add_argument("--train-size", type=int, default=None,
@@ -102,123 +107,7 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and data")
-    g.add_argument("--model", default="lrpo_cnn", help="mlp | lrpo_cnn, or a spec string such "
-                   "as 'dense:64,relu,dense:10' (see refimpl.model)")
-    g.add_argument("--data", default="fashion-mnist", choices=DATASETS,
-                   help="data set; fashion-mnist falls back to nothing: it must be installed")
-    g.add_argument("--data-path", default=None, metavar="DIR",
-                   help="directory with the Fashion-MNIST IDX files, for --data fashion-mnist "
-                   "(default: $REFIMPL_DATA, ~/.cache/refimpl, /usr/share/datasets/fashion-mnist)")
-    g.add_argument("--subset", type=int, default=None,
-                   help="training examples, drawn stratified from the training split")
-    g.add_argument("--val", type=int, default=0,
-                   help="validation examples held out from the training split (disjoint from "
-                   "--subset); 0 validates on the test split")
-    g.add_argument("--dtype", default="float32", choices=("float32", "float64"),
-                   help="floating-point type of the data and the parameters")
-    g.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cuda", "auto"),
-                   help="implementation of the ops: the NumPy oracle or a Numba backend")
-    g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw, or any optimizer "
-                   "class of refimpl.optim by name (refimpl.registry.optimizer_names())")
-    g.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
-    g.add_argument("--momentum", type=float, default=0.0,
-                   help="SGD momentum (an optimizer without momentum refuses it)")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
-    g.add_argument("--epochs", type=int, default=3,
-                   help="epochs of the run (a resumed run continues up to this count)")
-    g.add_argument("--batch-size", type=int, default=64, help="training examples per step")
-    g.add_argument("--scheduler", default="none",
-                   help="none (fixed lr) | step | cosine | greedy | newton | dlrs | ..., or a "
-                   "class name such as OneCycleLR (see refimpl.registry.scheduler_names(); "
-                   "'constant' is torch's ConstantLR), or lrpo for "
-                   "the LRPO protocol (its phases set the epochs; pass e.g. "
-                   "--scheduler-args pretrain_epochs=10,finetune_epochs=5)")
-    g.add_argument("--scheduler-args", default="", metavar="K=V,...",
-                   help="scheduler keyword arguments, e.g. factor=0.9,patience=5 or "
-                   "milestones=2;4 or milestones=[2,4]; T_max and total_steps default to the "
-                   "run length")
-    g.add_argument("--seed", type=int, default=0,
-                   help="seeds the initial weights, the shuffles and the data subsets")
-    g.add_argument("--nan-policy", default="raise", choices=("raise", "skip-batch", "rollback"),
-                   help="on a NaN/inf loss: stop (exit 1, history written), skip the batch, or "
-                   "return to the last good state with halved rates")
-    g = p.add_argument_group("output")
-    g.add_argument("--checkpoint-dir", type=Path, default=None,
-                   help="write last.npz + last.json after every epoch and on SIGINT/SIGTERM")
-    g.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                   help="also checkpoint every N steps")
-    g.add_argument("--resume", nargs="?", const=True, default=None, metavar="PATH",
-                   help="continue from PATH (default: CHECKPOINT_DIR/last.npz)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--out", type=Path, default=None, help="write the History and settings here "
-                   "(JSON)")
-
-
 # ----------------------------------------------------------------------------- helpers
-
-def make_scheduler(name: str, lr: float, kwargs: dict, epochs: int, batches: int):
-    """The scheduler of a run (:func:`refimpl.registry.make_scheduler`); ``None`` for none."""
-    return registry.make_scheduler(name or "none", lr, epochs=epochs, steps_per_epoch=batches,
-                                   **kwargs)
-
-
-def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
-    """The optimizer of a run; ``--momentum`` is passed only when set (SGD's argument)."""
-    kwargs = {"lr": lr, "weight_decay": weight_decay}
-    if momentum:
-        kwargs["momentum"] = momentum
-    return registry.make_optimizer(name, params, **kwargs)
-
-
-def load_data(args) -> tuple[tuple, tuple | None, tuple[int, ...]]:
-    """``(train, val, input_shape)`` for ``args.data`` (see ``refimpl train --help``)."""
-    from refimpl import data
-
-    dtype = np.dtype(args.dtype)
-    if args.data in ("blobs", "spirals"):
-        n = (args.subset or 2000) + (args.val or 500)
-        X, y = registry.load_dataset(args.data, subset=n, seed=args.seed, dtype=dtype)
-        train, val = data.train_val_split(X, y, args.val or 500, seed=args.seed)
-        return train, val, X.shape[1:]
-    X, y = registry.load_dataset(args.data, "train", path=args.data_path, dtype=dtype)
-    if args.subset is not None or args.val:
-        wanted = (args.subset or len(y) - args.val) + args.val
-        if wanted > len(y):
-            raise CLIError(f"--subset + --val = {wanted} exceeds the {len(y)} training images")
-        keep = data.stratified_indices(y, wanted, seed=args.seed)
-        X, y = X[keep], y[keep]
-    if args.val:
-        train, val = data.train_val_split(X, y, args.val, seed=args.seed)
-    else:
-        train = (X, y)
-        val = registry.load_dataset(args.data, "test", path=args.data_path, dtype=dtype)
-    return train, val, X.shape[1:]
-
-
-def build_model(name: str, input_shape, seed: int, dtype, backend: str):
-    """A named model or a spec string (:func:`refimpl.registry.get_model`)."""
-    return registry.get_model(name, input_shape, seed=seed, dtype=dtype, backend=backend)
-
-
-class EpochPrinter:
-    """Callback: one line per epoch (the progress bar shows the steps)."""
-
-    def __init__(self, epochs: int, stream=None):
-        self.epochs, self.stream = epochs, stream  # None: sys.stdout at print time
-
-    def on_epoch_end(self, trainer, logs: dict) -> None:
-        line = (f"epoch {logs['epoch'] + 1:>3}/{self.epochs}  train loss "
-                f"{logs['train_loss']:.4f}  acc {logs['train_acc']:.4f}  val loss "
-                f"{logs['val_loss']:.4f}  acc {logs['val_acc']:.4f}  lr {logs['lr']:.4g}  "
-                f"{logs['time']:.1f}s")
-        if self.stream is None:
-            say(line)
-        else:
-            print(line, file=self.stream, flush=True)
-
 
 def say(text: str) -> None:
     """Print a line to stdout. When the reader has gone (``refimpl train ... | head``), the
@@ -235,116 +124,9 @@ def say(text: str) -> None:
             os.close(devnull)
 
 
-# ----------------------------------------------------------------------------- commands
-
-def cmd_train(args) -> int:
-    from refimpl.schedulers.base import check_lr
-    from refimpl.training import NonFiniteLossError, TrainingInterrupted
-
-    check_lr(args.lr, "--lr")
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.subset is not None and args.subset < 1 or args.val < 0:
-        raise CLIError("--subset must be >= 1 and --val >= 0")
-    _check_option_pairs(args)
-    _check_outputs(args)
-    sched_kwargs = parse_kv(args.scheduler_args)
-    settings = run_settings(args, sched_kwargs)
-    train, val, input_shape = load_data(args)
-    if args.resume:
-        _check_resume(args, settings, -(-len(train[1]) // args.batch_size))
-    model = build_model(args.model, input_shape, args.seed, np.dtype(args.dtype), args.backend)
-    started = time.perf_counter()
-    try:  # overflow shows as a non-finite loss, which --nan-policy handles and reports
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            if args.scheduler == "lrpo":
-                history = _run_lrpo(args, model, train, val, sched_kwargs)
-            else:
-                history = _fit(args, model, train, val, sched_kwargs, settings)
-    except (NonFiniteLossError, TrainingInterrupted) as exc:
-        history = getattr(exc, "history", None)
-        failed = isinstance(exc, NonFiniteLossError)
-        reason = str(exc).replace("nan_policy='skip-batch' or 'rollback'",
-                                  "--nan-policy skip-batch or rollback")
-        written = _write_record(args, history, time.perf_counter() - started,
-                                status="failed" if failed else "interrupted", error=reason)
-        if failed:
-            raise RunFailed(reason + (f"; the history so far is in {written}" if written
-                                      else "")) from None
-        raise
-    wall = time.perf_counter() - started
-    say(f"done: {len(history.train_loss)} epochs in {wall:.1f}s; final val acc "
-        f"{history.val_acc[-1]:.4f}, val loss {history.val_loss[-1]:.4f}")
-    written = _write_record(args, history, wall, status="ok")
-    if written is not None:
-        say(f"history written to {written}")
-    return 0
-
-
-def _fit(args, model, train, val, sched_kwargs: dict, settings: dict):
-    """Train with the Trainer; on a failure, the exception carries the History so far."""
-    from refimpl.training import Trainer
-
-    optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
-                               args.weight_decay)
-    batches = -(-len(train[1]) // args.batch_size)
-    scheduler = make_scheduler(args.scheduler, args.lr, sched_kwargs, args.epochs, batches)
-    trainer = Trainer(model, optimizer, scheduler, batch_size=args.batch_size,
-                      seed=args.seed, progress=False if args.no_progress else None,
-                      checkpoint_dir=args.checkpoint_dir, nan_policy=args.nan_policy,
-                      checkpoint_every=args.checkpoint_every,
-                      callbacks=[EpochPrinter(args.epochs)], metadata={"cli": settings})
-    try:
-        return trainer.fit(train, val, epochs=args.epochs, resume=args.resume)
-    except (Exception, KeyboardInterrupt) as exc:  # TrainingInterrupted is a KeyboardInterrupt
-        exc.history = trainer.history
-        raise
-
-
-#: the settings a resumed run must share with its checkpoint (``--epochs`` may grow)
-RESUME_SETTINGS = ("model", "data", "subset", "val", "dtype", "optimizer", "lr", "momentum",
-                   "weight_decay", "batch_size", "scheduler", "scheduler_args", "seed")
-
-
-def run_settings(args, sched_kwargs: dict) -> dict:
-    """What defines a run, as stored in its checkpoints (``--scheduler-args`` parsed)."""
-    settings = {name: getattr(args, name) for name in RESUME_SETTINGS}
-    settings["scheduler_args"] = sched_kwargs
-    settings["epochs"] = args.epochs
-    return settings
-
-
-def _check_option_pairs(args) -> None:
-    """Options that mean nothing with the others given are refused, not ignored."""
-    if args.data_path is not None and args.data != "fashion-mnist":
-        raise CLIError(f"--data-path applies to --data fashion-mnist only; --data {args.data} "
-                       "is built in or generated: drop --data-path")
-    if args.checkpoint_every is not None and args.checkpoint_dir is None:
-        raise CLIError("--checkpoint-every needs --checkpoint-dir (where to write)")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise CLIError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    if args.resume is True and args.checkpoint_dir is None:
-        raise CLIError("--resume without a PATH resumes CHECKPOINT_DIR/last.npz: give "
-                       "--checkpoint-dir, or --resume PATH")
-
-
-def _check_outputs(args) -> None:
-    """Refuse, before any training, an ``--out`` or ``--checkpoint-dir`` that cannot be
-    written (a directory where a file goes, a file where a directory goes)."""
-    if args.out is not None:
-        if args.out.is_dir():
-            raise CLIError(f"--out {args.out} is a directory; give a file path such as "
-                           f"{args.out / 'history.json'}")
-        _check_parents(args.out.parent, "--out", args.out)
-    if args.checkpoint_dir is not None:
-        if args.checkpoint_dir.exists() and not args.checkpoint_dir.is_dir():
-            raise CLIError(f"--checkpoint-dir {args.checkpoint_dir} is a file; give a directory "
-                           "(it will hold last.npz and last.json)")
-        _check_parents(args.checkpoint_dir, "--checkpoint-dir", args.checkpoint_dir)
-
-
-def _check_parents(directory: Path, option: str, given: Path) -> None:
+def check_parents(directory: Path, option: str, given: Path) -> None:
+    """Refuse a path below a file: the first existing parent of ``directory`` must be a
+    directory."""
     for parent in (directory, *directory.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -353,101 +135,16 @@ def _check_parents(directory: Path, option: str, given: Path) -> None:
             return
 
 
-def _check_resume(args, settings: dict, n_batches: int) -> None:
-    """Refuse to resume a checkpoint of a run with other settings (naming every one), and
-    say what the schedule does when ``--epochs`` extends the run."""
-    from refimpl.checkpoint import load_checkpoint
-    from refimpl.training.resume import CHECKPOINT_NAME, check_position
-
-    path = args.checkpoint_dir / CHECKPOINT_NAME if args.resume is True else Path(args.resume)
-    state = load_checkpoint(path)
-    check_position(state, n_batches, path)
-    saved = state.get("metadata", {}).get("cli") if isinstance(state.get("metadata"), dict) \
-        else None
-    if not isinstance(saved, dict):  # written through the Python API: the Trainer checks it
-        return
-    changed = [f"--{name.replace('_', '-')} {_shown(saved.get(name))} in the checkpoint, "
-               f"{_shown(value)} now" for name, value in settings.items()
-               if name != "epochs" and saved.get(name) != value]
-    if changed:
-        raise CLIError(f"--resume {path}: the checkpoint belongs to a run with other settings: "
-                       + "; ".join(changed) + ". Resume with the checkpoint's settings, or "
-                       "start a new run (another --checkpoint-dir)")
-    _explain_extension(args, saved, state.get("scheduler"))
-
-
-def _shown(value) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items()) or "(none)"
-    return "(none)" if value is None else str(value)
-
-
-def _explain_extension(args, saved: dict, scheduler_state) -> None:
-    """A schedule laid out over the run's length keeps that length when ``--epochs`` grows."""
-    planned = saved.get("epochs")
-    if not isinstance(planned, int) or args.epochs <= planned:
-        return
-    laid_out = {key: scheduler_state[key] for key in ("T_max", "total_steps", "total_iters")
-                if isinstance(scheduler_state, dict) and key in scheduler_state}
-    if not laid_out:
-        return
-    name = scheduler_state.get("class", args.scheduler)
-    lengths = ", ".join(f"{key}={value}" for key, value in laid_out.items())
-    unit = "epochs" if scheduler_state.get("interval") == "epoch" else "steps"
-    after = ("the rate rises again toward --lr (cosine is periodic)"
-             if name == "CosineAnnealingLR" else "it follows its formula past that end")
-    print(f"refimpl train: note: --epochs {args.epochs} extends the run past the {planned} "
-          f"epochs of its checkpoint; {name} keeps {lengths} ({unit}) from when the run "
-          f"started, so beyond that {after}. For a schedule over {args.epochs} epochs, start "
-          "a new run.", file=sys.stderr, flush=True)
-
-
-def _write_record(args, history, wall: float, status: str, error: str | None = None):
-    """Write ``--out`` (settings, status, the History so far); its path, or ``None``."""
-    from refimpl.checkpoint import atomic_write_bytes
-
-    if args.out is None:
-        return None
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k != "func"}
-    record = {"settings": settings, "status": status, "wall_time": wall,
-              "history": history.to_dict() if history is not None else None}
-    if error is not None:
-        record["error"] = error
-    atomic_write_bytes(args.out, json.dumps(record, indent=1).encode("utf-8"))
-    return args.out
-
-
-def _run_lrpo(args, model, train, val, extra: dict):
-    """Hand the run to :func:`refimpl.experiments.lrpo.run_lrpo`; print its phases and alpha.
-
-    ``--scheduler-args`` may set the LRPO plan (``pretrain_epochs``, ``jump_epochs``,
-    ``finetune_epochs``, ``finetune_lr``, ``alpha_max``, ``predictor_steps``); ``--epochs``
-    does not apply, since the plan fixes the epoch count.
-    """
-    from refimpl.experiments.lrpo import run_lrpo
-
-    try:
-        result = run_lrpo(
-            model, train, val, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-            backend=args.backend, optimizer=args.optimizer, momentum=args.momentum,
-            progress=False if args.no_progress else None,
-            checkpoint_dir=None if args.checkpoint_dir is None else str(args.checkpoint_dir),
-            resume=args.resume, metadata={"cli": run_settings(args, extra)}, **extra,
-        )
-    except TypeError as exc:  # an unknown key in --scheduler-args
-        raise CLIError(f"--scheduler-args: {exc}") from None
-    say(result.summary())
-    return result.history
-
+# ----------------------------------------------------------------------------- commands
 
 def cmd_demo(args) -> int:
+    """Run ``refimpl demo``."""
     from refimpl.demo import run_demo
 
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise CLIError(f"--out-dir {args.out_dir} is a file; give a directory (it will hold "
                        "demo.png and demo.json)")
-    _check_parents(args.out_dir, "--out-dir", args.out_dir)
+    check_parents(args.out_dir, "--out-dir", args.out_dir)
     run_demo(epochs=args.epochs, schedulers=[s for s in args.schedulers.split(",") if s],
              lr=args.lr, seed=args.seed, backend=args.backend, out_dir=args.out_dir,
              progress=False if args.no_progress else None, train_size=args.train_size)
@@ -455,6 +152,7 @@ def cmd_demo(args) -> int:
 
 
 def run_passthrough(name: str, argv: Sequence[str]) -> int:
+    """Hand ``argv`` to the ``main`` of subcommand ``name``'s module (:data:`PASSTHROUGH`)."""
     module_name = PASSTHROUGH[name][0]
     try:
         module = importlib.import_module(module_name)
@@ -480,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from refimpl.checkpoint import CheckpointError
+    from refimpl.cli_train import cmd_train
     from refimpl.data import DataNotFoundError
     from refimpl.training import TrainingInterrupted
 
@@ -502,4 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m refimpl.cli``: run the imported module's main, so that refimpl.cli_train
+    # raises the same CLIError class that main catches (not a copy in __main__)
+    from refimpl.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -1,4 +1,4 @@
-"""Build a :class:`~refimpl.layers.Sequential` from a short spec string, and the named models.
+""":class:`Sequential`, a model built from a short spec string, and the named models.
 
 Grammar (tokens separated by commas, spaces ignored)::
 
@@ -22,12 +22,140 @@ layer order, so the same seed gives the same bits.
 from __future__ import annotations
 
 import re
+import types
+from collections.abc import Iterable
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from refimpl import ops
-from refimpl.layers import Activation, Conv2d, Dense, Flatten, Layer, MaxPool2d, Sequential
+from refimpl import kernels, ops
+from refimpl.kernels.plan import Plan, make_plan
+from refimpl.layers import Activation, Conv2d, Dense, Flatten, Layer, MaxPool2d
+
+
+class Sequential:
+    """A stack of layers applied in order.
+
+    Parameters
+    ----------
+    layers : iterable of Layer
+    backend : str
+        Where the ops run: a name of :func:`refimpl.kernels.available`, or ``"auto"``
+        (:func:`refimpl.kernels.get_backend`).
+
+    Parameters are named ``"<layer index>.<param name>"`` (``"0.W"``, ``"0.b"``, ...), in layer
+    order and, within a layer, in the order ``W``, ``b``. ``parameters()`` and ``gradients()``
+    follow that order and return the same array objects on every call.
+
+    ``backend`` is the backend's name as given (``"auto"`` stays ``"auto"``) and ``ops`` the
+    module it stands for; every layer carries the same pair. ``plan`` (and its ``steps``) is
+    how the layers run on that backend (:mod:`refimpl.kernels.plan`; see :meth:`set_backend`).
+    """
+
+    def __init__(self, layers: Iterable[Layer], backend: str = "numpy") -> None:
+        self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(  # noqa: TRY004 - bad input is a ValueError throughout
+                    f"layers[{i}] must be a refimpl.layers.Layer, got {layer!r}"
+                )
+        self.set_backend(backend)
+
+    # -- computation -------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Apply the layers in order; returns the logits (or what the last layer outputs)."""
+        return self.plan.forward(x)
+
+    __call__ = forward
+
+    def backward(self, dlogits: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``dlogits`` through the layers (after a ``forward``), filling grads.
+
+        Returns the gradient w.r.t. the model input; with ``input_grad=False`` it returns
+        None and skips what only that gradient needs (a training step wants
+        ``input_grad=False``; :meth:`refimpl.kernels.plan.Plan.backward`).
+        """
+        return self.plan.backward(dlogits, input_grad=input_grad)
+
+    @property
+    def steps(self) -> list:
+        """What ``forward`` runs: the layers, or on a fused plan fewer steps for the same math."""
+        return self.plan.steps
+
+    # -- parameters --------------------------------------------------------------------
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        return [
+            (f"{i}.{k}", p) for i, layer in enumerate(self.layers) for k, p in layer.params.items()
+        ]
+
+    def parameters(self) -> list[np.ndarray]:
+        return [p for _, p in self.named_parameters()]
+
+    def gradients(self) -> list[np.ndarray]:
+        return [g for layer in self.layers for g in layer.grads.values()]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    @property
+    def dtype(self) -> np.dtype | None:
+        params = self.parameters()
+        return params[0].dtype if params else None
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters by name (later training does not change them)."""
+        return {name: p.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` into the parameters in place, after checking names, shapes, dtypes."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if missing or unexpected:
+            raise ValueError(
+                f"state dict does not match the model: missing {missing}, unexpected "
+                f"{unexpected}; build the model from the same spec as the saved one"
+            )
+        for name, p in own.items():
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(
+                    f"state[{name!r}] has shape {value.shape}, the model needs {p.shape}"
+                )
+            if value.dtype != p.dtype:
+                raise ValueError(
+                    f"state[{name!r}] has dtype {value.dtype}, the model has {p.dtype}; "
+                    f"call model.astype({value.dtype}) first or cast the state"
+                )
+        for name, p in own.items():
+            np.copyto(p, state[name])
+
+    # -- configuration -----------------------------------------------------------------
+    def set_backend(self, name: str, *, fuse: bool | None = None) -> Sequential:
+        """Route every op through backend ``name`` (see :func:`refimpl.kernels.get_backend`).
+
+        This sets ``backend``, ``ops`` and ``plan``: with ``fuse`` (default: on every backend
+        but the ``numpy`` oracle, which runs the layers exactly as written) a Dense/Conv2d
+        followed by relu runs as one fused op; the numbers are the same either way
+        (:func:`refimpl.kernels.plan.make_plan`).
+        """
+        module: types.ModuleType = kernels.get_backend(name)
+        self.backend, self.ops = name, module
+        for layer in self.layers:
+            layer.backend, layer.ops = name, module
+        self.plan: Plan = make_plan(self.layers, module, fuse=fuse)
+        return self
+
+    def astype(self, dtype: DTypeLike) -> Sequential:
+        """Cast every parameter to ``dtype``. This re-binds the arrays: create the optimizer after."""
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  ({i}) {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(backend={self.backend!r},\n{inner}\n)"
+
 
 #: Named models: name -> (spec string, per-sample input shape).
 MODELS: dict[str, tuple[str, tuple[int, ...]]] = {

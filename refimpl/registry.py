@@ -8,33 +8,45 @@
 * models -- :func:`get_model`: the named models of :mod:`refimpl.model`, or a spec string;
 * data sets -- :func:`load_dataset`: Fashion-MNIST (full or the embedded sample) and the
   synthetic sets of :mod:`refimpl.data`;
+* backends, dtypes, NaN policies, losses -- :func:`backend_names`, :func:`dtype_names`,
+  :func:`nan_policy_names`, :func:`loss_names`: read from the module that defines each;
 * the one ``key=value`` parser, :func:`parse_kv`, for ``--scheduler-args`` and the like.
 
-The classes are looked up when asked for, so a class added to :mod:`refimpl.schedulers` or
+A command line, a sweep file, a cross-check or a study takes its choices from here and
+spells none of them again (``tests/test_name_table.py`` looks for copies). The classes are
+looked up when asked for, so a class added to :mod:`refimpl.schedulers` or
 :mod:`refimpl.optim` is available here without editing this file. This module imports the
-others lazily (inside the functions), so any of them may use it without an import cycle.
+others lazily (inside the functions), so any of them may use it without an import cycle;
+what it reads from signatures is in :mod:`refimpl._signatures`.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from refimpl._kv import parse_kv
+from refimpl._signatures import check_arguments, default_of, first_parameter, takes
+
 __all__ = [
     "DATASETS",
     "RUN_LENGTH",
     "SCHEDULER_ALIASES",
+    "backend_names",
     "dataset_builder",
     "dataset_names",
+    "dtype_names",
     "get_model",
+    "is_synthetic",
     "load_dataset",
+    "loss_names",
     "make_optimizer",
     "make_scheduler",
     "model_names",
+    "nan_policy_names",
     "optimizer_class",
     "optimizer_names",
     "parse_kv",
@@ -42,106 +54,6 @@ __all__ = [
     "scheduler_class",
     "scheduler_names",
 ]
-
-# ----------------------------------------------------------------------------- key=value
-
-_OPEN, _CLOSE = "[(", "])"
-
-
-def parse_kv(text: str, *, option: str = "--scheduler-args") -> dict[str, object]:
-    """Parse ``"k=v,k2=v2"`` into a dict of Python values.
-
-    Values are read as ``int``, ``float`` (``1e-3``, ``inf``, ``-inf``, ``nan``), ``True`` /
-    ``False``, ``None`` (any case), a quoted or bare string, or a list: ``milestones=30;60``
-    or ``milestones=[30,60]`` (commas inside brackets do not split items); ``(a,b)`` gives a
-    tuple (``betas=(0.9,0.999)``).
-
-    Parameters
-    ----------
-    text : str
-        The option's value; empty or blank gives ``{}``.
-    option : str
-        The option's name, used in error messages.
-
-    Raises
-    ------
-    ValueError
-        An item without ``=``, an empty key or value, a repeated key, or unbalanced brackets;
-        the message names ``option``, the item and the fix.
-
-    Examples
-    --------
-    >>> parse_kv("factor=0.5,patience=3,mode=max,milestones=[30,60],eps=1e-8")
-    {'factor': 0.5, 'patience': 3, 'mode': 'max', 'milestones': [30, 60], 'eps': 1e-08}
-    """
-    out: dict[str, object] = {}
-    for item in _split_top(text, ",", option):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key:
-            raise ValueError(f"{option}: {item!r} is not of the form key=value; write e.g. "
-                             f"{(key or 'name')}=0.5")
-        if not value:
-            raise ValueError(f"{option}: {item!r} has no value; write {key}=VALUE")
-        if key in out:
-            raise ValueError(f"{option}: {key!r} is given twice; keep one {key}=...")
-        out[key] = _value(value, item, option)
-    return out
-
-
-def _split_top(text: str, sep: str, option: str) -> list[str]:
-    """Split ``text`` at ``sep`` outside brackets."""
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char in _OPEN:
-            depth += 1
-        elif char in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"{option}: unbalanced {char!r} in {text!r}; close every "
-                                 "bracket you open")
-        if char == sep and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    if depth != 0:
-        raise ValueError(f"{option}: unclosed bracket in {text!r}; close every bracket you open")
-    parts.append("".join(current))
-    return parts
-
-
-def _value(text: str, item: str, option: str) -> object:
-    """One value: a bracketed list/tuple, a ``;``-separated list, or a scalar."""
-    if text[0] in _OPEN and text[-1] == _CLOSE[_OPEN.index(text[0])]:
-        inner = text[1:-1].strip()
-        values = [_value(p.strip(), item, option) for p in _split_top(inner, ",", option)
-                  if p.strip()] if inner else []
-        return values if text[0] == "[" else tuple(values)
-    if ";" in text:
-        return [_scalar(p) for p in text.split(";") if p.strip()]
-    return _scalar(text)
-
-
-def _scalar(text: str) -> object:
-    text = text.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
 
 # ----------------------------------------------------------------------------- schedulers
 
@@ -280,14 +192,14 @@ def _build_scheduler(name: str, lr, epochs, steps_per_epoch, used: int, kwargs: 
             raise ValueError(f"scheduler 'none' takes no arguments, got {sorted(kwargs)}; "
                              "name the scheduler they are for (e.g. --scheduler greedy)")
         return None
-    first = next(iter(inspect.signature(cls).parameters), None)
+    first = first_parameter(cls)
     if first != "lr":
         raise ValueError(f"scheduler {name!r} ({cls.__name__}) is built from other schedulers "
                          f"({first}=...), not from a rate; construct it directly")
     if cls.__name__ == "LinearWarmup" and isinstance(kwargs.get("after"), str):
         kwargs["after"] = _warmup_after(lr, kwargs, epochs, steps_per_epoch)
     _fill_run_length(cls, kwargs, epochs, steps_per_epoch, used)
-    _check_arguments(cls, kwargs, f"scheduler {name!r}")
+    check_arguments(cls, kwargs, f"scheduler {name!r}", run_length=RUN_LENGTH)
     return cls(lr, **kwargs)
 
 
@@ -295,18 +207,17 @@ def _interval_of(cls: type, kwargs: dict) -> str:
     """The interval the scheduler will run at: the argument, its default, or the class's."""
     if kwargs.get("interval") is not None:
         return kwargs["interval"]
-    parameter = inspect.signature(cls).parameters.get("interval")
-    if parameter is not None and isinstance(parameter.default, str):
-        return parameter.default
+    default = default_of(cls, "interval")
+    if isinstance(default, str):
+        return default
     after = kwargs.get("after")
     return getattr(after, "interval", None) or getattr(cls, "interval", "epoch")
 
 
 def _fill_run_length(cls: type, kwargs: dict, epochs, steps_per_epoch, used: int = 0) -> None:
-    parameters = inspect.signature(cls).parameters
     wanted = {**RUN_LENGTH, **RUN_LENGTH_BY_CLASS.get(cls.__name__, {})}
     for argument, source in wanted.items():
-        if argument not in parameters or argument in kwargs:
+        if argument in kwargs or not takes(cls, argument):
             continue
         if source == "steps_per_epoch":
             value = steps_per_epoch
@@ -330,39 +241,6 @@ def _warmup_after(lr, kwargs: dict, epochs, steps_per_epoch):
                             after_kwargs)
 
 
-def _check_arguments(cls: Callable, kwargs: dict, what: str, supplied: int = 1) -> None:
-    """Unknown and missing arguments, and text where a number is expected, as ValueError.
-
-    The first ``supplied`` parameters (the rate, the parameter list) come from the caller.
-    """
-    try:
-        parameters = dict(inspect.signature(cls).parameters)
-    except (TypeError, ValueError):  # no signature to check against: the class checks
-        return
-    for name in list(parameters)[:supplied]:
-        del parameters[name]
-    named = {n: p for n, p in parameters.items()
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        for key in kwargs:
-            if key not in named:
-                hint = difflib.get_close_matches(key, list(named), n=1)
-                fix = f"did you mean {hint[0]!r}?" if hint else f"it takes {', '.join(named)}"
-                raise ValueError(f"{what} ({cls.__name__}) takes no argument {key!r}; {fix}")
-    missing = [n for n, p in named.items() if p.default is p.empty and n not in kwargs]
-    if missing:
-        raise ValueError(f"{what} ({cls.__name__}) needs {', '.join(missing)}; pass "
-                         + ", ".join(f"{n}=..." for n in missing)
-                         + (" (or the run length: epochs=, steps_per_epoch=)"
-                            if set(missing) & set(RUN_LENGTH) else ""))
-    for key, value in kwargs.items():
-        default = named[key].default if key in named else None
-        if (isinstance(value, str) and isinstance(default, (int, float))
-                and not isinstance(default, bool)):
-            raise ValueError(f"{what}: {key}={value!r} is not a number; write e.g. "  # noqa: TRY004 - bad input is a ValueError throughout
-                             f"{key}={default!r}")
-
-
 # ----------------------------------------------------------------------------- optimizers
 
 def _optimizer_classes() -> dict[str, type]:
@@ -382,6 +260,10 @@ def optimizer_names() -> list[str]:
 
 def optimizer_class(name: str) -> type:
     """The optimizer class for ``name`` (``sgd``, ``adam``, or a class name like ``AdamW``)."""
+    if not isinstance(name, str):  # a ValueError, as for every bad input here
+        raise ValueError(  # noqa: TRY004
+            f"optimizer must be a name such as 'sgd', got {name!r}; choose one of "
+            f"{', '.join(optimizer_names())}")
     classes = _optimizer_classes()
     by_lower = {class_name.lower(): cls for class_name, cls in classes.items()}
     cls = classes.get(name) or by_lower.get(name.lower())
@@ -400,7 +282,7 @@ def make_optimizer(name: str, params, **kwargs: Any):
         An unknown name or an argument the class does not take.
     """
     cls = optimizer_class(name)
-    _check_arguments(cls, kwargs, f"optimizer {name!r}")
+    check_arguments(cls, kwargs, f"optimizer {name!r}")
     return cls(params, **kwargs)
 
 
@@ -442,7 +324,15 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def dataset_names() -> list[str]:
+    """Every data set name of :data:`DATASETS`, sorted."""
     return sorted(DATASETS)
+
+
+def is_synthetic(name: str) -> bool:
+    """Whether data set ``name`` is drawn at random from a seed (``blobs``, ``spirals``,
+    ``regression``): it has only a ``"train"`` split, and its size is chosen."""
+    dataset_builder(name)  # an unknown name: the error lists the known ones
+    return DATASETS[name][0] != "load_fashion_mnist"
 
 
 def dataset_builder(name: str) -> Callable:
@@ -481,7 +371,7 @@ def load_dataset(name: str, split: str = "train", *, path: str | None = None,
     """
     function = dataset_builder(name)
     arguments = {**DATASETS[name][1], **kwargs, "seed": seed, "dtype": dtype}
-    if function.__name__ == "load_fashion_mnist":
+    if not is_synthetic(name):
         return function(split, path=path, subset=subset, **arguments)
     if split != "train":
         raise ValueError(f"data set {name!r} is drawn at random and has only split='train'; "
@@ -490,5 +380,39 @@ def load_dataset(name: str, split: str = "train", *, path: str | None = None,
         raise ValueError(f"data set {name!r} is synthetic; remove path")
     if subset is not None:
         arguments["n"] = subset
-    _check_arguments(function, arguments, f"data set {name!r}", supplied=0)
+    check_arguments(function, arguments, f"data set {name!r}", supplied=0)
     return function(**arguments)
+
+
+# ----------------------------------------------------------------------------- run settings
+# Each list is read from the module that acts on it, so a name added there is offered here.
+
+def backend_names() -> list[str]:
+    """The backends of :data:`refimpl.kernels.BACKENDS` (``numpy``, ``numba``, ``cuda``), then
+    ``auto``, the fastest usable one. Which of them run on this machine:
+    :func:`refimpl.kernels.available`."""
+    from refimpl import kernels
+
+    return [*kernels.BACKENDS, "auto"]
+
+
+def dtype_names() -> list[str]:
+    """The float dtypes every op accepts (:data:`refimpl.ops.checks.FLOAT_DTYPES`)."""
+    from refimpl.ops.checks import FLOAT_DTYPES
+
+    return [dtype.name for dtype in FLOAT_DTYPES]
+
+
+def nan_policy_names() -> list[str]:
+    """What a run may do on a NaN/inf loss (:data:`refimpl.training.nan_policy.NAN_POLICIES`):
+    ``raise``, ``skip-batch``, ``rollback``."""
+    from refimpl.training.nan_policy import NAN_POLICIES
+
+    return list(NAN_POLICIES)
+
+
+def loss_names() -> list[str]:
+    """The losses the trainer computes (:data:`refimpl.training.loop.LOSSES`)."""
+    from refimpl.training.loop import LOSSES
+
+    return list(LOSSES)

@@ -63,6 +63,45 @@ def test_backward_ops_take_the_need_dx_keyword(name, op):
     assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is True
 
 
+@pytest.mark.parametrize("name", kernels.available())
+def test_backend_all_is_the_top_level_names_of_the_contract(name):
+    """``__all__`` of every backend, the oracle included, is exactly the contract's top-level
+    names (``sched.tlr_pass`` -> ``sched``): nothing missing, nothing beside it."""
+    contract = {op.split(".")[0] for op in kernels.CONTRACT}
+    assert set(kernels.get_backend(name).__all__) == contract
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", kernels.available())
+def test_fused_ops_composed_from_any_backends_basic_ops_agree_with_the_oracle(name, dtype):
+    """compose_fused builds the six fused functions from any backend's basic ops; built from
+    the oracle's they are the oracle's fused ops bit for bit, from another backend's they
+    agree with them to the tolerance."""
+    from refimpl.ops.fused import compose_fused
+
+    fused = compose_fused(kernels.get_backend(name))
+    assert set(fused) == {f"{op}_{direction}" for direction in ("forward", "backward")
+                          for op in ("dense_relu", "conv2d_relu", "conv2d_relu_maxpool2d")}
+    assert set(fused) <= set(kernels.CONTRACT)
+    rng = np.random.default_rng(16)
+    cases = [("dense_relu", _dense_args(rng, DENSE_CASES[2], dtype)),
+             ("conv2d_relu", _conv_args(rng, CONV_CASES[2], dtype)),
+             ("conv2d_relu_maxpool2d", (*_conv_args(rng, CONV_CASES[1], dtype), 2))]
+    for op, args in cases:
+        y_ref, cache_ref = getattr(ops, f"{op}_forward")(*args)
+        y, cache = fused[f"{op}_forward"](*args)
+        dy = _random(rng, y_ref.shape, dtype)
+        want = (y_ref, *getattr(ops, f"{op}_backward")(dy, cache_ref))
+        got = (y, *fused[f"{op}_backward"](dy, cache))
+        for label, g, w in zip(("y", "dx", "dW", "db"), got, want):
+            if name == "numpy":
+                np.testing.assert_array_equal(g, w, err_msg=f"{op} {label}")
+            else:
+                assert_close(g, w, dtype, f"{name} composed {op} {label}")
+    with pytest.raises(ValueError, match="^basic must provide the ops .* it lacks"):
+        compose_fused(object())
+
+
 def test_contract_names_the_fused_ops_identity_and_the_scheduler_kernels():
     for name in ("identity_forward", "identity_backward", "dense_relu_forward",
                  "conv2d_relu_backward", "sched.tlr_pass", "sched.grad_pair_pass"):
@@ -297,3 +336,72 @@ def test_need_dx_false_returns_none_and_the_same_parameter_gradients(name, op):
     assert dx is not None and none is None
     np.testing.assert_array_equal(dW_only, dW)
     np.testing.assert_array_equal(db_only, db)
+
+
+# --- bad gradients: one exception and one message on every backend --------------------------
+# docs/methods.md §1: all arrays of one call share one dtype. A backward given a dy of the
+# other float dtype than its forward ran in is refused by refimpl.ops.checks.check_grad_dtype,
+# which every backend calls, so the oracle, numba and cuda raise the same ValueError.
+BACKWARD_OPS = tuple(op[: -len("_backward")] for op in kernels.CONTRACT
+                     if op.endswith("_backward"))
+
+
+def _forward_args(op: str, rng, dtype) -> tuple:
+    """Small valid arguments of ``{op}_forward`` in ``dtype``."""
+    if op in ("dense", "dense_relu"):
+        return _dense_args(rng, DENSE_CASES[2], dtype)
+    if op in ("conv2d", "conv2d_relu"):
+        return _conv_args(rng, CONV_CASES[1], dtype)
+    if op == "conv2d_relu_maxpool2d":
+        return (*_conv_args(rng, CONV_CASES[1], dtype), 2)
+    if op == "maxpool2d":
+        return (_random(rng, (2, 3, 5, 4), dtype), 2)
+    if op in ACTIVATIONS:
+        return (_random(rng, (3, 5), dtype),)
+    raise AssertionError(f"no forward arguments for the contract op {op!r}; add them here")
+
+
+def _backward_error(backend, op: str, dtype, make_dy) -> ValueError:
+    """The ValueError of ``{op}_backward`` for the dy that ``make_dy(y)`` builds after a
+    ``dtype`` forward."""
+    y, cache = getattr(backend, f"{op}_forward")(*_forward_args(op, np.random.default_rng(17),
+                                                                  dtype))
+    with pytest.raises(ValueError) as caught:
+        getattr(backend, f"{op}_backward")(make_dy(np.asarray(y)), cache)
+    return caught.value
+
+
+def test_every_backward_op_of_the_contract_has_forward_arguments_here():
+    assert set(BACKWARD_OPS) == {"dense", "conv2d", "dense_relu", "conv2d_relu",
+                                 "conv2d_relu_maxpool2d", "maxpool2d", *ACTIVATIONS}
+    for op in BACKWARD_OPS:
+        assert f"{op}_forward" in kernels.CONTRACT
+        _forward_args(op, np.random.default_rng(0), np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", BACKWARD_OPS)
+@pytest.mark.parametrize("name", kernels.available())
+def test_dy_of_the_other_dtype_is_refused_with_one_message_on_every_backend(name, op, dtype):
+    """A float64 dy after a float32 forward (and the reverse): without the check the oracle
+    returned float64 gradients while numba raised. Now every backend, the oracle included,
+    raises this ValueError, word for word."""
+    forward_dtype, other = np.dtype(dtype), np.dtype(np.float32 if dtype is np.float64
+                                                     else np.float64)
+    error = _backward_error(kernels.get_backend(name), op, dtype,
+                            lambda y: np.ones(y.shape, dtype=other))
+    assert str(error) == (f"dy has dtype {other} but the forward ran in {forward_dtype}; "
+                          f"cast it with dy.astype(np.{forward_dtype})")
+
+
+@pytest.mark.parametrize("op", BACKWARD_OPS)
+@pytest.mark.parametrize("name", FAST_BACKENDS)
+def test_dy_of_another_shape_is_refused_with_the_oracles_message(name, op):
+    """A dy whose last axis is one too long: the same ValueError text as the oracle's."""
+    def longer(y):
+        return np.ones((*y.shape[:-1], y.shape[-1] + 1), dtype=y.dtype)
+
+    want = _backward_error(ops, op, np.float32, longer)
+    got = _backward_error(kernels.get_backend(name), op, np.float32, longer)
+    assert "the shape of the forward output y" in str(want)
+    assert str(got) == str(want)

@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from refimpl import cli
+from refimpl import cli, cli_train
 from refimpl.train import History
 
 SMALL = ["train", "--model", "dense:16,tanh,dense:2", "--data", "spirals", "--subset", "120",
@@ -37,11 +37,11 @@ def test_no_command_prints_help(capsys):
 
 
 def test_parse_kv():
-    assert cli.parse_kv("a=1, b=0.5,c=true,d=x,e=1;2,f=none") == {
+    assert cli_train.parse_kv("a=1, b=0.5,c=true,d=x,e=1;2,f=none") == {
         "a": 1, "b": 0.5, "c": True, "d": "x", "e": [1, 2], "f": None}
-    assert cli.parse_kv("") == {}
+    assert cli_train.parse_kv("") == {}
     with pytest.raises(ValueError, match="--scheduler-args: 'b' is not of the form key=value"):
-        cli.parse_kv("a=1,b")
+        cli_train.parse_kv("a=1,b")
 
 
 def test_train_writes_history(tmp_path, capsys):
@@ -120,7 +120,7 @@ def test_lrpo_is_forwarded_and_its_summary_printed(monkeypatch, capsys):
     fake = types.ModuleType("refimpl.experiments.lrpo")
     fake.run_lrpo = run_lrpo
     monkeypatch.setitem(sys.modules, "refimpl.experiments.lrpo", fake)
-    history = cli._run_lrpo(cli.build_parser().parse_args(SMALL + ["--seed", "4"]), None,
+    history = cli_train._run_lrpo(cli.build_parser().parse_args(SMALL + ["--seed", "4"]), None,
                             ([0], [1, 2]), None, {"finetune_lr": 0.002})
     assert isinstance(history, History)
     assert calls == {"seed": 4, "lr": 0.1, "n": 2, "finetune_lr": 0.002}
@@ -130,7 +130,7 @@ def test_lrpo_is_forwarded_and_its_summary_printed(monkeypatch, capsys):
 def test_lrpo_unknown_scheduler_arg_is_a_clear_error():
     args = cli.build_parser().parse_args(SMALL)
     with pytest.raises(cli.CLIError, match="--scheduler-args"):
-        cli._run_lrpo(args, None, ([0], [1, 2]), None, {"no_such_option": 1})
+        cli_train._run_lrpo(args, None, ([0], [1, 2]), None, {"no_such_option": 1})
 
 
 def test_demo_writes_plot_and_table(tmp_path, capsys):
@@ -167,3 +167,49 @@ def test_sigterm_in_a_real_process_checkpoints_and_exits(tmp_path):
 
     state = load_checkpoint(ck / "last.npz")
     assert state["trainer"]["epoch"] >= 1
+
+
+def _train_option(option: str):
+    parser = cli.build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    return next(a for a in train._actions if option in a.option_strings)
+
+
+@pytest.mark.parametrize(("option", "names"), [
+    ("--data", "dataset_names"), ("--backend", "backend_names"), ("--dtype", "dtype_names"),
+    ("--nan-policy", "nan_policy_names"), ("--loss", "loss_names"),
+])
+def test_train_offers_exactly_the_registrys_names(option, names):
+    from refimpl import registry
+
+    assert list(_train_option(option).choices) == list(getattr(registry, names)())
+
+
+def test_train_help_names_the_registrys_models_and_optimizers():
+    from refimpl import registry
+
+    assert all(name in _train_option("--model").help for name in registry.model_names())
+    assert all(name in _train_option("--optimizer").help
+               for name in registry.optimizer_names())
+
+
+def test_train_on_regression_uses_mse_and_prints_no_accuracy(tmp_path, capsys):
+    out = tmp_path / "h.json"
+    code = cli.main(["train", "--model", "dense:8,tanh,dense:1", "--data", "regression",
+                     "--subset", "64", "--val", "16", "--batch-size", "16", "--epochs", "2",
+                     "--no-progress", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "epoch   2/2" in text and " acc " not in text and "val acc" not in text
+    history = History.from_dict(json.loads(out.read_text())["history"])
+    assert history.n_steps == 2 * 4
+    # mse on targets of size ~1 (sin plus noise 0.1): a cross-entropy would have refused the
+    # real-valued targets, so a finite loss below 1 says mse ran
+    assert all(0 < loss < 1 for loss in history.val_loss)
+
+
+def test_lrpo_on_regression_targets_is_refused(capsys):
+    code = cli.main(["train", "--model", "dense:8,tanh,dense:1", "--data", "regression",
+                     "--scheduler", "lrpo", "--no-progress"])
+    assert code == 2
+    assert "--scheduler lrpo trains a classifier" in capsys.readouterr().err

@@ -117,7 +117,7 @@ def test_crosscheck_optimizer(name, kwargs):
 
 def test_crosscheck_optimizer_rejects_unknown_names():
     pytest.importorskip("torch", reason="torch cross-check needs torch")
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'; choose one of"):
         crosscheck_optimizer("lion")
 
 

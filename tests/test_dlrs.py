@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from refimpl.schedulers import DLRS, Adacomp, make
+from refimpl.registry import make_scheduler
+from refimpl.schedulers import DLRS, Adacomp
 from refimpl.schedulers.dlrs import granularity, normalized_slope
 
 # Hand computations below are decimal; float64 evaluates them within a few ulps: 1e-12 rel.
@@ -93,7 +94,7 @@ def test_slope_edge_cases_and_errors():
 
 
 def test_make_builds_dlrs_with_defaults():
-    sched = make("dlrs", 0.05)
+    sched = make_scheduler("dlrs", 0.05)
     assert (sched.interval, sched.signal) == ("epoch", "batch_losses")
     assert (sched.delta_d, sched.delta_o, sched.delta_i) == (0.5, 1.0, 0.1)
     assert (sched.min_lr, sched.max_lr) == (1e-5, 0.1)

@@ -1,11 +1,14 @@
-"""refimpl.layers.Dropout: seeded masks, exact backward, identity in evaluation."""
+"""Dropout: the op pair refimpl.ops.dropout_* and the layer refimpl.layers.Dropout (seeded
+masks, exact backward, identity in evaluation)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from refimpl.layers import Activation, Dense, Dropout, Sequential
+from refimpl import ops
+from refimpl.layers import Activation, Dense, Dropout
+from refimpl.model import Sequential
 from refimpl.optim import SGD
 from refimpl.train import Trainer
 
@@ -66,3 +69,45 @@ def test_bad_p_and_seed_are_refused():
         Dropout(1.0)
     with pytest.raises(ValueError, match="seed must be"):
         Dropout(0.1, seed=-1)
+
+
+# -- the op pair ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_op_pair_is_the_mask_times_the_inverse_keep_probability(dtype):
+    rng = np.random.default_rng(5)
+    x, dy = rng.standard_normal((6, 7)).astype(dtype), rng.standard_normal((6, 7)).astype(dtype)
+    keep = ops.dropout_mask(np.random.default_rng(1), x.shape, 0.25)
+    assert keep.dtype == bool and keep.any() and not keep.all()
+    np.testing.assert_array_equal(keep, np.random.default_rng(1).random(x.shape) >= 0.25)
+    y, cache = ops.dropout_forward(x, 0.25, keep)
+    scale = np.where(keep, dtype(1 / 0.75), dtype(0))
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, x * scale)
+    np.testing.assert_array_equal(ops.dropout_backward(dy, cache), dy * scale)
+    np.testing.assert_array_equal(y[~keep], 0)
+
+
+def test_layer_runs_the_op_pair_with_the_nth_seeded_mask():
+    x = np.random.default_rng(2).standard_normal((5, 4))
+    layer = Dropout(0.4, seed=7)
+    for n in range(2):
+        keep = ops.dropout_mask(np.random.default_rng([7, n]), x.shape, 0.4)
+        np.testing.assert_array_equal(layer.forward(x), ops.dropout_forward(x, 0.4, keep)[0])
+        layer.backward(np.ones_like(x))
+
+
+@pytest.mark.parametrize("call,argument", [
+    (lambda: ops.dropout_forward(np.ones(3), 1.0, np.ones(3, bool)), "p"),
+    (lambda: ops.dropout_forward(np.ones(3), -0.1, np.ones(3, bool)), "p"),
+    (lambda: ops.dropout_forward(np.ones(3), 0.5, np.ones(4, bool)), "keep"),
+    (lambda: ops.dropout_forward(np.ones(3), 0.5, np.ones(3)), "keep"),
+    (lambda: ops.dropout_forward(np.ones(3, int), 0.5, np.ones(3, bool)), "x"),
+    (lambda: ops.dropout_backward(np.ones(4), np.ones(3)), "dy"),
+    (lambda: ops.dropout_backward(np.ones(3, np.float32), np.ones(3)), "dy"),
+    (lambda: ops.dropout_mask(np.random.default_rng(0), (3,), 1.5), "p"),
+])
+def test_op_bad_input_names_the_argument(call, argument):
+    with pytest.raises(ValueError, match=f"^{argument} "):
+        call()

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from refimpl import schedulers
+from refimpl import registry, schedulers
 from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.data import IDXError, read_idx
 from refimpl.sweep import SweepConfigError, parse_sweep
@@ -333,7 +333,7 @@ def test_sweep_config_parser_fuzz_text(text):
 REQUIRED = {"StepLR": {"step_size": 2}, "MultiStepLR": {"milestones": [1, 3]},
             "ExponentialLR": {"gamma": 0.9}, "CosineAnnealingLR": {"T_max": 5},
             "CosineAnnealingWarmRestarts": {"T_0": 2}, "NewtonLR": {"batches_per_epoch": 2}}
-SCHEDULERS = sorted(set(schedulers.NAMES.values()))
+SCHEDULERS = sorted({name for name in registry.SCHEDULER_ALIASES.values() if name is not None})
 
 
 def _signal(scheduler, t: int):

@@ -106,8 +106,8 @@ def test_bad_transformers_state_leaves_the_scheduler_unchanged():
 # restated below (the optimizer's group rates read as ``.lrs``; an argument transformers
 # refuses with TypeError for not being an optimizer is, here, a rate refused with ValueError).
 # Not portable (4): get_scheduler("greedy") (transformers' own name table; refimpl's is
-# exercised by the make() cases), StreamingAverage's own state round trip (refimpl keeps the
-# window inside GreedyLR; its round trip is the state round trip below), and the two
+# exercised by the make_scheduler() cases), StreamingAverage's own state round trip (refimpl
+# keeps the window inside GreedyLR; its round trip is the state round trip below), and the two
 # BackwardCompatibility cases (TrainingArguments' default and transformers' other schedules).
 def _greedy(lr=0.1, **kwargs):
     """The source's fixture: SGD at 0.1, factor 0.9, patience 3, min_lr 1e-6, max_lr 1."""
@@ -252,12 +252,12 @@ def test_hf_partial_state_keeps_the_rest():
 
 
 def test_hf_factory_by_name():
-    from refimpl.schedulers import make
+    from refimpl.registry import make_scheduler
 
-    scheduler = make("greedy", 0.1, patience=5, min_lr=1e-5, factor=0.95)
+    scheduler = make_scheduler("greedy", 0.1, patience=5, min_lr=1e-5, factor=0.95)
     assert isinstance(scheduler, GreedyLR)
     assert (scheduler.patience, scheduler.factor) == (5, 0.95)
-    smoothed = make("greedy", 0.1, mode="max", smooth=True, window_size=10)
+    smoothed = make_scheduler("greedy", 0.1, mode="max", smooth=True, window_size=10)
     assert (smoothed.mode, smoothed.smooth, smoothed.window_size) == ("max", True, 10)
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from refimpl import ops
 from refimpl.init import fans, glorot_uniform, he_uniform
-from refimpl.layers import Activation, Conv2d, Dense, Sequential
-from refimpl.model import MODELS, build, get_model, parse
+from refimpl.layers import Activation, Conv2d, Dense
+from refimpl.model import MODELS, Sequential, build, get_model, parse
 
 
 def test_lrpo_cnn_has_exactly_245290_parameters():
@@ -259,3 +259,140 @@ def test_layer_forward_takes_no_fusion_flag():
 
     for layer_type in (Dense, Conv2d):
         assert list(inspect.signature(layer_type.forward).parameters) == ["self", "x"]
+
+
+# -- backends, plans, and numbers that must not move ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba", "auto"])
+def test_model_and_layers_carry_one_backend_name_and_module(name):
+    """``backend`` is the name as given, ``ops`` the module it stands for, on the model and
+    on every layer alike."""
+    from refimpl import kernels
+
+    model = build("conv:2x3,relu,pool2,flatten,dense:3", (1, 6, 6), backend=name)
+    assert model.backend == name and model.ops is kernels.get_backend(name)
+    assert all(layer.backend == name and layer.ops is model.ops for layer in model.layers)
+    assert Dense(2, 2).backend == "numpy" and Dense(2, 2).ops is ops
+
+
+def _recording_ops(base, grads_out=()):
+    """A backend module stand-in: ``base``'s ops, with every call's name and keywords logged."""
+    import types
+
+    from refimpl import kernels
+
+    calls = []
+
+    def wrap(name):
+        function = getattr(base, name)
+
+        def call(*args, **kwargs):
+            calls.append((name, kwargs))
+            return function(*args, **kwargs)
+
+        return call
+
+    names = {name for name in kernels.CONTRACT if "." not in name}
+    return types.SimpleNamespace(GRADS_OUT=grads_out, **{n: wrap(n) for n in names}), calls
+
+
+def test_plan_skips_the_input_gradient_of_the_first_trainable_step_only():
+    """input_grad=False: need_dx=False reaches the first step with parameters, every later
+    step computes its input gradient, and no step before it runs its backward."""
+    from refimpl.kernels.plan import make_plan
+
+    model = build("pool2,conv:3x3,relu,flatten,dense:4", (1, 10, 10), seed=5, dtype=np.float64)
+    recording, calls = _recording_ops(ops)
+    for layer in model.layers:
+        layer.ops = recording
+    plan = make_plan(model.layers, recording)  # not the oracle module: fused by default
+    assert [type(s).__name__ for s in plan.steps] == ["MaxPool2d", "Conv2dReLU", "Flatten",
+                                                      "Dense"]
+    assert plan.first_trainable == 1
+    plan.forward(np.random.default_rng(6).standard_normal((3, 1, 10, 10)))
+    calls.clear()
+    assert plan.backward(np.ones((3, 4)), input_grad=False) is None
+    assert calls == [("dense_backward", {"need_dx": True}),
+                     ("conv2d_relu_backward", {"need_dx": False})]
+
+
+def test_plan_writes_gradients_in_place_only_where_the_backend_offers_it():
+    """A fused step passes its layer's gradient buffers as ``out=`` to the ops the backend
+    lists in GRADS_OUT, and copies the gradients in otherwise: the same numbers either way
+    (the same kernel), and the arrays are never re-bound."""
+    from refimpl.kernels.plan import make_plan
+
+    numba_ops = _numba_backend()
+    rng = np.random.default_rng(9)
+    x, dy = rng.standard_normal((4, 5)), rng.standard_normal((4, 3))
+    grads = {}
+    for grads_out in ((), ("dense_relu_backward",)):
+        layers = [Dense(5, 3, rng=1, dtype=np.float64), Activation("relu")]
+        buffers = dict(layers[0].grads)
+        recording, calls = _recording_ops(numba_ops, grads_out)
+        plan = make_plan(layers, recording, fuse=True)
+        plan.forward(x)
+        plan.backward(dy)
+        name, kwargs = calls[-1]
+        assert name == "dense_relu_backward"
+        if grads_out:
+            assert kwargs["out"][0] is buffers["W"] and kwargs["out"][1] is buffers["b"]
+        else:
+            assert "out" not in kwargs
+        assert layers[0].grads["W"] is buffers["W"] and layers[0].grads["b"] is buffers["b"]
+        assert buffers["W"].any()
+        grads[grads_out] = {k: v.copy() for k, v in buffers.items()}
+    for key in ("W", "b"):
+        np.testing.assert_array_equal(grads[("dense_relu_backward",)][key], grads[()][key])
+
+
+def _numba_backend():
+    pytest.importorskip("numba", reason="the numba backend needs numba")
+    from refimpl import kernels
+
+    return kernels.get_backend("numba")
+
+
+# A CNN with every fused step (conv+relu+pool, conv+relu, dense+relu) and a plain dense, fit
+# for 2 epochs of 4 steps on the embedded Fashion-MNIST sample (128 training, 64 test
+# images). The values were recorded on 2026-12-04 on the machine of docs/benchmarks.md
+# (x86-64, OpenBLAS); a change of how a model runs (fusion, gradient buffers, the plan) must
+# not move them. float64, 1e-12 relative: another BLAS
+# build may block its sums differently, a few ulps per product, and 8 SGD steps amplify
+# that far less than 1e-12; a changed formula moves the first loss by far more.
+SMALL_CNN = "conv:8x3,relu,pool2,conv:8x3,relu,conv:4x3,relu,pool2,flatten,dense:16,relu,dense:10"
+RECORDED_SMALL_CNN = {
+    "numpy": {
+        "loss": [2.6687987385496177, 2.3402429794684103, 2.354774114651595, 2.317332535832332,
+                 2.332918717907467, 2.295767037184601, 2.2451998711933245, 2.2632877529379076],
+        "val_loss": [2.3115543499209523, 2.276368157066747],
+    },
+    "numba": {
+        "loss": [2.6687987385496172, 2.3402429794684108, 2.354774114651595, 2.3173325358323313,
+                 2.3329187179074666, 2.2957670371846017, 2.2451998711933245, 2.263287752937908],
+        "val_loss": [2.3115543499209514, 2.276368157066747],
+    },
+}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_small_cnn_fit_gives_the_recorded_history(backend):
+    from refimpl.data import load_sample
+    from refimpl.optim import SGD
+    from refimpl.train import Trainer
+
+    if backend == "numba":
+        _numba_backend()
+
+    def images(split, count):
+        X, y = load_sample(split)
+        return (X[:count, None] / 255.0).astype(np.float64), y[:count]
+
+    model = build(SMALL_CNN, (1, 28, 28), seed=0, dtype=np.float64, backend=backend)
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.05, momentum=0.9), batch_size=32,
+                      seed=0, progress=False)
+    history = trainer.fit(images("train", 128), images("test", 64), 2)
+    for field, want in RECORDED_SMALL_CNN[backend].items():
+        np.testing.assert_allclose(getattr(history, field), want, rtol=1e-12, atol=0,
+                                   err_msg=field)

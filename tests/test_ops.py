@@ -64,6 +64,23 @@ def test_fused_ops_are_the_composition_of_the_basic_ops(dtype):
                     np.testing.assert_array_equal(g, w)
 
 
+def test_the_oracle_holds_no_speed_code():
+    """refimpl/ops, refimpl/layers.py and refimpl/model.py are the definition: the speed
+    devices of the backends (Numba, thread pools, ``out=`` buffers, ``einsum``, in-place
+    ``putmask``) live in refimpl/kernels, and none of their names appears here."""
+    from pathlib import Path
+
+    import refimpl
+
+    root = Path(refimpl.__file__).parent
+    sources = [*sorted((root / "ops").glob("*.py")), root / "layers.py", root / "model.py"]
+    words = ("numba", "threads", "out=", "GRADS_OUT", "einsum", "putmask")
+    found = [f"{path.relative_to(root)}:{number}: {word}" for path in sources
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             for word in words if word in line]
+    assert len(sources) > 10 and found == []
+
+
 def test_sched_oracle_rolls_the_state_forward():
     rng = _rng(21)
     w, cached, u_prev = rng.standard_normal(7), rng.standard_normal(7), rng.standard_normal(7)
@@ -199,6 +216,27 @@ def test_maxpool_first_max_on_ties():
     expected[0, 0, 0, 0] = 2.0  # all-zero window: the first (top-left) pixel
     expected[0, 0, 0, 3] = 3.0  # first 5 in row-major order
     np.testing.assert_array_equal(dx, expected)
+
+
+def test_maxpool_nan_windows_and_nan_gradients():
+    """(1.6)-(1.7): a window holding NaN outputs NaN and passes no gradient; a NaN in dy
+    stays NaN over its own window (dy times the window's mask) and reaches no other."""
+    x = np.array([[[[1.0, np.nan, 0.0, 2.0], [3.0, 0.5, -1.0, 1.0]]]])
+    y, cache = ops.maxpool2d_forward(x, 2)
+    np.testing.assert_array_equal(y, [[[[np.nan, 2.0]]]])
+    dx = ops.maxpool2d_backward(np.array([[[[5.0, 7.0]]]]), cache)
+    np.testing.assert_array_equal(dx, [[[[0.0, 0.0, 0.0, 7.0], [0.0, 0.0, 0.0, 0.0]]]])
+    dx = ops.maxpool2d_backward(np.array([[[[1.0, np.nan]]]]), cache)
+    assert np.isnan(dx[..., 2:]).all() and not np.isnan(dx[..., :2]).any()
+
+
+def test_maxpool_output_is_the_first_maximum_itself():
+    """Ties between 0.0 and -0.0: y is the window's first maximum, sign included."""
+    x = np.array([[[[-0.0, 0.0, 0.0, -0.0]]]])
+    y, cache = ops.maxpool2d_forward(x, 1)
+    assert np.array_equal(np.signbit(y), np.signbit(x))
+    y, cache = ops.maxpool2d_forward(x.reshape(1, 1, 2, 2), 2)
+    assert y.shape == (1, 1, 1, 1) and np.signbit(y).all() and cache[0].ravel()[0] == 0
 
 
 def test_relu_derivative_at_zero_is_zero():

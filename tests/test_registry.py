@@ -162,13 +162,14 @@ def test_datasets_one_entry_point():
 
 def test_one_key_value_parser_in_the_package():
     # the CLI, the sweep and the cross-checks share the registry's parser
-    from refimpl import cli
+    from refimpl import cli_train
 
-    assert cli.parse_kv is registry.parse_kv
+    assert cli_train.parse_kv is registry.parse_kv
 
 
 def test_importing_the_registry_imports_none_of_what_it_names():
-    # the registry looks classes up when asked, so any module may import it without a cycle
+    # the registry looks classes up when asked, so any module may import it without a cycle;
+    # it imports only its own two helpers (the key=value parser, the signature checks)
     import subprocess
     import sys
 
@@ -176,4 +177,47 @@ def test_importing_the_registry_imports_none_of_what_it_names():
             "print(sorted(m for m in sys.modules if m.startswith('refimpl.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == "['refimpl.registry']"
+    assert out.strip() == "['refimpl._kv', 'refimpl._signatures', 'refimpl.registry']"
+
+
+def test_backend_names_are_the_kernels_table_then_auto():
+    from refimpl import kernels
+
+    names = registry.backend_names()
+    assert names == [*kernels.BACKENDS, "auto"]
+    assert {"numpy", "numba", "cuda"} <= set(kernels.BACKENDS)
+    for name in kernels.BACKENDS:
+        assert kernels.resolve(name) == name  # get_backend accepts every listed name
+    assert kernels.name_of(kernels.get_backend("numpy")) == "numpy"
+    with pytest.raises(ValueError, match="is not a backend"):
+        kernels.name_of(np)
+
+
+def test_dtype_nan_policy_and_loss_names_are_what_the_code_accepts():
+    from refimpl.model import build
+    from refimpl.ops.checks import FLOAT_DTYPES
+    from refimpl.optim import SGD
+    from refimpl.training import Trainer
+
+    assert [np.dtype(name) for name in registry.dtype_names()] == list(FLOAT_DTYPES)
+    model = build("dense:2", (3,), seed=0)
+    optimizer = SGD(model.parameters(), lr=0.1)
+    assert registry.nan_policy_names() == ["raise", "skip-batch", "rollback"]
+    for policy in registry.nan_policy_names():
+        assert Trainer(model, optimizer, nan_policy=policy).nan_policy == policy
+    for loss in registry.loss_names():
+        assert Trainer(model, optimizer, loss=loss).loss == loss
+    with pytest.raises(ValueError, match="nan_policy must be one of"):
+        Trainer(model, optimizer, nan_policy="ignore")
+
+
+def test_synthetic_data_sets_are_the_drawn_ones():
+    assert [n for n in registry.dataset_names() if registry.is_synthetic(n)] == [
+        "blobs", "regression", "spirals"]
+    with pytest.raises(ValueError, match="unknown data set 'mnist'"):
+        registry.is_synthetic("mnist")
+
+
+def test_an_optimizer_name_that_is_not_a_string_is_a_value_error():
+    with pytest.raises(ValueError, match="optimizer must be a name such as 'sgd', got None"):
+        registry.optimizer_class(None)

@@ -31,8 +31,6 @@ from .frameworks import (
     torch_scheduler,
 )
 
-_OPTIMIZERS = ("sgd", "adam", "adamw")
-
 
 class UsageError(ValueError):
     """A mistake on the command line: printed as one line, exit status 2."""
@@ -87,6 +85,8 @@ def default_scheduler_kwargs(name: str, steps: int) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..registry import optimizer_names
+
     parser = argparse.ArgumentParser(
         prog="refimpl crosscheck",
         description="Feed the same trace to refimpl and another implementation; report the "
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(framework, help=f"against the {framework} class of the same name")
         what = p.add_mutually_exclusive_group(required=True)
         what.add_argument("--scheduler", help="a scheduler name, as for refimpl train")
-        what.add_argument("--optimizer", choices=_OPTIMIZERS)
+        what.add_argument("--optimizer", choices=optimizer_names(),
+                          help="an optimizer name, as for refimpl train (torch only)")
         p.add_argument("--scheduler-args", dest="scheduler_args", default="",
                        help="key=value,key=value, as for refimpl train")
         # the option's earlier name, still accepted; --help shows one name

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..schedulers import NAMES, standard
+from ..schedulers import standard
 from ..schedulers.base import Scheduler
 
 __all__ = [
@@ -330,9 +330,9 @@ def crosscheck_scheduler(name: str, lr: float | Sequence[float] = 0.1, steps: in
     (used only by loss-driven schedulers). For ``warmup``, ``after`` may name the scheduler
     that follows (default ``cosine``) and ``after_<key>`` keys configure it.
     """
-    from ..registry import make_scheduler
+    from ..registry import make_scheduler, scheduler_class
 
-    if NAMES.get(name, name) == "LinearWarmup":
+    if getattr(scheduler_class(name), "__name__", None) == "LinearWarmup":
         kwargs.setdefault("after", "cosine")
     # a schedule's run length (T_max, ...) defaults to the steps replayed
     scheduler = make_scheduler(name, lr, epochs=steps, steps_per_epoch=1, **kwargs)
@@ -355,40 +355,50 @@ def loss_trace(kind: str, steps: int, seed: int, scheduler: Scheduler) -> list[f
 
 
 # -- optimizers ---------------------------------------------------------------------------------
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
-
-
 def crosscheck_optimizer(name: str, steps: int = 200, seed: int = 0, *,
                          shapes: Sequence[tuple[int, ...]] = ((5, 3), (3,)),
                          rtol: float = RTOL, **kwargs: Any) -> CrosscheckResult:
     """Apply the same random float64 gradients with our optimizer and torch's; compare the
-    parameters (all arrays, flattened) after every step. ``kwargs`` go to both constructors."""
-    from .. import optim
+    parameters (all arrays, flattened) after every step. ``kwargs`` go to both constructors.
+
+    ``name`` is any optimizer of :func:`refimpl.registry.optimizer_names` (``sgd``, ``adam``,
+    or a class name); torch's class of the same name is the other side.
+    """
+    from ..registry import optimizer_class
 
     torch = _require_torch()
-    class_name = _OPTIMIZERS.get(name.lower())
-    if class_name is None:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
+    ours_class = optimizer_class(name)  # an unknown name: the error lists the known ones
+    class_name = ours_class.__name__
+    theirs_class = getattr(torch.optim, class_name, None)
+    if theirs_class is None:
+        raise ValueError(f"torch.optim has no {class_name} to compare optimizer {name!r} "
+                         "with; choose one that torch also has")
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(shape) for shape in shapes]
     ours_params = [p.copy() for p in params]
     torch_params = [torch.tensor(p.copy(), requires_grad=True) for p in params]
-    ours = getattr(optim, class_name)(ours_params, **kwargs)
-    theirs = getattr(torch.optim, class_name)(torch_params, **kwargs)
+    ours = ours_class(ours_params, **kwargs)
 
     def flat(arrays) -> np.ndarray:
         return np.concatenate([np.asarray(a).ravel() for a in arrays])
 
     our_trace = [flat(ours_params)]
     their_trace = [flat(p.detach().numpy() for p in torch_params)]
-    for _ in range(steps):
-        grads = [rng.standard_normal(shape) for shape in shapes]
-        ours.step(grads)
-        for p, g in zip(torch_params, grads):
-            p.grad = torch.tensor(g.copy())
-        theirs.step()
-        our_trace.append(flat(ours_params))
-        their_trace.append(flat(p.detach().numpy() for p in torch_params))
+    # torch keeps scalar state (NAdam's mu_product) in its default dtype; ours is float64
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        theirs = theirs_class(torch_params, **kwargs)
+        for _ in range(steps):
+            grads = [rng.standard_normal(shape) for shape in shapes]
+            ours.step(grads)
+            for p, g in zip(torch_params, grads):
+                p.grad = torch.tensor(g.copy())
+            theirs.step()
+            our_trace.append(flat(ours_params))
+            their_trace.append(flat(p.detach().numpy() for p in torch_params))
+    finally:
+        torch.set_default_dtype(previous)
     return compare_traces(our_trace, their_trace, rtol=rtol, subject=f"{class_name} vs torch")

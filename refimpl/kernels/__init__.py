@@ -46,6 +46,9 @@ NEED_DX = ("dense_backward", "conv2d_backward", "dense_relu_backward", "conv2d_r
 _MODULES = {
     "numpy": "refimpl.ops", "numba": "refimpl.kernels.numba", "cuda": "refimpl.kernels.cuda",
 }
+#: Every backend name :func:`get_backend` takes besides ``auto`` (the table of the package:
+#: :func:`refimpl.registry.backend_names` and the command lines read it from here).
+BACKENDS = tuple(_MODULES)
 #: Preference order for ``auto`` (fastest first).
 _AUTO_ORDER = ("cuda", "numba", "numpy")
 _cache: dict[str, types.ModuleType] = {}
@@ -119,6 +122,15 @@ def get_backend(name: str = "auto") -> types.ModuleType:
             f"backend {name!r} is not available on this machine; available: {available()}"
         )
     return module
+
+
+def name_of(backend: types.ModuleType) -> str:
+    """The name of a backend module: ``name_of(get_backend("auto"))`` says which one runs."""
+    for name, module_name in _MODULES.items():
+        if backend.__name__ == module_name:
+            return name
+    raise ValueError(f"{backend.__name__} is not a backend; get one with get_backend(name), "
+                     f"name one of {sorted(_MODULES)} or 'auto'")
 
 
 def lookup(backend: types.ModuleType, name: str):

@@ -1,7 +1,9 @@
 """Element-wise activations as (forward, backward) pairs, collected in :data:`ACTIVATIONS`.
 
 Each ``*_forward(x) -> (y, cache)`` accepts any shape; ``*_backward(dy, cache) -> dx``
-returns ``dy * f'(x)`` in the same shape and dtype.
+returns ``dy * f'(x)`` in the same shape and dtype. ``dy`` must have the shape and dtype of
+``y`` (docs/methods.md §1: no silent promotion), checked by
+:func:`refimpl.ops.checks.check_elementwise_grad` as on every backend.
 """
 
 from __future__ import annotations
@@ -10,28 +12,26 @@ from collections.abc import Callable
 
 import numpy as np
 
-from refimpl.ops.checks import check_float_any
+from refimpl.ops.checks import check_elementwise_grad, check_float_any
 
 
 def _check_grad(dy: np.ndarray, like: np.ndarray) -> None:
-    check_float_any("dy", dy)
-    if dy.shape != like.shape:
-        raise ValueError(
-            f"dy must have the shape of the forward output y {like.shape}, got {dy.shape}"
-        )
+    """``dy`` against a cache that has the shape and dtype of ``y`` (x, y; relu: x's dtype)."""
+    check_elementwise_grad(dy, like.shape, like.dtype)
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``y = max(x, 0)``."""
     check_float_any("x", x)
     # np.maximum (not a mask product) keeps NaN visible to the trainer's NaN check.
-    return np.maximum(x, 0), x > 0
+    return np.maximum(x, 0), (x > 0, x.dtype)
 
 
-def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
+def relu_backward(dy: np.ndarray, cache: tuple[np.ndarray, np.dtype]) -> np.ndarray:
     """``dx = dy · [x > 0]`` (the derivative at 0 is taken as 0, like torch)."""
-    _check_grad(dy, cache)
-    return dy * cache  # cache is the boolean mask x > 0
+    mask, dtype = cache  # the boolean mask x > 0, and the forward's dtype
+    check_elementwise_grad(dy, mask.shape, dtype)
+    return dy * mask
 
 
 def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,17 +85,16 @@ def cos_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     return -dy * np.sin(cache)
 
 
-def identity_forward(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``y = x`` (returned as is, not copied)."""
+def identity_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """``y = x`` (returned as is, not copied); cache: x's shape and dtype."""
     check_float_any("x", x)
-    return x, x.shape
+    return x, (x.shape, x.dtype)
 
 
-def identity_backward(dy: np.ndarray, cache: tuple[int, ...]) -> np.ndarray:
+def identity_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     """``dx = dy``."""
-    check_float_any("dy", dy)
-    if dy.shape != cache:
-        raise ValueError(f"dy must have the shape of the forward output y {cache}, got {dy.shape}")
+    shape, dtype = cache
+    check_elementwise_grad(dy, shape, dtype)
     return dy
 
 

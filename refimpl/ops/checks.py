@@ -1,10 +1,9 @@
 """Argument checks of every op, shared by all backends: each message names the argument and the fix.
 
-The oracle (:mod:`refimpl.ops`), the ``numba`` backend (:mod:`refimpl.kernels.numba`) and the
-``cuda`` backend (:mod:`refimpl.kernels.cuda`) call these same functions, so a bad call raises the
-same ``ValueError`` whichever backend runs it. The checks read only ``shape``, ``ndim`` and
-``dtype``, so they accept NumPy arrays and device arrays alike; where the data must live
-(host or GPU) is the backend's own check.
+The oracle (:mod:`refimpl.ops`) and every backend of :mod:`refimpl.kernels` call these same
+functions, so a bad call raises the same ``ValueError`` whichever backend runs it. The checks
+read only ``shape``, ``ndim`` and ``dtype``, so they accept NumPy arrays and device arrays
+alike; where the data must live (host or GPU) is the backend's own check.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def is_array(a: object) -> bool:
     """True for a NumPy array, or an array-like with ``shape``, ``ndim`` and a NumPy ``dtype``
-    (a numba CUDA device array)."""
+    (a CUDA device array)."""
     if isinstance(a, np.ndarray):
         return True
     return hasattr(a, "shape") and hasattr(a, "ndim") and isinstance(getattr(a, "dtype", None),
@@ -44,6 +43,30 @@ def check_same_dtype(name: str, a: np.ndarray, ref_name: str, ref: np.ndarray) -
             f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; "
             f"cast one of them, e.g. {name}.astype({ref_name}.dtype)"
         )
+
+
+def check_grad_dtype(dy: np.ndarray, dtype: object) -> None:
+    """``dy`` of a backward must have the dtype ``dtype`` the forward ran in.
+
+    docs/methods.md §1: all arrays of one call share one dtype, with no silent promotion. A
+    float64 ``dy`` after a float32 forward would make NumPy return float64 gradients while a
+    compiled kernel refuses the mix; every backend calls this check instead, so every backend
+    refuses it with this one message.
+    """
+    dtype = np.dtype(dtype)
+    if dy.dtype != dtype:
+        raise ValueError(
+            f"dy has dtype {dy.dtype} but the forward ran in {dtype}; "
+            f"cast it with dy.astype(np.{dtype})"
+        )
+
+
+def check_elementwise_grad(dy: object, shape: tuple[int, ...], dtype: object) -> None:
+    """``dy`` of an element-wise backward (the activations): a float array with the shape and
+    the dtype of the forward output ``y``."""
+    check_float_any("dy", dy)
+    check_shape("dy", dy, shape, "the shape of the forward output y")
+    check_grad_dtype(dy, dtype)
 
 
 def check_shape(name: str, a: np.ndarray, expected: tuple[int, ...], why: str) -> None:
@@ -108,7 +131,7 @@ def check_dense_grad(dy: object, x: np.ndarray, W: np.ndarray) -> None:
     """``dy`` of ``dense_backward``: the shape (N, out) and dtype of the forward output."""
     check_float_array("dy", dy, "(N, out_features)")
     check_shape("dy", dy, (x.shape[0], W.shape[1]), "the shape of the forward output y")
-    check_same_dtype("dy", dy, "x", x)
+    check_grad_dtype(dy, x.dtype)
 
 
 def check_conv2d_args(
@@ -149,7 +172,7 @@ def check_conv2d_grad(
     w_out = conv2d_output_size(w, kw, stride, padding)
     check_float_array("dy", dy, "(N, C_out, H_out, W_out)")
     check_shape("dy", dy, (n, c_out, h_out, w_out), "the shape of the forward output y")
-    check_same_dtype("dy", dy, "W", W)
+    check_grad_dtype(dy, W.dtype)
     return h_out, w_out
 
 
@@ -212,10 +235,14 @@ def check_maxpool2d_args(x: object, k: object) -> tuple[int, int, int]:
     return k, h_out, w_out
 
 
-def check_maxpool2d_grad(dy: object, x_shape: tuple[int, ...], k: int) -> tuple[int, int]:
-    """``dy`` of ``maxpool2d_backward`` for input shape ``x_shape``; returns (H_out, W_out)."""
+def check_maxpool2d_grad(
+    dy: object, x_shape: tuple[int, ...], k: int, dtype: object
+) -> tuple[int, int]:
+    """``dy`` of ``maxpool2d_backward`` for an input of shape ``x_shape`` and dtype ``dtype``;
+    returns (H_out, W_out)."""
     n, c, h, w = x_shape
     h_out, w_out = h // k, w // k
     check_float_array("dy", dy, "(N, C, H_out, W_out)")
     check_shape("dy", dy, (n, c, h_out, w_out), "the shape of the forward output y")
+    check_grad_dtype(dy, dtype)
     return h_out, w_out

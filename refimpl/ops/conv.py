@@ -82,7 +82,7 @@ def conv2d_forward(
     pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
     x_padded = np.pad(x, pad) if padding else x
     cols = im2col(x_padded, kh, kw, stride)  # (C_in kh kw, N H_out W_out)
-    # One matrix product for the whole batch: a single large GEMM keeps BLAS efficient.
+    # (1.3) as one product Y = W X over the whole batch, plus the bias of each output channel.
     y = (W.reshape(c_out, -1) @ cols + b[:, None]).reshape(c_out, n, h_out, w_out)
     y = np.ascontiguousarray(y.transpose(1, 0, 2, 3))
     return y, (cols, W, x.shape, x_padded.shape, stride, padding)

@@ -1,8 +1,8 @@
-"""Max pooling with a square window ``k`` and stride ``k`` (torch floor mode).
+"""Max pooling with a square window ``k`` and stride ``k`` (torch floor mode), docs/methods.md §1.
 
-Both passes loop over the ``k * k`` offsets ``(u, v)`` of a window: the strided view
-``x[:, :, u::k, v::k]`` holds pixel ``(u, v)`` of every window at once, so each pass is
-``k * k`` whole-array operations.
+Both passes work on the windows laid out side by side: ``windows[n, c, i, j]`` holds the
+``k * k`` pixels of window ``(i, j)`` in row-major order, so that pixel ``m = u k + v`` of
+the window is ``x[n, c, k i + u, k j + v]``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,18 @@ import numpy as np
 from refimpl.ops.checks import check_maxpool2d_args, check_maxpool2d_grad
 
 
-def _offset_view(x: np.ndarray, u: int, v: int, k: int, h_out: int, w_out: int) -> np.ndarray:
-    """Pixel ``(u, v)`` of every window: shape (N, C, h_out, w_out), a view of ``x``."""
-    return x[:, :, u : u + k * h_out : k, v : v + k * w_out : k]
+def _to_windows(x: np.ndarray, k: int, h_out: int, w_out: int) -> np.ndarray:
+    """(N, C, H, W) -> (N, C, h_out, w_out, k k); rows and columns outside every window dropped."""
+    n, c = x.shape[:2]
+    whole = x[:, :, : k * h_out, : k * w_out].reshape(n, c, h_out, k, w_out, k)
+    return whole.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h_out, w_out, k * k)
+
+
+def _from_windows(windows: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of :func:`_to_windows`: (N, C, h_out, w_out, k k) -> (N, C, k h_out, k w_out)."""
+    n, c, h_out, w_out = windows.shape[:4]
+    grid = windows.reshape(n, c, h_out, w_out, k, k).transpose(0, 1, 2, 4, 3, 5)
+    return grid.reshape(n, c, k * h_out, k * w_out)
 
 
 def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
@@ -28,37 +37,33 @@ def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
     Returns
     -------
     y : ndarray, shape (N, C, H // k, W // k); trailing rows/cols that do not fill a
-        window are dropped
+        window are dropped. A window holding NaN gives NaN.
     cache : opaque, for :func:`maxpool2d_backward`; it records, per window, the position
-        ``u k + v`` of the first maximum in row-major order (the tie rule of torch)
+        ``u k + v`` of the first maximum in row-major order (the tie rule of torch), or -1
+        for a window holding NaN
     """
     k, h_out, w_out = check_maxpool2d_args(x, k)
-    y = _offset_view(x, 0, 0, k, h_out, w_out).copy()
-    for u in range(k):
-        for v in range(k):
-            np.maximum(y, _offset_view(x, u, v, k, h_out, w_out), out=y)
-    # Visit the offsets in reverse row-major order so the first maximum is written last.
-    argmax = np.full(y.shape, -1, dtype=np.int32)
-    for u in reversed(range(k)):
-        for v in reversed(range(k)):
-            hit = _offset_view(x, u, v, k, h_out, w_out) == y
-            np.putmask(argmax, hit, u * k + v)
-    return y, (argmax, x.shape, k)
+    windows = _to_windows(x, k, h_out, w_out)
+    first = windows.argmax(axis=-1)  # np.argmax returns the first maximum (or the first NaN)
+    y = np.take_along_axis(windows, first[..., None], axis=-1)[..., 0]
+    argmax = np.where(np.isnan(y), -1, first)  # a window holding NaN has no arg-max
+    return y, (argmax, x.shape, k, x.dtype)
 
 
 def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     """Route each ``dy[n, c, i, j]`` to the (first) arg-max of its window; zero elsewhere.
 
-    A window holding NaN has no arg-max and passes no gradient.
+    Inside a window the gradient is ``dy · [m = arg-max]`` for each pixel ``m``, so a window
+    holding NaN (no arg-max) passes no gradient, and a NaN in ``dy`` stays NaN over its
+    window. Pixels outside every window get 0.
 
     Returns
     -------
     dx : ndarray, shape (N, C, H, W)
     """
-    argmax, x_shape, k = cache
-    h_out, w_out = check_maxpool2d_grad(dy, x_shape, k)
+    argmax, x_shape, k, dtype = cache
+    h_out, w_out = check_maxpool2d_grad(dy, x_shape, k, dtype)
+    dwindows = dy[..., None] * (argmax[..., None] == np.arange(k * k))
     dx = np.zeros(x_shape, dtype=dy.dtype)
-    for u in range(k):
-        for v in range(k):
-            _offset_view(dx, u, v, k, h_out, w_out)[...] = dy * (argmax == u * k + v)
+    dx[:, :, : k * h_out, : k * w_out] = _from_windows(dwindows, k)
     return dx

@@ -2,25 +2,15 @@
 
 :class:`refimpl.schedulers.NewtonLR` and the hypergradient schedulers reduce each step to
 a few inner products over every parameter array (docs/methods.md §5). These two functions
-compute them for one flattened array and roll the stored state forward in place; the fast
-backends provide the same functions under the same names (``refimpl.kernels.numba.sched``,
-``refimpl.kernels.cuda.sched``), reached as ``kernels.get_backend(name).sched``. Everything is
-accumulated in float64 whatever the parameter dtype.
+compute them for one flattened array and roll the stored state forward in place; every
+backend provides the same functions under the same names, reached as
+``kernels.get_backend(name).sched``. Everything is accumulated in float64 whatever the
+parameter dtype.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def _inner(x: np.ndarray, y: np.ndarray) -> float:
-    """``<x, y>`` of two float64 vectors.
-
-    ``einsum`` rather than ``x @ y``: BLAS ``ddot`` may start threads, which on a busy
-    machine made one TLR update cost ~100x more than the arithmetic (docs/benchmarks.md,
-    "Scheduler overhead per step").
-    """
-    return float(np.einsum("i,i->", x, y))
 
 
 def tlr_pass(
@@ -39,8 +29,8 @@ def tlr_pass(
     """
     w64 = np.asarray(weights, dtype=np.float64)
     u = (cached - w64) / lr
-    a = _inner(u_prev, u)
-    b = _inner(u_prev, u_prev)
+    a = float(u_prev @ u)
+    b = float(u_prev @ u_prev)
     cached[...] = w64
     u_prev[...] = u
     return a, b
@@ -52,6 +42,6 @@ def grad_pair_pass(grad: np.ndarray, prev: np.ndarray) -> tuple[float, float, fl
     ``grad`` is a 1-D float32/float64 array, ``prev`` a float64 array of the same length.
     """
     g64 = np.asarray(grad, dtype=np.float64)
-    products = (_inner(g64, prev), _inner(g64, g64), _inner(prev, prev))
+    products = (float(g64 @ prev), float(g64 @ g64), float(prev @ prev))
     prev[...] = g64
     return products

@@ -28,9 +28,9 @@ A sweep file has four tables (only ``[base]`` is required)::
 ``strategy = "random"``, each of the ``samples`` draws from ``[random]`` is crossed with the
 grid, so ``seed = [0, 1, 2]`` in ``[grid]`` repeats every draw over three seeds.
 
-Names (data sets, models, optimizers, schedulers) are those of :mod:`refimpl.registry`; a
-scheduler's run-length arguments (``T_max``, ``total_steps``, ...) default to the run's
-length, as on the command line.
+Names (data sets, models, optimizers, schedulers, backends, dtypes, losses, NaN policies)
+are those of :mod:`refimpl.registry`; a scheduler's run-length arguments (``T_max``,
+``total_steps``, ...) default to the run's length, as on the command line.
 
 A run config is ``[base]`` with the axes' values written over it (a value replaces the
 whole entry it names), completed with ``DEFAULTS``. Its identity is :func:`run_id`, a hash
@@ -46,13 +46,13 @@ import itertools
 import json
 import math
 import random
+import tomllib  # Python >= 3.11 (setup.cfg's python_requires)
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib  # Python >= 3.11 (setup.cfg's python_requires)
-
+from refimpl import registry
 from refimpl.safety import resolve_inside
 
 
@@ -74,9 +74,13 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint": False,
 }
 
-BACKENDS = ("numpy", "numba", "cuda", "auto")
-DTYPES = ("float32", "float64")
-LOSSES = ("cross_entropy", "mse")
+#: run key -> the registry's list of its names (read when a sweep is validated)
+CHOICES: dict[str, Callable[[], list[str]]] = {
+    "backend": registry.backend_names,
+    "dtype": registry.dtype_names,
+    "loss": registry.loss_names,
+    "nan_policy": registry.nan_policy_names,
+}
 STRATEGIES = ("grid", "random")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
 SWEEP_KEYS = ("name", "strategy", "samples", "seed", "results", "max_runs")
@@ -426,14 +430,13 @@ def _validate_run(config: dict, assignment: dict, fail) -> None:
         low = 0 if key == "seed" else 1
         if not _is_int(config[key]) or config[key] < low:
             run_fail(key, f"expected an integer >= {low}, got {_describe(config[key])}")
-    for key, choices in (("backend", BACKENDS), ("dtype", DTYPES), ("loss", LOSSES)):
-        if config[key] not in choices:
+    for key, names in CHOICES.items():
+        choices = tuple(names())
+        if not isinstance(config[key], str) or config[key] not in choices:
             run_fail(key, f"expected one of {choices}, got {config[key]!r}")
     fraction = config["val_fraction"]
     if not _is_number(fraction) or not 0 <= fraction < 1:
         run_fail("val_fraction", f"expected a number in [0, 1), got {_describe(fraction)}")
-    if not isinstance(config["nan_policy"], str):
-        run_fail("nan_policy", f"expected a string, got {_describe(config['nan_policy'])}")
     if not isinstance(config["checkpoint"], bool):
         run_fail("checkpoint", f"expected true or false, got {_describe(config['checkpoint'])}")
     for key in ("data", "model", "optimizer"):

@@ -28,7 +28,8 @@ REPEAT_KEYS = ("seed",)
 MAX_CURVES = 10
 
 
-def build_table(records: list[dict], metric: str | None = None) -> tuple[list[str], list[list], str]:
+def build_table(records: list[dict],
+                metric: str | None = None) -> tuple[list[str], list[list], str]:
     """Group the successful runs and aggregate; returns ``(header, rows, metric)``.
 
     ``metric`` defaults to ``val_loss`` when any run has it, else ``train_loss``. Rows are

@@ -171,7 +171,7 @@ def _record(sweep: Sweep, run, future) -> dict:
     if not isinstance(result, dict) or result.get("status") not in ("ok", "failed"):
         result = {"status": "failed", "error": f"the task returned {type(result).__name__}, "
                   "not a result dict", "traceback": ""}
-    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    finished = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {**result, "id": run.id, "sweep": sweep.name, "config": run.config,
             "finished_at": finished}
 

@@ -26,8 +26,6 @@ from typing import Any
 from refimpl import registry
 from refimpl.safety import json_safe, resolve_inside
 
-_BACKEND_NAMES = {"refimpl.ops": "numpy", "refimpl.kernels.numba": "numba", "refimpl.kernels.cuda": "cuda"}
-
 # arguments the sweep supplies itself -> why a config may not set them
 _RESERVED = {
     "data": {"seed": None, "dtype": "set the run's dtype instead",
@@ -98,7 +96,8 @@ def _kwargs(table: dict, name_key: str = "name") -> dict:
 
 
 def load_data(config: dict):
-    """Build ``(train, val)`` from ``config["data"]``; ``val`` is ``None`` when ``val_fraction = 0``.
+    """Build ``(train, val)`` from ``config["data"]``; ``val`` is ``None`` when
+    ``val_fraction = 0``.
 
     The data seed is ``data.seed`` when given, else the run's seed. Classification sets are
     split stratified; regression targets are split at random.
@@ -235,8 +234,8 @@ def backend_name(requested: str) -> str:
     from refimpl import kernels
 
     module = kernels.get_backend(requested)
-    name = _BACKEND_NAMES.get(module.__name__, module.__name__)
-    return name + ("-simulator" if getattr(module, "is_simulator", False) else "")
+    simulated = getattr(module, "is_simulator", False)
+    return kernels.name_of(module) + ("-simulator" if simulated else "")
 
 
 @functools.lru_cache(maxsize=1)

@@ -28,9 +28,15 @@ from refimpl.ops import checks
 # y = x has nothing to run on the device: the oracle's pair is this backend's.
 from refimpl.ops.activations import identity_backward, identity_forward
 
-from . import device, sched
-from ._common import is_available, is_device_array, is_simulator, to_device
+from . import _common, device, sched
+from ._common import is_device_array, to_device
 
+# Beside the contract, so not in __all__: what kernels.get_backend asks of a backend.
+is_available, is_simulator = _common.is_available, _common.is_simulator
+
+#: The contract's top-level names (``refimpl.kernels.CONTRACT``), as in every backend; the
+#: device layer and the transfer helpers (``device``, ``to_device``, ``to_host``,
+#: ``synchronize``, ...) are outside it.
 __all__ = [
     "conv2d_backward",
     "conv2d_forward",
@@ -44,12 +50,8 @@ __all__ = [
     "dense_forward",
     "dense_relu_backward",
     "dense_relu_forward",
-    "device",
     "identity_backward",
     "identity_forward",
-    "is_available",
-    "is_device_array",
-    "is_simulator",
     "maxpool2d_backward",
     "maxpool2d_forward",
     "mse",
@@ -61,11 +63,8 @@ __all__ = [
     "sin_backward",
     "sin_forward",
     "softmax_cross_entropy",
-    "synchronize",
     "tanh_backward",
     "tanh_forward",
-    "to_device",
-    "to_host",
 ]
 
 Grads = tuple[np.ndarray | None, np.ndarray, np.ndarray]

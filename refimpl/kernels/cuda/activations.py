@@ -23,7 +23,7 @@ import math
 
 from numba import cuda
 
-from refimpl.ops.checks import check_float_any, check_same_dtype, check_shape
+from refimpl.ops.checks import check_elementwise_grad, check_float_any
 
 from ._common import check_on_device, launch_1d
 
@@ -118,9 +118,7 @@ def _make_activation(name: str, rule, grad_rule, cache_output: bool):
 
     def backward(dy, cache):
         check_on_device(dy=dy)
-        check_float_any("dy", dy)
-        check_shape("dy", dy, tuple(cache.shape), "the shape of the forward output y")
-        check_same_dtype("dy", dy, "the forward input", cache)
+        check_elementwise_grad(dy, tuple(cache.shape), cache.dtype)  # cache: x or y
         dx = cuda.device_array(dy.shape, dtype=dy.dtype)
         n = dy.size
         if n:
@@ -148,12 +146,12 @@ def identity_forward(x):
     """identity forward on a device array: ``(x, cache)``, the array itself (not copied)."""
     check_on_device(x=x)
     check_float_any("x", x)
-    return x, tuple(x.shape)
+    return x, (tuple(x.shape), x.dtype)
 
 
 def identity_backward(dy, cache):
     """identity backward on device arrays: ``dx = dy``."""
+    shape, dtype = cache
     check_on_device(dy=dy)
-    check_float_any("dy", dy)
-    check_shape("dy", dy, cache, "the shape of the forward output y")
+    check_elementwise_grad(dy, shape, dtype)
     return dy

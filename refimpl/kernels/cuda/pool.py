@@ -93,7 +93,7 @@ def maxpool2d_forward(x, k: int = 2):
     y = cuda.device_array(out_shape, dtype=x.dtype)
     argmax = cuda.device_array(out_shape, dtype=np.int64)
     _maxpool_forward_kernel[launch_1d(y.size)](x, k, y, argmax)
-    return y, (tuple(x.shape), argmax, k)
+    return y, (tuple(x.shape), argmax, k, x.dtype)
 
 
 def maxpool2d_backward(dy, cache):
@@ -103,9 +103,9 @@ def maxpool2d_backward(dy, cache):
     -------
     dx : device array (N, C, H, W), zero outside the arg-max positions
     """
-    x_shape, argmax, k = cache
+    x_shape, argmax, k, dtype = cache
     check_on_device(dy=dy)
-    check_maxpool2d_grad(dy, x_shape, k)
+    check_maxpool2d_grad(dy, x_shape, k, dtype)
     dx = cuda.device_array(x_shape, dtype=dy.dtype)
     flat = dx.reshape(dx.size)
     _zero_kernel[launch_1d(dx.size)](flat)

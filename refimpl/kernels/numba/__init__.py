@@ -5,7 +5,8 @@ the same argument checks (:mod:`refimpl.ops.checks`); caches are private to this
 Kernels are ``@njit(cache=True, fastmath=False)``, ``parallel=True`` where a loop over
 images, channels or elements pays, and matrix products go to BLAS through ``np.dot``.
 The fused pairs (``dense_relu_*``, ``conv2d_relu_*``) add bias and relu in one pass over
-the output, and ``conv2d_relu_maxpool2d_*`` also pools in that pass (its oracle is
+the output, and ``conv2d_relu_maxpool2d_*`` also pools in that pass, with the pooling loops
+of :mod:`refimpl.kernels.numba.pool` (its oracle is
 :func:`refimpl.ops.fused.conv2d_relu_maxpool2d_forward`); ``profile`` times the phases
 of every kernel on request (:mod:`refimpl.kernels.numba.profile`, ``refimpl bench --profile``). ``sched`` holds
 the scheduler kernels (:mod:`refimpl.kernels.numba.sched`).
@@ -27,7 +28,7 @@ import time
 
 import numpy as np
 
-from refimpl.kernels.numba import sched
+from refimpl.kernels.numba import sched, tuning
 from refimpl.kernels.numba.activations import (
     PARALLEL_MIN_SIZE,
     cos_backward,
@@ -57,13 +58,15 @@ from refimpl.kernels.numba.dense import (
 )
 from refimpl.kernels.numba.losses import mse, softmax_cross_entropy
 from refimpl.kernels.numba.pool import maxpool2d_backward, maxpool2d_forward
-from refimpl.kernels.numba.tuning import loop_policy, tune
 
 # y = x has nothing to compile: the oracle's pair is this backend's.
 from refimpl.ops.activations import identity_backward, identity_forward
 
+# Beside the contract, so not in __all__: the explicit tuning (refimpl.kernels.numba.tuning).
+tune, loop_policy = tuning.tune, tuning.loop_policy
+
 #: Backward ops that accept ``out=(dW, db)``, arrays the parameter gradients are written into
-#: (``refimpl.layers`` passes its gradient buffers, sparing a copy per step).
+#: (:mod:`refimpl.kernels.plan` passes a layer's gradient buffers, sparing a copy per step).
 GRADS_OUT = ("dense_backward", "dense_relu_backward")
 
 #: Real hardware, never the CUDA simulator (``kernels.get_backend("auto")`` asks).
@@ -137,8 +140,9 @@ def dispatchers() -> dict:
     return found
 
 
+#: The contract's top-level names (``refimpl.kernels.CONTRACT``), as in every backend; the
+#: tuning and cache helpers above (``tune``, ``warmup``, ``dispatchers``, ...) are outside it.
 __all__ = [
-    "GRADS_OUT",
     "conv2d_backward",
     "conv2d_forward",
     "conv2d_relu_backward",
@@ -151,12 +155,8 @@ __all__ = [
     "dense_forward",
     "dense_relu_backward",
     "dense_relu_forward",
-    "dispatchers",
     "identity_backward",
     "identity_forward",
-    "is_available",
-    "is_simulator",
-    "loop_policy",
     "maxpool2d_backward",
     "maxpool2d_forward",
     "mse",
@@ -170,6 +170,4 @@ __all__ = [
     "softmax_cross_entropy",
     "tanh_backward",
     "tanh_forward",
-    "tune",
-    "warmup",
 ]

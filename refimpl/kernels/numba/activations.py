@@ -1,8 +1,9 @@
 """Element-wise activations on the CPU: one parallel loop over the flattened array.
 
 Same math as :mod:`refimpl.ops.activations`; each ``*_forward(x) -> (y, cache)`` accepts
-any shape and ``*_backward(dy, cache) -> dx`` returns ``dy · f'(x)``. The caches hold what
-the oracle's do (relu: the input, tanh/sigmoid: the output, sin/cos: the input).
+any shape and ``*_backward(dy, cache) -> dx`` returns ``dy · f'(x)``. A cache holds what its
+backward reads: relu, sin and cos the input ``x``, tanh and sigmoid the output ``y``. The
+oracle's caches are the same but for relu's, which is the mask ``x > 0`` and ``x``'s dtype.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from numba import njit, prange
 
 from refimpl.kernels.numba import profile
 from refimpl.kernels.numba.tuning import loop_threads
-from refimpl.ops.checks import check_float_any
+from refimpl.ops.checks import check_elementwise_grad, check_float_any
 
 # Kernel codes, so that one compiled loop per direction serves every activation.
 RELU, TANH, SIGMOID, SIN, COS = range(5)
@@ -92,16 +93,7 @@ def _apply_forward(x: np.ndarray, kind: int) -> np.ndarray:
 
 
 def _apply_backward(dy: np.ndarray, cache: np.ndarray, kind: int) -> np.ndarray:
-    check_float_any("dy", dy)
-    if dy.shape != cache.shape:
-        raise ValueError(
-            f"dy must have the shape of the forward output y {cache.shape}, got {dy.shape}"
-        )
-    if dy.dtype != cache.dtype:
-        raise ValueError(
-            f"dy has dtype {dy.dtype} but the forward ran in {cache.dtype}; "
-            f"cast it with dy.astype(np.{cache.dtype})"
-        )
+    check_elementwise_grad(dy, cache.shape, cache.dtype)  # the cache has y's shape and dtype
     flat = np.ascontiguousarray(dy).reshape(-1)
     backward = _backward_parallel if flat.size >= PARALLEL_MIN_SIZE else _backward_serial
     with loop_threads(), profile.phase("activation"):

@@ -10,23 +10,22 @@ BLAS, which releases the GIL and uses its own thread pool) are
 * forward  ``Y = W_m cols``          (C_out, N H_out W_out), then bias (+ relu) into NCHW,
 * backward ``dW = dY colsᵀ``,  ``dcols = W_mᵀ dY``,  ``dx = col2im(dcols)``,
 
-with ``W_m`` = W reshaped to (C_out, C_in kh kw). On ``lrpo_cnn`` the products take about
-half of a conv layer's time and im2col/col2im the rest (single-thread profile in
-docs/benchmarks.md); col2im adds the kernel offsets in the oracle's order.
+with ``W_m`` = W reshaped to (C_out, C_in kh kw); col2im adds the kernel offsets in the
+oracle's order. Where the time goes is measured in docs/benchmarks.md.
 
 The fused ``conv2d_relu_*`` pair applies relu in the same NCHW copy as the bias and agrees
-with its oracle, :func:`refimpl.ops.fused.conv2d_relu_forward`. How many threads the Numba
-loops use is the measured policy of :mod:`refimpl.kernels.numba.tuning`.
+with its oracle, :func:`refimpl.ops.fused.conv2d_relu_forward`; ``conv2d_relu_maxpool2d_*``
+also pools there, with the pooling loops of :mod:`refimpl.kernels.numba.pool`. How many
+threads the Numba loops use is the measured policy of :mod:`refimpl.kernels.numba.tuning`.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange, uint64
 
 from refimpl.kernels.numba import profile
+from refimpl.kernels.numba.pool import pool_plane, pool_plane_2, route_plane
 from refimpl.kernels.numba.tuning import loop_threads
 from refimpl.ops.checks import (
     check_conv2d_args,
@@ -56,8 +55,7 @@ def _im2col(x, kh, kw, stride, padding, h_out, w_out):
     n_cols = n_img * plane
     cols = np.empty((channels * kh * kw, n_cols), dtype=x.dtype)
     src, dst = x.reshape(-1), cols.reshape(-1)
-    # One task per (channel, image): its plane is read kh * kw times while it is in cache
-    # (measured 1.4-1.7x faster on lrpo_cnn's shapes than one task per (row, image)).
+    # One task per (channel, image): its plane is read kh * kw times while it is in cache.
     for task in prange(channels * n_img):
         c = task // n_img
         n = task % n_img
@@ -151,10 +149,9 @@ def _nchw_to_rows(dy, y, relu):
 
 
 #: From these sizes on (output pixels N H_out W_out, and rows C_in kh kw of the column
-#: matrix) the weight gradient is taken as (cols dYᵀ)ᵀ: OpenBLAS runs that orientation faster
-#: than dY colsᵀ on lrpo_cnn's two inner convs (backward 6.4 -> 4.3 ms and 10.9 -> 9.8 ms,
-#: interleaved single-thread CPU time) but slower on its first (9 rows: 3.6 -> 4.3 ms).
-#: Other products keep the oracle's orientation, so their sums are rounded as the oracle's.
+#: matrix) the weight gradient is taken as (cols dYᵀ)ᵀ, the orientation OpenBLAS measured
+#: faster there (docs/benchmarks.md); smaller products keep the oracle's orientation, so their
+#: sums are rounded as the oracle's.
 TRANSPOSED_DW_MIN_PIXELS = 4096
 TRANSPOSED_DW_MIN_ROWS = 64
 
@@ -214,132 +211,46 @@ def _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out
 
 
 # -- conv + relu + max pooling as one step --------------------------------------------------
+# The pooling is refimpl.kernels.numba.pool's, inlined into these kernels. Numba's disk cache
+# keys a kernel on its own file only: after editing pool.py, touch this file (or clear
+# __pycache__) so that these kernels are compiled again.
 @njit(cache=True, parallel=True, fastmath=False)
-def _rows_to_pooled(out, b, n_img, h_out, w_out, k, y, argmax):
+def _rows_to_pooled(out, b, n_img, h_out, w_out, k, y, argmax):  # pragma: no cover - compiled
     """Fill ``y`` (N, C_out, H_out // k, W_out // k) with the max pooling of
-    ``r = max(out + b, 0)`` (NaN kept) and ``argmax`` with the row-major offset of each
-    window's first maximum (-1 for a window with a NaN); ``out`` is the (C_out, N P) product.
-    The relu output r itself is never stored."""
+    ``r = max(out + b, 0)``, and ``argmax`` with the offset of each window's first maximum
+    (-1 where the window holds NaN or its maximum is not > 0, so the relu passes nothing);
+    ``out`` is the (C_out, N P) product. The relu output r itself is never stored."""
     c_out = out.shape[0]
-    plane = h_out * w_out
-    h_p, w_p = y.shape[2], y.shape[3]
-    for task in prange(n_img * c_out):
-        n = task // c_out
-        o = task % c_out
-        bias = b[o]
-        base = n * plane
-        for i in range(h_p):
-            for j in range(w_p):
-                best = out[o, base] * 0
-                best_at = -1
-                has_nan = False
-                for u in range(k):
-                    for v in range(k):
-                        value = out[o, base + (i * k + u) * w_out + j * k + v] + bias
-                        if value < 0:  # noqa: PLR1730 -- relu that keeps NaN
-                            value = 0
-                        if math.isnan(value):
-                            has_nan = True
-                        elif best_at < 0 or value > best:  # strictly greater: first max
-                            best = value
-                            best_at = u * k + v
-                y[n, o, i, j] = math.nan if has_nan else best
-                argmax[n, o, i, j] = -1 if has_nan else best_at
-
-
-@njit(cache=True, parallel=True, fastmath=False)
-def _pooled_to_rows(dy, y, argmax, h_out, w_out, k):
-    """The gradient of ``maxpool(relu(conv))`` at the conv output, in rows (C_out, N P):
-    ``g`` at a window's arg-max when its maximum is > 0, ``g · 0`` elsewhere in the window
-    (what the oracle's pool then relu backward give, NaN and signed zeros included), 0 at
-    pixels no window covers."""
-    n_img, c_out, h_p, w_p = dy.shape
-    plane = h_out * w_out
-    rows = np.empty((c_out, n_img * plane), dtype=dy.dtype)
-    zero = dy.dtype.type(0)
-    for task in prange(n_img * c_out):
-        n = task // c_out
-        o = task % c_out
-        base = n * plane
-        for i in range(h_out):  # pixels no window covers: right columns, bottom rows
-            first = w_p * k if i < h_p * k else 0
-            for j in range(first, w_out):
-                rows[o, base + i * w_out + j] = 0
-        for i in range(h_p):
-            for j in range(w_p):
-                g = dy[n, o, i, j]
-                best_at = argmax[n, o, i, j]
-                if not y[n, o, i, j] > 0:
-                    best_at = -1  # relu passes nothing at a maximum of 0
-                for u in range(k):
-                    for v in range(k):
-                        at = base + (i * k + u) * w_out + j * k + v
-                        rows[o, at] = g if u * k + v == best_at else g * zero
-    return rows
-
-
-@njit(cache=True, parallel=True, fastmath=False)
-def _rows_to_pooled_2(out, b, n_img, h_out, w_out, y, argmax):
-    """:func:`_rows_to_pooled` for k = 2, with selects instead of branches."""
-    c_out = out.shape[0]
-    h_p, w_p = y.shape[2], y.shape[3]
     planes = out.reshape(c_out, n_img, h_out, w_out)
-    nan, zero = y.dtype.type(math.nan), y.dtype.type(0)
     for task in prange(n_img * c_out):
-        n = task // c_out
-        o = task % c_out
-        bias = b[o]
-        for i in range(h_p):
-            top, bottom = planes[o, n, 2 * i], planes[o, n, 2 * i + 1]
-            pooled, where = y[n, o, i], argmax[n, o, i]
-            for j in range(w_p):
-                a, c = top[2 * j] + bias, top[2 * j + 1] + bias
-                p, q = bottom[2 * j] + bias, bottom[2 * j + 1] + bias
-                a = zero if a < 0 else a  # relu; NaN stays NaN
-                c = zero if c < 0 else c
-                p = zero if p < 0 else p
-                q = zero if q < 0 else q
-                best, at = a, 0
-                more = c > best
-                best, at = (c, 1) if more else (best, at)
-                more = p > best
-                best, at = (p, 2) if more else (best, at)
-                more = q > best
-                best, at = (q, 3) if more else (best, at)
-                bad = math.isnan(a) | math.isnan(c) | math.isnan(p) | math.isnan(q)
-                pooled[j] = nan if bad else best
-                where[j] = -1 if bad else at
+        n, o = task // c_out, task % c_out
+        if k == 2:
+            pool_plane_2(planes[o, n], b[o], True, y[n, o], argmax[n, o])
+        else:
+            pool_plane(planes[o, n], k, b[o], True, y[n, o], argmax[n, o])
 
 
 @njit(cache=True, parallel=True, fastmath=False)
-def _pooled_to_rows_2(dy, y, argmax, h_out, w_out):
-    """:func:`_pooled_to_rows` for k = 2, through row views (which LLVM handles better)."""
-    n_img, c_out, h_p, w_p = dy.shape
+def _pooled_to_rows(dy, argmax, h_out, w_out, k):  # pragma: no cover - compiled
+    """The gradient of ``maxpool(relu(conv))`` at the conv output, in rows (C_out, N P):
+    ``g`` at a window's arg-max (none where the relu cut the maximum: see
+    :func:`_rows_to_pooled`), ``g · 0`` elsewhere in the window (what the oracle's pool then
+    relu backward give, NaN and signed zeros included), 0 at pixels no window covers."""
+    n_img, c_out = dy.shape[0], dy.shape[1]
     rows = np.empty((c_out, n_img * h_out * w_out), dtype=dy.dtype)
     planes = rows.reshape(c_out, n_img, h_out, w_out)
-    zero = dy.dtype.type(0)
     for task in prange(n_img * c_out):
-        n = task // c_out
-        o = task % c_out
-        for i in range(h_p):
-            grad, where, pooled = dy[n, o, i], argmax[n, o, i], y[n, o, i]
-            for u in range(2):
-                row = planes[o, n, 2 * i + u]
-                for j in range(w_p):
-                    g = grad[j]
-                    at = where[j] if pooled[j] > 0 else -1  # relu passes nothing at a max of 0
-                    for v in range(2):
-                        row[2 * j + v] = g if 2 * u + v == at else g * zero
-                for j in range(2 * w_p, w_out):  # a column no window covers
-                    row[j] = 0
-        for i in range(2 * h_p, h_out):  # a row no window covers
-            planes[o, n, i, :] = 0
+        n, o = task // c_out, task % c_out
+        if k == 2:  # a constant window size: the compiler unrolls the window loops
+            route_plane(dy[n, o], argmax[n, o], 2, planes[o, n])
+        else:
+            route_plane(dy[n, o], argmax[n, o], k, planes[o, n])
     return rows
 
 
 #: From this many conv output pixels (N H_out W_out) on, the fused step's bias gradient is
-#: summed over the pooled gradient (a quarter of the terms for k = 2: 1.3 -> ~0.3 ms on
-#: lrpo_cnn's first layer); smaller batches sum the rows, rounded as the oracle's sum.
+#: summed over the pooled gradient (a k² times smaller array; docs/benchmarks.md); smaller
+#: batches sum the rows, rounded as the oracle's sum.
 POOLED_DB_MIN_PIXELS = 4096
 
 
@@ -351,7 +262,7 @@ def conv2d_relu_maxpool2d_forward(
     Equals ``maxpool2d_forward(conv2d_relu_forward(x, W, b, stride, padding)[0], k)`` (the
     same sums, the same maxima: the oracle,
     :func:`refimpl.ops.fused.conv2d_relu_maxpool2d_forward`); the op of
-    :class:`refimpl.layers.Conv2dReLUPool`.
+    :class:`refimpl.kernels.plan.Conv2dReLUPool`.
     """
     stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     k = check_maxpool2d_args(np.empty((1, 1, h_out, w_out), x.dtype), k)[0]
@@ -366,10 +277,7 @@ def conv2d_relu_maxpool2d_forward(
         with profile.gemm("gemm Y=W.cols", c_out, cols.shape[0], cols.shape[1]):
             out = W.reshape(c_out, -1) @ cols
         with profile.phase("bias+relu+maxpool"):
-            if k == 2:
-                _rows_to_pooled_2(out, b, n, h_out, w_out, y, argmax)
-            else:
-                _rows_to_pooled(out, b, n, h_out, w_out, k, y, argmax)
+            _rows_to_pooled(out, b, n, h_out, w_out, k, y, argmax)
     return y, (cols, W, x.shape, stride, padding, y, argmax, h_out, w_out, k)
 
 
@@ -379,10 +287,7 @@ def conv2d_relu_maxpool2d_backward(
     """Gradients of :func:`conv2d_relu_maxpool2d_forward`: the conv backward of the pooling
     and relu gradients, built in one pass from ``dy`` (N, C_out, H_out // k, W_out // k)."""
     cols, W, x_shape, stride, padding, y, argmax, h_out, w_out, k = cache
-    check_maxpool2d_grad(dy, (x_shape[0], W.shape[0], h_out, w_out), k)
-    if dy.dtype != y.dtype:
-        raise ValueError(f"dy has dtype {dy.dtype} but the forward ran in {y.dtype}; "
-                         f"cast it with dy.astype(np.{y.dtype})")
+    check_maxpool2d_grad(dy, (x_shape[0], W.shape[0], h_out, w_out), k, y.dtype)
     db = None
     if x_shape[0] * h_out * w_out >= POOLED_DB_MIN_PIXELS:
         # The rows hold g·[max > 0] at each window's arg-max and g·0 elsewhere: the same
@@ -392,11 +297,7 @@ def conv2d_relu_maxpool2d_backward(
             if k > 1:
                 db[~np.isfinite(dy).all(axis=(0, 2, 3))] = np.nan
     with loop_threads(), profile.phase("maxpool+relu grad, to rows"):
-        dy = np.ascontiguousarray(dy)
-        if k == 2:
-            dy_rows = _pooled_to_rows_2(dy, y, argmax, h_out, w_out)
-        else:
-            dy_rows = _pooled_to_rows(dy, y, argmax, h_out, w_out, k)
+        dy_rows = _pooled_to_rows(np.ascontiguousarray(dy), argmax, h_out, w_out, k)
     return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,
                                need_dx, db)
 
@@ -417,8 +318,8 @@ def conv2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """``dW = dY colsᵀ``, ``db = Σ_{n,i,j} dy``, ``dx = col2im(W_mᵀ dY)``.
 
-    ``need_dx=False`` (an extension beyond the contract) skips the product and col2im of
-    ``dx`` and returns None for it, for a model's first layer.
+    ``need_dx=False`` (a keyword of the contract, ``refimpl.kernels.NEED_DX``) skips the
+    product and col2im of ``dx`` and returns None for it, for a model's first layer.
     """
     return _run_backward(dy, cache, need_dx)
 

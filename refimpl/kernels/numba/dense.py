@@ -88,12 +88,13 @@ def dense_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_n dy``.
 
-    ``need_dx=False`` (an extension beyond the contract) skips ``dx`` and returns None for
-    it: the first layer of a model needs no input gradient, and it is a third of its cost.
-    ``out=(dW, db)`` (also an extension, listed in ``refimpl.kernels.numba.GRADS_OUT``): C-contiguous
-    arrays of the gradients' shapes and dtype that receive them, and are returned; the same
-    numbers, without the copy a layer would make (3 MB per step for the mlp's first layer).
-    Arrays that do not fit are ignored.
+    ``need_dx=False`` (a keyword of the contract, ``refimpl.kernels.NEED_DX``) skips ``dx``
+    and returns None for it: the first layer of a model needs no input gradient.
+    ``out=(dW, db)`` (an extension beyond the contract, listed in
+    ``refimpl.kernels.numba.GRADS_OUT``): C-contiguous arrays of the gradients' shapes and
+    dtype that receive them, and are returned; the same numbers, without the copy into a
+    layer's gradient buffers (:mod:`refimpl.kernels.plan` passes them). Arrays that do not
+    fit are ignored.
     """
     x, W = cache
     return _backward(_check_grad(dy, x, W), x, W, need_dx, out)
