@@ -61,7 +61,8 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, tuple]:
     """Cross-correlation ``y[n, o, i, j] = b[o] + Σ_{c,u,v} W[o, c, u, v] x̃[n, c, s i + u, s j + v]``.
 
-    ``x̃`` is ``x`` zero-padded by ``padding`` on each side of H and W, ``s`` the stride.
+    ``x̃`` is ``x`` zero-padded by ``padding`` on each side of H and W, ``s`` the stride
+    (docs/methods.md §1).
 
     Parameters
     ----------
@@ -75,6 +76,31 @@ def conv2d_forward(
     y : ndarray, shape (N, C_out, H_out, W_out) with
         ``H_out = (H + 2 padding - kh) // stride + 1`` (same for W)
     cache : opaque, for :func:`conv2d_backward`
+
+    Examples
+    --------
+    A 2x2 kernel of ones over a 3x3 image sums each window; with ``dy`` all ones, ``dx``
+    counts the windows that cover each pixel, ``dW`` sums what each kernel entry saw:
+
+    >>> import numpy as np
+    >>> from refimpl.ops import conv2d_backward, conv2d_forward
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> y, cache = conv2d_forward(x, np.ones((1, 1, 2, 2)), np.zeros(1))
+    >>> print(y)
+    [[[[ 8. 12.]
+       [20. 24.]]]]
+    >>> dx, dW, db = conv2d_backward(np.ones_like(y), cache)
+    >>> print(dx)
+    [[[[1. 2. 1.]
+       [2. 4. 2.]
+       [1. 2. 1.]]]]
+    >>> print(dW)
+    [[[[ 8. 12.]
+       [20. 24.]]]]
+    >>> print(db)
+    [4.]
+    >>> conv2d_forward(x, np.ones((1, 1, 2, 2)), np.zeros(1), stride=1, padding=1)[0].shape
+    (1, 1, 4, 4)
     """
     stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     c_out, _, kh, kw = W.shape
@@ -91,7 +117,7 @@ def conv2d_forward(
 def conv2d_backward(
     dy: np.ndarray, cache: tuple, *, need_dx: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Gradients of :func:`conv2d_forward`.
+    """Gradients of :func:`conv2d_forward` (docs/methods.md §1; example there).
 
     With ``X`` the im2col matrix (C_in kh kw, N H_out W_out), ``dY`` the output gradient
     laid out as (C_out, N H_out W_out) and ``W`` as (C_out, C_in kh kw):

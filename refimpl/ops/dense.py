@@ -8,7 +8,7 @@ from refimpl.ops.checks import check_dense_args, check_dense_grad
 
 
 def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
-    """Affine map ``y = x W + b``.
+    """Affine map ``y = x W + b`` (docs/methods.md §1).
 
     Parameters
     ----------
@@ -20,6 +20,26 @@ def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarr
     -------
     y : ndarray, shape (N, out_features), dtype of ``x``
     cache : opaque, for :func:`dense_backward`
+
+    Examples
+    --------
+    One sample, two inputs, three outputs; then the gradients for ``dy = [[1, 0, 2]]``:
+
+    >>> import numpy as np
+    >>> from refimpl.ops import dense_backward, dense_forward
+    >>> x = np.array([[1.0, 2.0]])
+    >>> W = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])
+    >>> y, cache = dense_forward(x, W, np.array([0.5, 0.0, -1.0]))
+    >>> print(y)
+    [[1.5 2.  7. ]]
+    >>> dx, dW, db = dense_backward(np.array([[1.0, 0.0, 2.0]]), cache)
+    >>> print(dx)  # dy Wᵀ
+    [[5. 6.]]
+    >>> print(dW)  # xᵀ dy
+    [[1. 0. 2.]
+     [2. 0. 4.]]
+    >>> print(db)  # dy summed over the batch
+    [1. 0. 2.]
     """
     check_dense_args(x, W, b)
     y = x @ W + b
@@ -29,7 +49,8 @@ def dense_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarr
 def dense_backward(
     dy: np.ndarray, cache: tuple, *, need_dx: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Gradients of the affine map: ``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_n dy``.
+    """Gradients of the affine map: ``dx = dy Wᵀ``, ``dW = xᵀ dy``, ``db = Σ_n dy``
+    (docs/methods.md §1; example: :func:`dense_forward`).
 
     Parameters
     ----------

@@ -32,6 +32,14 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float) -> 
     Returns
     -------
     keep : bool ndarray of ``shape``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refimpl.ops import dropout_mask
+    >>> print(dropout_mask(np.random.default_rng(0), (2, 3), 0.0))  # p = 0 keeps everything
+    [[ True  True  True]
+     [ True  True  True]]
     """
     return rng.random(shape) >= _check_p(p)
 
@@ -49,6 +57,19 @@ def dropout_forward(x: np.ndarray, p: float, keep: np.ndarray) -> tuple[np.ndarr
     -------
     y : ndarray, the shape and dtype of ``x``
     cache : the scale ``m / (1 − p)`` in ``x``'s dtype, for :func:`dropout_backward`
+
+    Examples
+    --------
+    With ``p = 0.5`` the kept entries are doubled, forward and backward:
+
+    >>> import numpy as np
+    >>> from refimpl.ops import dropout_backward, dropout_forward
+    >>> keep = np.array([True, False, True, True])
+    >>> y, cache = dropout_forward(np.array([1.0, 2.0, 3.0, 4.0]), 0.5, keep)
+    >>> print(y)
+    [2. 0. 6. 8.]
+    >>> print(dropout_backward(np.ones(4), cache))
+    [2. 0. 2. 2.]
     """
     check_float_any("x", x)
     p = _check_p(p)

@@ -10,6 +10,24 @@ backward ops in reverse order.
 :func:`compose_fused` writes these compositions once, over any set of basic ops: here over
 the oracle's, which defines the fused ops of the contract (a backend's own fused kernel
 must return the same numbers), and in ``refimpl.kernels.cuda.device`` over the CUDA kernels.
+
+Examples
+--------
+dense+relu on one sample: the second output is cut by the relu, so it passes no gradient
+to ``W``'s second column or ``b``'s second entry:
+
+>>> import numpy as np
+>>> from refimpl.ops import dense_relu_backward, dense_relu_forward
+>>> W = np.array([[1.0, -1.0], [1.0, -1.0]])
+>>> y, cache = dense_relu_forward(np.array([[1.0, 2.0]]), W, np.array([0.0, 1.0]))
+>>> print(y)
+[[3. 0.]]
+>>> dx, dW, db = dense_relu_backward(np.array([[1.0, 1.0]]), cache)
+>>> print(dW)
+[[1. 0.]
+ [2. 0.]]
+>>> print(db)
+[1. 0.]
 """
 
 from __future__ import annotations

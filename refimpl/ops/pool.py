@@ -41,6 +41,22 @@ def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
     cache : opaque, for :func:`maxpool2d_backward`; it records, per window, the position
         ``u k + v`` of the first maximum in row-major order (the tie rule of torch), or -1
         for a window holding NaN
+
+    Examples
+    --------
+    Two 2x2 windows; the second holds three 5s, and its gradient goes to the first of them
+    in row-major order:
+
+    >>> import numpy as np
+    >>> from refimpl.ops import maxpool2d_backward, maxpool2d_forward
+    >>> x = np.array([[[[1.0, 3.0, 5.0, 5.0],
+    ...                 [2.0, 0.0, 5.0, 1.0]]]])
+    >>> y, cache = maxpool2d_forward(x, 2)
+    >>> print(y)
+    [[[[3. 5.]]]]
+    >>> print(maxpool2d_backward(np.array([[[[10.0, 20.0]]]]), cache))
+    [[[[ 0. 10. 20.  0.]
+       [ 0.  0.  0.  0.]]]]
     """
     k, h_out, w_out = check_maxpool2d_args(x, k)
     windows = _to_windows(x, k, h_out, w_out)
@@ -51,11 +67,12 @@ def maxpool2d_forward(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, tuple]:
 
 
 def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
-    """Route each ``dy[n, c, i, j]`` to the (first) arg-max of its window; zero elsewhere.
+    """Route each ``dy[n, c, i, j]`` to the (first) arg-max of its window; zero elsewhere
+    (example: :func:`maxpool2d_forward`).
 
-    Inside a window the gradient is ``dy · [m = arg-max]`` for each pixel ``m``, so a window
-    holding NaN (no arg-max) passes no gradient, and a NaN in ``dy`` stays NaN over its
-    window. Pixels outside every window get 0.
+    Each window's ``dy`` goes to its arg-max pixel and every other pixel gets exactly 0 (a
+    selection, as torch's scatter: a NaN or infinite ``dy`` reaches the arg-max only); a
+    window holding NaN (no arg-max) passes no gradient. Pixels outside every window get 0.
 
     Returns
     -------
@@ -63,7 +80,7 @@ def maxpool2d_backward(dy: np.ndarray, cache: tuple) -> np.ndarray:
     """
     argmax, x_shape, k, dtype = cache
     h_out, w_out = check_maxpool2d_grad(dy, x_shape, k, dtype)
-    dwindows = dy[..., None] * (argmax[..., None] == np.arange(k * k))
+    dwindows = np.where(argmax[..., None] == np.arange(k * k), dy[..., None], 0)
     dx = np.zeros(x_shape, dtype=dy.dtype)
     dx[:, :, : k * h_out, : k * w_out] = _from_windows(dwindows, k)
     return dx

@@ -26,6 +26,16 @@ def tlr_pass(
     weights : 1-D float32/float64 array, the current weights (read only)
     cached, u_prev : 1-D float64 arrays of the same length, updated in place
     lr : float, the rate in force during the last K steps
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refimpl.ops.sched import tlr_pass
+    >>> cached, u_prev = np.array([2.0, 4.0]), np.array([1.0, 1.0])
+    >>> tlr_pass(np.array([1.0, 2.0]), cached, u_prev, 0.5)  # u = (cached − w) / lr = [2, 4]
+    (6.0, 2.0)
+    >>> print(cached, u_prev)  # rolled forward: cached ← w, u_prev ← u
+    [1. 2.] [2. 4.]
     """
     w64 = np.asarray(weights, dtype=np.float64)
     u = (cached - w64) / lr
@@ -40,6 +50,16 @@ def grad_pair_pass(grad: np.ndarray, prev: np.ndarray) -> tuple[float, float, fl
     """``(<g, g_prev>, <g, g>, <g_prev, g_prev>)`` of one flattened gradient, then ``prev ← g``.
 
     ``grad`` is a 1-D float32/float64 array, ``prev`` a float64 array of the same length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refimpl.ops.sched import grad_pair_pass
+    >>> prev = np.array([3.0, 0.0])
+    >>> grad_pair_pass(np.array([1.0, 2.0]), prev)
+    (3.0, 5.0, 9.0)
+    >>> print(prev)  # prev ← g
+    [1. 2.]
     """
     g64 = np.asarray(grad, dtype=np.float64)
     products = (float(g64 @ prev), float(g64 @ g64), float(prev @ prev))

@@ -6,7 +6,7 @@ what the cache keeps (docs/methods.md §1):
 =========  ===================  ============  ===========================
 name       f(x)                 cache keeps   dx
 =========  ===================  ============  ===========================
-relu       max(x, 0)            x             dy · [x > 0]  (relu'(0) = 0)
+relu       max(x, 0)            x             dy if x > 0, else 0 (relu'(0) = 0)
 tanh       tanh(x)              y             dy · (1 − y²)
 sigmoid    1 / (1 + e^(−x))     y             dy · y · (1 − y)
 sin        sin(x)               x             dy · cos(x)
@@ -36,7 +36,7 @@ def _relu(x):
 
 @cuda.jit(device=True)
 def _relu_grad(dy, x):
-    return dy if x > 0 else dy * 0  # dy · [x > 0], as the oracle (NaN · 0 stays NaN)
+    return dy if x > 0 else 0.0  # dy where x > 0, else 0 (1.8): an inf or NaN dy gives 0
 
 
 @cuda.jit(device=True)

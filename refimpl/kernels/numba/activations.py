@@ -107,7 +107,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
-    """``dx = dy · [x > 0]``."""
+    """``dx = dy`` where ``x > 0``, 0 elsewhere (an inf or NaN ``dy`` at ``x <= 0`` gives 0)."""
     return _apply_backward(dy, cache, RELU)
 
 

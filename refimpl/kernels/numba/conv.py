@@ -234,8 +234,8 @@ def _rows_to_pooled(out, b, n_img, h_out, w_out, k, y, argmax):  # pragma: no co
 def _pooled_to_rows(dy, argmax, h_out, w_out, k):  # pragma: no cover - compiled
     """The gradient of ``maxpool(relu(conv))`` at the conv output, in rows (C_out, N P):
     ``g`` at a window's arg-max (none where the relu cut the maximum: see
-    :func:`_rows_to_pooled`), ``g · 0`` elsewhere in the window (what the oracle's pool then
-    relu backward give, NaN and signed zeros included), 0 at pixels no window covers."""
+    :func:`_rows_to_pooled`), 0 elsewhere in the window and at pixels no window covers (what
+    the oracle's pool then relu backward give)."""
     n_img, c_out = dy.shape[0], dy.shape[1]
     rows = np.empty((c_out, n_img * h_out * w_out), dtype=dy.dtype)
     planes = rows.reshape(c_out, n_img, h_out, w_out)
@@ -290,12 +290,10 @@ def conv2d_relu_maxpool2d_backward(
     check_maxpool2d_grad(dy, (x_shape[0], W.shape[0], h_out, w_out), k, y.dtype)
     db = None
     if x_shape[0] * h_out * w_out >= POOLED_DB_MIN_PIXELS:
-        # The rows hold g·[max > 0] at each window's arg-max and g·0 elsewhere: the same
-        # sum from the k² times smaller pooled arrays, NaN where a g is inf or NaN (g·0).
-        with profile.phase("bias grad (pooled)"), np.errstate(invalid="ignore"):
-            db = (dy * (y > 0)).sum(axis=(0, 2, 3))
-            if k > 1:
-                db[~np.isfinite(dy).all(axis=(0, 2, 3))] = np.nan
+        # The rows hold g at each window's arg-max where the maximum passed the relu, and 0
+        # elsewhere: the same sum from the k² times smaller pooled arrays.
+        with profile.phase("bias grad (pooled)"):
+            db = np.where(y > 0, dy, 0).sum(axis=(0, 2, 3))
     with loop_threads(), profile.phase("maxpool+relu grad, to rows"):
         dy_rows = _pooled_to_rows(np.ascontiguousarray(dy), argmax, h_out, w_out, k)
     return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,

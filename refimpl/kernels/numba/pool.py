@@ -81,9 +81,9 @@ def pool_plane_2(plane, bias, relu, pooled, where):  # pragma: no cover - compil
 @njit(cache=True, inline="always", fastmath=False)
 def route_plane(grad, where, k, dx):  # pragma: no cover - compiled
     """The gradient of one pooled plane at its (H, W) input ``dx``, every element written
-    once: ``g = grad[i, j]`` at offset ``where[i, j]`` of window (i, j), ``g * 0`` elsewhere in
-    the window (as the oracle's ``dy * mask``: a NaN or inf ``g`` gives NaN), 0 at the rows
-    and columns no window covers."""
+    once: ``g = grad[i, j]`` at offset ``where[i, j]`` of window (i, j), 0 elsewhere in the
+    window (a NaN or inf ``g`` reaches the arg-max only, as in the oracle) and at the rows and
+    columns no window covers."""
     zero = dx.dtype.type(0)
     h_p, w_p = grad.shape
     for i in range(h_p):
@@ -93,7 +93,7 @@ def route_plane(grad, where, k, dx):  # pragma: no cover - compiled
             for j in range(w_p):
                 g, at = g_row[j], at_row[j]
                 for v in range(k):
-                    row[j * k + v] = g if u * k + v == at else g * zero
+                    row[j * k + v] = g if u * k + v == at else zero
             for j in range(w_p * k, dx.shape[1]):
                 row[j] = zero
     for i in range(h_p * k, dx.shape[0]):
