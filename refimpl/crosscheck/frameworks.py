@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..schedulers import standard
+from .. import schedulers
 from ..schedulers.base import Scheduler
 
 __all__ = [
@@ -129,7 +129,7 @@ def adversarial_losses(steps: int, seed: int = 0, *, mode: str = "min",
     value, large improvements and clear regressions. NaN-free.
     """
     rng = np.random.default_rng(seed)
-    judge = standard.ReduceLROnPlateau(1.0, mode=mode, threshold=threshold,
+    judge = schedulers.ReduceLROnPlateau(1.0, mode=mode, threshold=threshold,
                                        threshold_mode=threshold_mode)
     sign = 1.0 if mode == "min" else -1.0  # +1: smaller is better
     best = judge.best
@@ -206,25 +206,25 @@ def torch_scheduler(ours: Scheduler, optimizer) -> Any:
     (whose groups hold ``ours.base_lrs``). Raises ``ValueError`` for classes with none."""
     torch = _require_torch()
     lrs = torch.optim.lr_scheduler
-    if isinstance(ours, standard.ConstantLR):
+    if isinstance(ours, schedulers.ConstantLR):
         return lrs.ConstantLR(optimizer, factor=ours.factor, total_iters=ours.total_iters)
-    if isinstance(ours, standard.StepLR):
+    if isinstance(ours, schedulers.StepLR):
         return lrs.StepLR(optimizer, step_size=ours.step_size, gamma=ours.gamma)
-    if isinstance(ours, standard.MultiStepLR):
+    if isinstance(ours, schedulers.MultiStepLR):
         return lrs.MultiStepLR(optimizer, milestones=list(ours.milestones), gamma=ours.gamma)
-    if isinstance(ours, standard.ExponentialLR):
+    if isinstance(ours, schedulers.ExponentialLR):
         return lrs.ExponentialLR(optimizer, gamma=ours.gamma)
-    if isinstance(ours, standard.CosineAnnealingLR):
+    if isinstance(ours, schedulers.CosineAnnealingLR):
         return lrs.CosineAnnealingLR(optimizer, T_max=ours.T_max, eta_min=ours.eta_min)
-    if isinstance(ours, standard.CosineAnnealingWarmRestarts):
+    if isinstance(ours, schedulers.CosineAnnealingWarmRestarts):
         return lrs.CosineAnnealingWarmRestarts(optimizer, T_0=ours.T_0, T_mult=ours.T_mult,
                                                eta_min=ours.eta_min)
-    if isinstance(ours, standard.ReduceLROnPlateau):
+    if isinstance(ours, schedulers.ReduceLROnPlateau):
         return lrs.ReduceLROnPlateau(optimizer, **_plateau_kwargs(ours))
-    if isinstance(ours, standard.LinearWarmup):
+    if isinstance(ours, schedulers.LinearWarmup):
         if ours.after is None:
             return lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)
-        if isinstance(ours.after, standard.ReduceLROnPlateau):
+        if isinstance(ours.after, schedulers.ReduceLROnPlateau):
             return _TorchWarmupThenPlateau(optimizer, ours.start_factor, ours.total_iters,
                                            _plateau_kwargs(ours.after))
         warmup = lrs.LinearLR(optimizer, ours.start_factor, 1.0, ours.total_iters)

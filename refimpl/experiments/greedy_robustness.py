@@ -39,21 +39,23 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.experiments._records import RunRecords
+from refimpl.experiments._records import RunRecords, progress
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
-from refimpl.schedulers.greedy import GreedyLR
-from refimpl.schedulers.standard import (
+from refimpl.model import MODELS
+from refimpl.schedulers import (
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
     ExponentialLR,
 )
+from refimpl.schedulers.greedy import GreedyLR
 
 STEPS = 200
 NOISES = ("none", "gaussian", "periodic", "spike", "adversarial")
 SCHEDULERS = ("greedy", "cosine", "cosine-restarts", "exponential")
 OPTIMIZERS = ("adam", "sgd-momentum")
-NETWORKS = {"mlp": "flatten,dense:1000,relu,dense:10",
-            "cnn": "conv:8x3,relu,pool2,conv:16x3,relu,pool2,flatten,dense:10"}
+#: network -> (spec, per-example input shape); ``mlp`` is refimpl.model's named 784-1000-10 MLP
+NETWORKS = {"mlp": MODELS["mlp"],
+            "cnn": ("conv:8x3,relu,pool2,conv:16x3,relu,pool2,flatten,dense:10", (1, 28, 28))}
 #: base rates of the networks per optimizer
 NET_LR = {"adam": 1e-3, "sgd-momentum": 0.01}
 PAPER_FINAL = {"greedy": 0.148, "cosine": 0.232, "cosine-restarts": 0.226, "exponential": 0.249}
@@ -252,9 +254,9 @@ def run_network(net: str, scheduler: str, noise: str, seed: int, optimizer: str,
     from refimpl.model import build
     from refimpl.train import NonFiniteLossError, Trainer
 
-    shape = (784,) if net == "mlp" else (1, 28, 28)
+    spec, shape = NETWORKS[net]
     X = train[0].reshape(len(train[0]), *shape)
-    model = build(NETWORKS[net], shape, seed=seed, backend="numba")
+    model = build(spec, shape, seed=seed, backend="numba")
     lr = NET_LR[optimizer]
     noise_ = LossNoise(noise, seed)
     trainer = Trainer(model, make_optimizer(optimizer, model.parameters(), lr),
@@ -309,12 +311,16 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                             final = final_loss(trace["true"][np.isfinite(trace["true"])])
                             runs[opt, fn.name, noise, sched, s] = (
                                 final, recovery(trace["observed"], final))
+            count = len(FUNCTIONS) * len(NOISES) * len(SCHEDULERS) * cfg["n_seeds"]
+            progress("greedy-robustness", f"{opt}: {count} test-function runs done")
         if cfg["networks"]:
             from refimpl.data import load_fashion_mnist
             from refimpl.experiments.common import data_source
             train = load_fashion_mnist("train", source=data_source(quick),
                                        subset=cfg["n_train"], seed=seed, flatten=True)
-            records = RunRecords(out, "greedy-robustness" + ("-quick" if quick else ""))
+            records = RunRecords(out, "greedy-robustness" + ("-quick" if quick else ""),
+                                 total=len(OPTIMIZERS) * len(cfg["networks"]) * len(NOISES)
+                                 * len(SCHEDULERS) * cfg["net_seeds"])
             for opt in OPTIMIZERS:
                 for net in cfg["networks"]:
                     for noise in NOISES:

@@ -6,7 +6,8 @@ parameter group), and exposes
 * ``lr``      -- the rate in force now (float; the first group's rate when there are groups),
 * ``lrs``     -- the rates of all groups (list of floats),
 * ``step(...) -> float`` -- consumes its signal, updates the rates, returns the new ``lr``,
-* ``state_dict()`` / ``load_state_dict(state)`` -- plain JSON-serialisable dicts.
+* ``state_dict()`` / ``load_state_dict(state)`` -- plain JSON-serialisable dicts,
+* ``apply_to(optimizer)`` -- writes the rates (and cycled momenta) into an optimizer's groups.
 
 The signal a scheduler consumes is explicit in two class attributes, which is all a trainer
 needs to drive any scheduler without knowing its class:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +41,11 @@ class Scheduler:
     interval: str = "epoch"
     signal: str = "none"
     _state_keys: Sequence[str] = ()
+    #: Whether ``lrs`` may hold a negative rate. A torch-style formula evaluated past the end
+    #: of its schedule gives one (OneCycleLR's linear anneal at ``total_steps``, as torch's
+    #: does); such a state must load back, and a trainer refuses the rate only if a step
+    #: would use it. ``base_lrs`` are always finite and >= 0.
+    _signed_lrs: bool = False
 
     def __init__(self, lr: float | Sequence[float]):
         if isinstance(lr, (list, tuple)):
@@ -102,7 +109,9 @@ class Scheduler:
             raise ValueError(f"state dict for {cls} is missing keys {missing}")
         # the group count comes from the state, like every hyper-parameter
         n_groups = len(state["base_lrs"]) if isinstance(state["base_lrs"], list) else 0
-        new = {key: _rates(state[key], max(n_groups, 1), key) for key in ("base_lrs", "lrs")}
+        new = {key: _rates(state[key], max(n_groups, 1), key,
+                           signed=self._signed_lrs and key == "lrs")
+               for key in ("base_lrs", "lrs")}
         checked, fresh = self._checked_hyper_parameters(state)
         new.update(checked)
         for key in self._state_keys:
@@ -172,6 +181,11 @@ class Scheduler:
                 if key in kwargs or (key.endswith("s") and key[:-1] in kwargs)]
         return {key: copy.deepcopy(getattr(probe, key)) for key in keys}, probe
 
+    def apply_to(self, optimizer: Any) -> None:
+        """Write this scheduler's rates, and its cycled momenta, into ``optimizer``'s
+        parameter groups: :func:`apply_to`."""
+        apply_to(self, optimizer)
+
     def explain(self) -> dict:
         """The intermediates of the last ``step`` as a dict, with a one-sentence ``rule``.
 
@@ -188,15 +202,79 @@ class Scheduler:
 _ABSENT = object()
 
 
+def apply_to(scheduler: Any, optimizer: Any) -> None:
+    """Write ``scheduler.lrs`` into ``optimizer.param_groups``, and its momenta where it
+    cycles them, as a torch scheduler writes its optimizer's groups after each step.
+
+    A manual loop calls it after every ``scheduler.step()``::
+
+        optimizer.step(grads)
+        scheduler.step()
+        scheduler.apply_to(optimizer)      # or apply_to(scheduler, optimizer)
+
+    One rate is written to every group, or one rate per group. ``CyclicLR`` and
+    ``OneCycleLR`` built with ``cycle_momentum=True`` also expose ``momentums`` (one per
+    group): each goes into the group's ``betas[0]`` (Adam's beta1) or its ``momentum``
+    (SGD's), as torch writes them; an optimizer with neither is refused.
+
+    The rates are written as they are, as torch writes them: a schedule evaluated past its
+    end may hold a rate no step should use (``OneCycleLR``'s linear anneal at
+    ``total_steps`` is below zero, as torch's). The optimizer does not check its rates;
+    :class:`refimpl.training.Trainer` refuses such a rate before a step would use it.
+
+    Raises
+    ------
+    ValueError
+        The rates are not one per group (nor a single one); a rate is NaN or infinite; or
+        momenta are cycled for an optimizer whose groups hold neither ``momentum`` nor
+        ``betas``.
+    """
+    groups = optimizer.param_groups
+    lrs = list(scheduler.lrs)
+    if len(lrs) == 1:
+        lrs = lrs * len(groups)
+    if len(lrs) != len(groups):
+        raise ValueError(f"the scheduler has {len(lrs)} rates but the optimizer has "
+                         f"{len(groups)} parameter groups; build them with the same groups")
+    lrs = [_finite(lr, f"scheduler lr (group {index})") for index, lr in enumerate(lrs)]
+    momentums = list(getattr(scheduler, "momentums", None) or [])
+    if len(momentums) == 1:
+        momentums = momentums * len(groups)
+    if momentums and not all("betas" in group or "momentum" in group for group in groups):
+        raise ValueError("cycle_momentum needs an optimizer with momentum or betas (SGD, "
+                         "Adam); build the scheduler with cycle_momentum=False")
+    for group, lr in zip(groups, lrs):
+        group["lr"] = lr
+    for group, momentum in zip(groups, momentums):
+        if "betas" in group:
+            group["betas"] = (momentum, *group["betas"][1:])
+        else:
+            group["momentum"] = momentum
+
+
 def _holds_scheduler(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(isinstance(v, Scheduler) for v in value)
     return isinstance(value, Scheduler)
 
 
-def _rates(value: Any, n_groups: int, key: str) -> list[float]:
+def _finite(value: Any, name: str) -> float:
+    """``value`` as a finite float, of either sign."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def _rates(value: Any, n_groups: int, key: str, signed: bool = False) -> list[float]:
+    """``n_groups`` rates, each finite and >= 0 (any finite number when ``signed``)."""
     if not isinstance(value, list) or len(value) != n_groups:
         raise ValueError(f"state[{key!r}] must be a list of {n_groups} rates, got {value!r}")
+    if signed:
+        return [_finite(v, f"state[{key!r}]") for v in value]
     return [check_lr(v, f"state[{key!r}]") for v in value]
 
 

@@ -8,8 +8,10 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["check_choice", "check_factor", "check_int", "check_interval", "check_lr",
-           "per_group"]
+import numpy as np
+
+__all__ = ["check_choice", "check_factor", "check_flag", "check_int", "check_interval",
+           "check_lr", "per_group"]
 
 
 def check_lr(value: Any, name: str = "lr") -> float:
@@ -62,6 +64,14 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool: ``True`` or ``False`` (NumPy's too). Anything else is refused
+    rather than read as truthy (``smooth="no"`` would otherwise switch smoothing on)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")  # noqa: TRY004 - bad input is a ValueError throughout
+    return bool(value)
 
 
 def check_interval(value: Any) -> str:

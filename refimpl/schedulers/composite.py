@@ -1,12 +1,19 @@
 """Schedules made of schedules: torch's SequentialLR and ChainedScheduler (docs/methods.md §3).
 
-Children are built on one shared :class:`~refimpl.schedulers.lr_base.ParamGroups` (torch
-builds them on one optimizer), so each reads the rates the others left::
+The children act on one shared :class:`~refimpl.schedulers.lr_base.ParamGroups` (torch
+builds them on one optimizer), so each reads the rates the others left. Either build them
+on one::
 
     groups = ParamGroups([0.1, 0.01])
     warm = LinearLR(groups, start_factor=0.1, total_iters=5)
     decay = ExponentialLR(groups, gamma=0.9)
     schedule = SequentialLR(groups, [warm, decay], milestones=[5])
+
+or build each from the same rates, and the composite puts them on one (:func:`shared_groups`)::
+
+    lr = [0.1, 0.01]
+    schedule = SequentialLR(lr, [LinearLR(lr, start_factor=0.1, total_iters=5),
+                                 ExponentialLR(lr, gamma=0.9)], milestones=[5])
 """
 
 from __future__ import annotations
@@ -17,10 +24,10 @@ from typing import Any
 
 from .base import Scheduler
 from .checks import check_int, check_interval
-from .lr_base import GroupRates, LrArg, as_param_groups, rule_of
+from .lr_base import GroupRates, LrArg, ParamGroups, rule_of
 
 
-def _check_children(schedulers: Any, groups: Any, owner: str) -> list[Scheduler]:
+def _check_children(schedulers: Any, owner: str) -> list[Scheduler]:
     if not isinstance(schedulers, (list, tuple)) or not schedulers:
         raise ValueError(f"{owner} needs a non-empty list of schedulers, got {schedulers!r}")
     for index, child in enumerate(schedulers):
@@ -30,11 +37,76 @@ def _check_children(schedulers: Any, groups: Any, owner: str) -> list[Scheduler]
         if child.signal != "none":
             raise ValueError(f"{owner} cannot hold the loss-driven {type(child).__name__} "
                              f"(schedulers[{index}]): its step needs a loss, as in torch")
-        if child.groups is not groups:
-            raise ValueError(
-                f"schedulers[{index}] of {owner} acts on other rates; build every child on "
-                f"one ParamGroups: g = ParamGroups(lr); {owner}(..., [StepLR(g, ...), ...])")
     return list(schedulers)
+
+
+def shared_groups(children: Sequence[Scheduler], lr: Any, owner: str) -> ParamGroups:
+    """The one :class:`ParamGroups` a composite's children act on.
+
+    * Children built on one ``ParamGroups`` (torch: on one optimizer) act on it; a
+      composite's own ``lr``, when given, must be that one.
+    * Children built each from the same rates (floats: the natural spelling, which gives
+      each child private rates) are rebuilt on one new ``ParamGroups`` holding those rates
+      (:func:`_rebuild_on_one`). This needs children not yet stepped, built from equal rates
+      (equal to the composite's ``lr`` when it has one).
+
+    Anything else is refused with ``ValueError`` naming the child and the fix.
+    """
+    fix = (f"build every child on one ParamGroups (g = ParamGroups(lr); {owner}(..., "
+           "[StepLR(g, ...), ...])), or every child from the same rates")
+    if isinstance(lr, ParamGroups) or all(_given_rates(c) is None for c in children):
+        groups = lr if isinstance(lr, ParamGroups) else children[0].groups
+        for index, child in enumerate(children):
+            if child.groups is not groups:
+                raise ValueError(f"schedulers[{index}] of {owner} acts on other rates than "
+                                 f"{'lr' if isinstance(lr, ParamGroups) else 'schedulers[0]'}"
+                                 f"; {fix}")
+        if lr is not None and not isinstance(lr, ParamGroups):
+            raise ValueError(f"the schedulers of {owner} share a ParamGroups; pass that one as "
+                             "lr (lr=groups), not rates")
+        return groups
+    rates = ParamGroups(lr).lrs if lr is not None else _given_rates(children[0])
+    for index, child in enumerate(children):
+        given = _given_rates(child)
+        if given is None:
+            raise ValueError(f"schedulers[{index}] of {owner} was built on a ParamGroups but "
+                             f"others from rates; {fix}")
+        if given != rates:
+            raise ValueError(f"schedulers[{index}] of {owner} was built from lr={given}, not "
+                             f"{rates}; {fix}")
+        if child._step_count != 1:
+            raise ValueError(f"schedulers[{index}] of {owner} has been stepped since it was "
+                             f"built; pass fresh schedulers, or {fix}")
+        if any(other is child for other in children[:index]):
+            raise ValueError(f"schedulers[{index}] of {owner} is listed twice; pass each "
+                             "scheduler once")
+    return _rebuild_on_one(children, rates)
+
+
+def _rebuild_on_one(children: Sequence[Scheduler], rates: list[float]) -> ParamGroups:
+    """Run each child's constructor again, in order and in place (references to the children
+    stay valid), with its own arguments but one new ``ParamGroups`` holding ``rates``: each
+    construction then starts from the rates the children before it left, exactly as torch
+    schedulers built one after another on one optimizer."""
+    groups = ParamGroups(rates)
+    for child in children:
+        args, kwargs = child._arguments  # recorded by LRScheduler.__new__
+        if args:
+            args = (groups, *args[1:])
+        else:
+            kwargs = {**kwargs, "lr": groups}
+        child.__init__(*args, **kwargs)
+    return groups
+
+
+def _given_rates(child: Scheduler) -> list[float] | None:
+    """The rates ``child`` was built from, or ``None`` when it was built on a ParamGroups
+    (or is not a scheduler the composite can rebuild)."""
+    args, kwargs = getattr(child, "_arguments", ((), {}))
+    lr = args[0] if args else kwargs.get("lr")
+    if lr is None or isinstance(lr, ParamGroups):
+        return None
+    return [float(v) for v in (lr if isinstance(lr, (list, tuple)) else [lr])]
 
 
 def _common_interval(schedulers: Sequence[Scheduler], interval: str | None) -> str:
@@ -113,7 +185,8 @@ class SequentialLR(_Composite):
 
     Parameters
     ----------
-    lr : ParamGroups -- the groups every child was built on.
+    lr : ParamGroups -- the groups every child was built on; or the rates every child was
+        built from (then the children are put on one ParamGroups, see :func:`shared_groups`).
     schedulers : list of schedulers built on ``lr`` (none loss-driven)
     milestones : non-decreasing list of ints, one fewer than ``schedulers``
     last_epoch : int, default -1
@@ -126,8 +199,7 @@ class SequentialLR(_Composite):
 
     def __init__(self, lr: LrArg, schedulers: Sequence[Scheduler], milestones: Sequence[int],
                  last_epoch: int = -1, *, interval: str | None = None):
-        groups = as_param_groups(lr)
-        children = _check_children(schedulers, groups, "SequentialLR")
+        children = _check_children(schedulers, "SequentialLR")
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
             raise ValueError(f"milestones must be a list of integers, got {milestones!r}")
         milestones = [check_int(m, "milestones", 0) for m in milestones]
@@ -136,8 +208,9 @@ class SequentialLR(_Composite):
                              f"{len(children)} schedulers and {len(milestones)} milestones")
         if milestones != sorted(milestones):
             raise ValueError(f"milestones must be non-decreasing, got {milestones}")
-        self.groups, self._schedulers, self.milestones = groups, children, milestones
         self.interval = _common_interval(children, interval)
+        groups = shared_groups(children, lr, "SequentialLR")
+        self.groups, self._schedulers, self.milestones = groups, children, milestones
         self.last_epoch = check_int(last_epoch, "last_epoch", -1) + 1
         self.base_lrs = [group["initial_lr"] for group in groups.groups]
         self.lrs = list(self.base_lrs)
@@ -177,8 +250,9 @@ class ChainedScheduler(_Composite):
 
     Parameters
     ----------
-    schedulers : list of schedulers built on one ParamGroups (none loss-driven); as torch,
-        there is no ``lr`` argument.
+    schedulers : list of schedulers built on one ParamGroups, or each from the same rates
+        (see :func:`shared_groups`); none loss-driven. As in torch, there is no ``lr``
+        argument.
 
     ``explain()``: ``children``, the ``explain()`` of each in order.
     """
@@ -186,11 +260,9 @@ class ChainedScheduler(_Composite):
     _state_keys = ("interval", "last_epoch")
 
     def __init__(self, schedulers: Sequence[Scheduler]):
-        first = schedulers[0] if isinstance(schedulers, (list, tuple)) and schedulers else None
-        groups = getattr(first, "groups", None)
-        self._schedulers = _check_children(schedulers, groups, "ChainedScheduler")
-        self.groups = groups
+        self._schedulers = _check_children(schedulers, "ChainedScheduler")
         self.interval = _common_interval(self._schedulers, None)
+        self.groups = groups = shared_groups(self._schedulers, None, "ChainedScheduler")
         self.base_lrs = [group.get("initial_lr", group["lr"]) for group in groups.groups]
         self.last_epoch = 0
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .checks import check_choice, check_factor, check_int, per_group
+from .checks import check_choice, check_factor, check_flag, check_int, per_group
 from .lr_base import Formula, LrArg, LRScheduler, as_param_groups, number
 
 __all__ = ["CyclicLR", "OneCycleLR"]
@@ -90,6 +90,16 @@ class CyclicLR(_MomentumCycling):
 
     ``explain()`` adds ``cycle``, ``x``, ``scale`` (the triangle's height in [0, 1]),
     ``amplitude`` (``g``) and ``momentums``.
+
+    Examples
+    --------
+    The rate after construction, then after each of 8 ``step()`` calls:
+
+    >>> from refimpl.schedulers import CyclicLR
+    >>> scheduler = CyclicLR(0.01, base_lr=0.01, max_lr=0.1, step_size_up=2)
+    >>> rates = [scheduler.lr] + [scheduler.step() for _ in range(8)]
+    >>> [round(lr, 6) for lr in rates]
+    [0.01, 0.055, 0.1, 0.055, 0.01, 0.055, 0.1, 0.055, 0.01]
     """
 
     has_closed_form = False  # torch's step(epoch) evaluates get_lr at that step
@@ -121,7 +131,7 @@ class CyclicLR(_MomentumCycling):
         self.mode, self.scale_fn_custom = mode, scale_fn
         self.gamma = check_factor(gamma, "gamma", low=0.0, high=math.inf)
         self.scale_mode = check_choice(scale_mode, "scale_mode", ("cycle", "iterations"))
-        self.cycle_momentum = bool(cycle_momentum)
+        self.cycle_momentum = check_flag(cycle_momentum, "cycle_momentum")
         self.base_momentums = per_group(base_momentum, n_groups, "base_momentum",
                                         _check_momentum)
         self.max_momentums = per_group(max_momentum, n_groups, "max_momentum",
@@ -230,6 +240,16 @@ class OneCycleLR(_MomentumCycling):
 
     ``explain()`` adds ``phase`` (index), ``pct``, ``start_lrs``, ``end_lrs`` and
     ``momentums``.
+
+    Examples
+    --------
+    The rate after construction, then after each of 9 ``step()`` calls:
+
+    >>> from refimpl.schedulers import OneCycleLR
+    >>> scheduler = OneCycleLR(0.1, max_lr=0.1, total_steps=10)
+    >>> rates = [scheduler.lr] + [scheduler.step() for _ in range(9)]
+    >>> [round(lr, 4) for lr in rates]
+    [0.004, 0.052, 0.1, 0.095, 0.0812, 0.0611, 0.0389, 0.0188, 0.005, 0.0]
     """
 
     has_closed_form = False
@@ -252,11 +272,11 @@ class OneCycleLR(_MomentumCycling):
         div_factor = check_factor(div_factor, "div_factor", low=0.0, high=math.inf, low_open=True)
         final_div_factor = check_factor(final_div_factor, "final_div_factor", low=0.0,
                                         high=math.inf, low_open=True)
-        self.phase_ends = self._phase_ends(pct_start, bool(three_phase))
+        self.phase_ends = self._phase_ends(pct_start, check_flag(three_phase, "three_phase"))
         self.max_lrs = per_group(max_lr, n_groups, "max_lr")
         initial_lrs = [top / div_factor for top in self.max_lrs]
         self.min_lrs = [initial / final_div_factor for initial in initial_lrs]
-        self.cycle_momentum = bool(cycle_momentum)
+        self.cycle_momentum = check_flag(cycle_momentum, "cycle_momentum")
         self.max_momentums = per_group(max_momentum, n_groups, "max_momentum", _check_momentum)
         self.base_momentums = per_group(base_momentum, n_groups, "base_momentum",
                                         _check_momentum)

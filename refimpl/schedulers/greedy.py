@@ -11,7 +11,7 @@ With ``patience = 0`` this is the paper's bare rule: every improvement divides t
 every non-improvement multiplies it by F.
 
 The practical parts follow the semantics of ``transformers.optimization.GreedyLR`` (the
-cross-check anchor; our trace equals its trace bit for bit, see ``tests/test_greedy.py``):
+cross-check anchor; our trace equals its trace bit for bit, see ``tests/schedulers/greedy/test_greedy.py``):
 
 * cooldown (after a decrease) and warmup (after an increase) suspend counting for that many
   steps and zero both counts;
@@ -30,7 +30,7 @@ import math
 from collections.abc import Sequence
 
 from .base import Scheduler
-from .checks import check_choice, check_factor, check_int, per_group
+from .checks import check_choice, check_factor, check_flag, check_int, check_lr, per_group
 
 _MODES = ("min", "max")
 _THRESHOLD_MODES = ("rel", "abs")
@@ -42,6 +42,17 @@ def _upper_bounds(max_lr: float | Sequence[float], n_groups: int) -> list[float]
     finite = [0.0 if isinstance(v, (int, float)) and v == math.inf else v for v in values]
     checked = per_group(finite, n_groups, "max_lr")
     return [math.inf if v == math.inf else c for v, c in zip(values, checked)]
+
+
+def _check_bounds(min_lrs: Sequence[float], max_lrs: Sequence[float]) -> None:
+    """Refuse ``min_lr > max_lr`` in any group: every increase is capped at ``max_lr`` and
+    every decrease floored at ``min_lr``, so the rate would stop moving between them."""
+    for group, (low, high) in enumerate(zip(min_lrs, max_lrs)):
+        if low > high:
+            where = f" (group {group})" if len(min_lrs) > 1 else ""
+            raise ValueError(f"min_lr={low!r} is above max_lr={high!r}{where}: increases are "
+                             "capped at max_lr and decreases floored at min_lr, so the rate "
+                             "would stop moving; pass min_lr <= max_lr")
 
 
 class GreedyLR(Scheduler):
@@ -66,7 +77,11 @@ class GreedyLR(Scheduler):
         Steps during which counting is suspended after a decrease (cooldown) or an
         increase (warmup).
     min_lr, max_lr : float or list of float
-        Bounds on the rate, per group if lists; ``max_lr=math.inf`` means no upper bound.
+        Bounds on the rate, per group if lists; ``max_lr=math.inf`` means no upper bound;
+        ``min_lr > max_lr`` is refused. An initial ``lr`` outside ``[min_lr, max_lr]`` is
+        accepted, as transformers accepts it: the rule only moves it toward the range (a
+        rate above ``max_lr`` is never raised, one below ``min_lr`` never lowered), and once
+        inside it stays inside until a reset returns it to ``lr`` (docs/methods.md §4).
     eps : float
         A change of the rate not larger than ``eps`` is skipped.
     smooth : bool
@@ -81,6 +96,19 @@ class GreedyLR(Scheduler):
     The keyword names are those of ``transformers.optimization.GreedyLR`` so one can be
     swapped for the other; ours takes the initial rate instead of an optimizer, and
     ``step(loss)`` returns the new rate. ``interval="step"``, ``signal="loss"``.
+
+    Examples
+    --------
+    More than ``patience`` better losses in a row divide the rate by ``factor``; as many worse
+    ones multiply it (the first loss improves on the initial ``best``, infinity):
+
+    >>> from refimpl.schedulers import GreedyLR
+    >>> scheduler = GreedyLR(0.1, patience=1, factor=0.5)
+    >>> [scheduler.step(loss) for loss in [1.0, 0.9, 0.95, 0.97, 0.8, 0.7]]
+    [0.1, 0.2, 0.2, 0.1, 0.1, 0.2]
+    >>> print(scheduler.explain()["rule"])  # doctest: +NORMALIZE_WHITESPACE
+    increase: value 0.7 < best 0.8 by more than threshold 1e-06 (abs); num_good 2 > patience 1
+    -> lr / factor 0.5, at most max_lr
     """
 
     interval = "step"
@@ -137,11 +165,12 @@ class GreedyLR(Scheduler):
         self.warmup = check_int(warmup, "warmup", 0, whole_float=True)
         self.reset_start = check_int(reset_start, "reset_start", 0, whole_float=True)
         self.window_size = check_int(window_size, "window_size", 1, whole_float=True)
-        self.threshold = float(threshold)
+        self.threshold = check_lr(threshold, "threshold")
         self.min_lrs = per_group(min_lr, self.n_groups, "min_lr")
         self.max_lrs = _upper_bounds(max_lr, self.n_groups)
-        self.eps = float(eps)
-        self.smooth = bool(smooth)
+        _check_bounds(self.min_lrs, self.max_lrs)
+        self.eps = check_lr(eps, "eps")
+        self.smooth = check_flag(smooth, "smooth")
         self.last_step = 0
         self._clear_state()
 

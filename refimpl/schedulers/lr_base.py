@@ -14,6 +14,14 @@ stands in for those groups here, so that the same semantics hold without an opti
 step (``last_epoch`` goes from ``-1`` to ``0``; from ``k`` to ``k + 1`` when resuming with
 ``last_epoch=k``), ``step()`` applies the recursive ("chainable") form to the rates the groups
 hold now, and ``step(epoch)`` jumps to ``epoch`` through the closed form where there is one.
+The classes (:mod:`.decay`, :mod:`.cosine`, :mod:`.functional`, :mod:`.cyclic`, :mod:`.swa`)
+take torch's arguments with the optimizer replaced by ``lr``; ``closed_form(epoch)`` gives the
+textbook formula from the initial rates, and ``explain()`` its terms at the last epoch.
+
+Resume as torch does with ``last_epoch=k`` (the groups must hold ``initial_lr``: pass
+``lr=ParamGroups(lr=current, initial_lr=base)``), or with ``state_dict``/``load_state_dict``.
+Every epoch-indexed schedule takes ``interval="epoch"`` (default) or ``"step"``: whether an
+"epoch" of the schedule is, for the trainer, an epoch or one optimizer step.
 """
 
 from __future__ import annotations
@@ -134,6 +142,7 @@ class GroupRates:
     its optimizer's groups."""
 
     groups: ParamGroups
+    _signed_lrs = True  # the groups hold whatever the formula gives, as torch's do
 
     @property
     def lrs(self) -> list[float]:
@@ -159,6 +168,13 @@ class LRScheduler(GroupRates, Scheduler):
 
     signal = "none"
     has_closed_form = True
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        scheduler = super().__new__(cls)
+        # The constructor's arguments: a composite given schedulers built each from the same
+        # rates rebuilds them with these on one shared ParamGroups (composite.shared_groups).
+        scheduler._arguments = (args, kwargs)
+        return scheduler
 
     def __init__(self, lr: LrArg, last_epoch: int = -1, *, interval: str = "epoch"):
         self.groups = as_param_groups(lr)

@@ -39,7 +39,7 @@ from refimpl import ops
 from refimpl.init import glorot_uniform
 from refimpl.optim import Adam
 from refimpl.schedulers.base import Scheduler
-from refimpl.schedulers.checks import check_int, per_group
+from refimpl.schedulers.checks import check_factor, check_int, per_group
 
 __all__ = ["LRPOSchedule", "TrajectoryPredictor", "jump_factor"]
 
@@ -243,12 +243,10 @@ class LRPOSchedule(Scheduler):
         self.pretrain_epochs = check_int(pretrain_epochs, "pretrain_epochs", 2, whole_float=True,
                                          why=" (the predictor fits a trajectory)")
         self.jump_epochs = check_int(jump_epochs, "jump_epochs", 0, whole_float=True)
-        if not float(alpha_max) >= 1.0:
-            raise ValueError(f"alpha_max must be >= 1, got {alpha_max!r}")
         self.predictor_steps = check_int(predictor_steps, "predictor_steps", 1,
                                          whole_float=True)
         self.finetune_lrs = per_group(finetune_lr, self.n_groups, "finetune_lr")
-        self.alpha_max = float(alpha_max)
+        self.alpha_max = check_factor(alpha_max, "alpha_max", low=1.0, high=math.inf)
         self.seed = int(seed)
         self.epoch = 0
         self.losses: list[float] = []

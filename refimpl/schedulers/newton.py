@@ -118,12 +118,9 @@ class NewtonLR(Scheduler):
             raise ValueError(f"lr must be > 0 for NewtonLR (it divides by it), got {lr!r}")
         self.gamma = check_factor(gamma, "gamma", low=0, high=1, low_open=True,
                                   hint="; the paper uses 0.33")
-        if not float(p) > 0.0:
-            raise ValueError(f"p must be > 0 (a fraction of an epoch), got {p!r}")
-        if not float(max_factor) >= 1.0:
-            raise ValueError(f"max_factor must be >= 1, got {max_factor!r}")
-        self.p = float(p)
-        self.max_factor = float(max_factor)
+        self.p = check_factor(p, "p", low=0.0, high=math.inf, low_open=True,
+                              hint=" (a fraction of an epoch)")
+        self.max_factor = check_factor(max_factor, "max_factor", low=1.0, high=math.inf)
         self.backend = _check_backend(backend)
         self.batches_per_epoch: int | None = None
         if batches_per_epoch is not None:
