@@ -9,11 +9,15 @@
 
 ``HYPOTHESIS_PROFILE=ci|dev`` chooses one explicitly; ``pytest --hypothesis-seed=N`` still
 overrides the seed for one run.
+
+``ROOT`` is the repository root, for the tests that read its files (docs, notebooks,
+examples, setup.cfg) from whatever folder of ``tests/`` they live in.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
@@ -36,3 +40,6 @@ def hypothesis_profile(environ: dict[str, str] = os.environ) -> str:
 
 
 settings.load_profile(hypothesis_profile())
+
+#: The repository root (this file is ``ROOT / "tests" / "conftest.py"``).
+ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,64 @@
+"""Long work talks, short work answers at once: a study prints one line per finished run on
+stderr, and ``refimpl theory --help`` imports no SciPy statistics."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from refimpl import experiments
+from refimpl.experiments._records import RunRecords
+
+
+def test_each_run_trained_prints_one_line_and_stored_runs_are_announced(tmp_path, capsys):
+    calls = []
+
+    def run(value):
+        calls.append(value)
+        return {"value": value}
+
+    records = RunRecords(tmp_path, "study", total=3)
+    for a in (1, 2):
+        records.get_or_run({"study": "study", "a": a, "grid": [1, 2]}, lambda a=a: run(a))
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout is for the tables
+    lines = captured.err.splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(r"\[study\] run 1/3 done in \d+\.\d s: a=1", lines[0])
+    assert lines[1].startswith("[study] run 2/3 done in ")
+
+    again = RunRecords(tmp_path, "study", total=3)  # a stopped study run again
+    assert again.get_or_run({"study": "study", "a": 1, "grid": [1, 2]},
+                            lambda: run(99)) == {"value": 1}
+    again.get_or_run({"study": "study", "a": 3, "grid": [1, 2]}, lambda: run(3))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"[study] 2 finished runs read from {tmp_path / 'study-runs.jsonl'}; " \
+                       "they are not trained again"
+    assert lines[1].startswith("[study] run 2/3 done in ") and lines[1].endswith(": a=3")
+    assert calls == [1, 2, 3] and len(lines) == 2
+
+
+def test_refimpl_reproduce_reports_every_run_on_stderr(tmp_path, capsys):
+    assert experiments.main(["greedy-factor-sweep", "--quick", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    numbers = re.findall(r"^\[greedy-factor-sweep-quick\] run (\d+)/(\d+) done in ",
+                         captured.err, flags=re.MULTILINE)
+    record = json.loads((tmp_path / "greedy-factor-sweep-quick.json").read_text())
+    assert numbers and numbers[-1][0] == numbers[-1][1]  # the last run is run N of N
+    assert [int(n) for n, _ in numbers] == list(range(1, len(numbers) + 1))
+    finals = record["data"]["finals"]  # one final loss per factor and seed: one per run
+    assert len(numbers) == int(numbers[-1][1]) == len(finals) * len(finals[0]) >= 3
+    assert "[greedy-factor-sweep" not in captured.out
+
+
+def test_theory_help_imports_no_scipy_stats():
+    code = ("import sys\nfrom refimpl.cli import main\n"
+            "try:\n    main(['theory', '--help'])\nexcept SystemExit as exc:\n"
+            "    assert exc.code == 0, exc.code\n"
+            "print('scipy.stats' in sys.modules, 'refimpl.theory.montecarlo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "usage: refimpl theory" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "False False"
