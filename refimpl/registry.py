@@ -13,7 +13,7 @@
 * the one ``key=value`` parser, :func:`parse_kv`, for ``--scheduler-args`` and the like.
 
 A command line, a sweep file, a cross-check or a study takes its choices from here and
-spells none of them again (``tests/test_name_table.py`` looks for copies). The classes are
+spells none of them again (``tests/registry/test_name_table.py`` looks for copies). The classes are
 looked up when asked for, so a class added to :mod:`refimpl.schedulers` or
 :mod:`refimpl.optim` is available here without editing this file. This module imports the
 others lazily (inside the functions), so any of them may use it without an import cycle;

@@ -3,8 +3,10 @@
     refimpl reproduce NAME [--quick] [--out DIR] [--seed N]
 
 Each study module exposes ``run(quick=False, out=None, seed=0) -> StudyResult``
-(:mod:`refimpl.experiments.common`); ``--quick`` is the CI size (well under a minute),
-the default is the scaled-down full size whose tables live in docs/results.md.
+(:mod:`refimpl.experiments.common`); ``--quick`` is the CI size (5-40 s per study from the
+command line on a shared 2-core CPU), the default is the scaled-down full size whose tables
+live in docs/results.md (1-25 minutes per study). Each finished run prints one line on
+stderr (:mod:`refimpl.experiments._records`).
 On a machine shared with other jobs, ``NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1`` avoids
 threaded kernels competing for an oversubscribed CPU.
 
@@ -57,11 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="refimpl reproduce",
         description="Reproduce one of the papers' studies: print its tables (paper's numbers "
-                    "beside ours), save figures and a JSON record.",
+                    "beside ours), save figures and a JSON record. Progress goes to stderr, "
+                    "one line per finished run.",
         epilog="studies:\n" + lines, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(STUDIES), metavar="NAME", help="the study")
     parser.add_argument("--quick", action="store_true",
-                        help="the small CI size (seconds) instead of the scaled full size")
+                        help="the small CI size (5-40 s per study on a shared 2-core CPU) "
+                             "instead of the scaled full size (1-25 minutes per study)")
     parser.add_argument("--out", type=Path, default=Path("out/reproduce"),
                         help="directory for figures and NAME.json (out/reproduce)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (0)")

@@ -76,7 +76,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                     f"float32, backend {backend}")
     result.paper_scale = ("MNIST 60,000/10,000 (10 epochs) and CIFAR-10 50,000/10,000 "
                           "(100 epochs), DLA CNN, Adam lr 0.01 / 0.005, batch 64-512")
-    records = RunRecords(out, "dlrs-batch" + ("-quick" if quick else ""))
+    records = RunRecords(out, "dlrs-batch" + ("-quick" if quick else ""),
+                         total=cfg["seeds"] * len(cfg["batch_sizes"]) * len(METHODS))
     runs: dict[tuple, dict] = {}
     with Timer() as timer:
         for s in range(seed, seed + cfg["seeds"]):

@@ -93,7 +93,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                                subset=cfg["steps"] * 32, seed=seed + 1, flatten=True)
     order = np.random.default_rng(seed).permutation(len(train[0]))
     train = (train[0][order], train[1][order])
-    records = RunRecords(out, "greedy-factor-sweep" + ("-quick" if quick else ""))
+    records = RunRecords(out, "greedy-factor-sweep" + ("-quick" if quick else ""),
+                         total=len(cfg["factors"]) * cfg["seeds"])
     runs: dict[tuple, dict] = {}
     state = None
     with Timer() as timer:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from refimpl.registry import make_optimizer
-from refimpl.schedulers.checks import check_choice, check_int, check_lr
+from refimpl.registry import make_optimizer, optimizer_class
+from refimpl.schedulers.checks import check_int, check_lr
 from refimpl.schedulers.lrpo import LRPOSchedule, TrajectoryPredictor
 from refimpl.train import History, Trainer
 
@@ -114,7 +114,7 @@ def run_lrpo(
 
     Parameters
     ----------
-    model : refimpl.layers.Sequential
+    model : refimpl.model.Sequential
         Trained in place.
     train, val : tuple (X, y)
         Classification data (cross-entropy loss).
@@ -133,10 +133,11 @@ def run_lrpo(
         the model's.
     progress : bool, optional
         Progress bars (see Trainer).
-    optimizer : {"sgd", "adam"}
-        The base optimizer (the paper does not name one; plain SGD by default).
+    optimizer : str
+        The base optimizer, any of :func:`refimpl.registry.optimizer_names` (the paper does
+        not name one; plain SGD by default).
     momentum : float
-        SGD momentum.
+        SGD momentum; an optimizer without momentum refuses a non-zero value.
     predictor_steps : int
         At most this many full-batch Adam steps fit the predictor (docs/methods.md §7: at most 2000).
     checkpoint_dir : str, optional
@@ -148,7 +149,7 @@ def run_lrpo(
         Stored in every checkpoint (see :class:`refimpl.training.Trainer`).
     """
     finetune_epochs = check_int(finetune_epochs, "finetune_epochs", 0, whole_float=True)
-    check_choice(optimizer, "optimizer", ("sgd", "adam"))
+    optimizer_class(optimizer)  # an unknown name fails here, before the predictor is built
     check_lr(finetune_lr, "finetune_lr")
     schedule = LRPOSchedule(
         lr,
@@ -159,7 +160,7 @@ def run_lrpo(
         predictor_steps=predictor_steps,
         seed=seed,
     )
-    options = {"lr": lr, "momentum": momentum} if optimizer == "sgd" else {"lr": lr}
+    options = {"lr": lr, "momentum": momentum} if momentum else {"lr": lr}
     opt = make_optimizer(optimizer, model.parameters(), **options)
     trainer = Trainer(
         model,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.data import load_fashion_mnist
+from refimpl.experiments._records import progress
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.experiments.common import data_source as _source
 from refimpl.experiments.lrpo import run_lrpo
@@ -53,10 +54,14 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                           progress=False)
         with Timer() as trad_time:
             trad = trainer.fit(train, val, epochs=cfg["trad_epochs"])
+        progress("lrpo", f"run 1/2 (traditional, {cfg['trad_epochs']} epochs) done in "
+                         f"{trad_time.seconds:.1f} s")
         model = get_model("lrpo_cnn", seed=seed, backend=backend)
         lrpo = run_lrpo(model, train, val, lr=0.05, pretrain_epochs=cfg["pretrain"],
                         jump_epochs=cfg["jump"], finetune_epochs=cfg["finetune"],
                         finetune_lr=0.001, batch_size=64, seed=seed, progress=False)
+        progress("lrpo", f"run 2/2 (LRPO, {lrpo.total_epochs} epochs) done in "
+                         f"{lrpo.total_time:.1f} s")
     result.wall_time = total.seconds
     hist = lrpo.history
     # First epoch at which the traditional run reaches LRPO's final validation accuracy.

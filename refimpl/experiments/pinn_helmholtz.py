@@ -69,9 +69,10 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                     "order")
     result.paper_scale = ("10,000 collocation points (authors' code: fixed batches of 1,000, "
                           "10 per epoch), 10,000 epochs, same network, NVIDIA A5000")
-    records = RunRecords(out, "pinn-helmholtz" + ("-quick" if quick else ""))
     units = [(f, order) for order in cfg["orders"] for f in cfg["frequencies"]]
     units += [(f, "fixed") for f in cfg["grid"] if f not in cfg["frequencies"]]
+    records = RunRecords(out, "pinn-helmholtz" + ("-quick" if quick else ""),
+                         total=2 * len(units))
     runs: dict = {}
     with Timer() as timer:
         for frequency, order in units:

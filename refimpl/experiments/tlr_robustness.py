@@ -28,8 +28,8 @@ from refimpl.data import load_fashion_mnist
 from refimpl.experiments._records import RunRecords
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.experiments.common import data_source as _source
-from refimpl.layers import Dropout, Sequential
-from refimpl.model import get_model
+from refimpl.layers import Dropout
+from refimpl.model import Sequential, get_model
 from refimpl.optim import SGD
 from refimpl.schedulers.newton import NewtonLR
 from refimpl.train import NonFiniteLossError, Trainer
@@ -80,7 +80,9 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                     f"float32, backend {backend}")
     result.paper_scale = ("MNIST 60,000 images, 20 epochs, initial lr 1e-1 ... 1e-5, batch "
                           "64/128/256/512, p = 0.20, gamma = 0.33 (and a 1e-9 start)")
-    records = RunRecords(out, "tlr-robustness" + ("-quick" if quick else ""))
+    records = RunRecords(out, "tlr-robustness" + ("-quick" if quick else ""),
+                         total=len(cfg["batches"]) * len(RULES) * len(cfg["lrs"])
+                         + bool(cfg["adapt_lr"]))
     runs: dict[tuple, dict] = {}
 
     def one(rule, lr, batch):

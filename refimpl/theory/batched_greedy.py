@@ -3,7 +3,7 @@
 This is the rule of :class:`refimpl.schedulers.GreedyLR` (docs/methods.md §4) with the run index as an
 array axis, so a Monte-Carlo check over thousands of seeds costs one vectorised update per
 step instead of thousands of Python calls. It is *not* a second definition:
-``tests/test_theory.py`` replays the same losses through both and requires identical lr traces.
+``tests/theory/test_theory.py`` replays the same losses through both and requires identical lr traces.
 
 Supported options (single parameter group, ``mode="min"``): ``factor`` (a scalar, or one
 value per run for factor sweeps), ``patience``, ``threshold`` with ``threshold_mode`` ``abs`` or

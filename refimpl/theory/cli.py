@@ -14,9 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from .bounds import optimal_factor
-from .montecarlo import check_a1, log_grid, stability_sweep, sweep_factor
 from .problems import make_least_squares, make_logistic, make_quadratic
-from .tlr import compare_rules
+
+# The checks (:mod:`.montecarlo`, which needs scipy.stats, and :mod:`.tlr`) are imported
+# inside the functions that run them, so that ``refimpl theory --help`` answers at once.
 
 #: ``(eta_min, eta_max)`` in units of ``1/L_max``; all satisfy ``eta_max <= 1/(4 L_max)``.
 A1_PAIRS = ((1 / 16, 1 / 4), (1 / 80, 1 / 8), (1 / 32, 1 / 16), (1 / 8, 1 / 4))
@@ -30,6 +31,8 @@ def a1_problems():
 
 def a1_rows(full: bool = False, seed: int = 0) -> list[dict]:
     """One row per (problem, pair, T): the MC mean, its 95% CI, the bound, and the verdict."""
+    from .montecarlo import check_a1, log_grid
+
     T_grid = log_grid(100_000, 2) if full else log_grid(1000, 1)
     n_seeds = 200 if full else 50
     rows = []
@@ -54,6 +57,8 @@ A2_FACTORS_SMALL = np.round(np.arange(0.1, 0.99, 0.05), 3)
 
 def a2_rows(full: bool = False, seed: int = 0) -> list[dict]:
     """Formula ``F*`` beside the empirical best F and the divergence threshold, per setting."""
+    from .montecarlo import sweep_factor
+
     factors = A2_FACTORS_FULL if full else A2_FACTORS_SMALL
     eta_maxes = (1.5, 2.5, 3.0, 4.0, 6.0, 10.0) if full else (2.5, 4.0, 10.0)
     mus = (0.1, 0.01) if full else (0.1,)
@@ -84,6 +89,8 @@ STABILITY_FACTORS = np.round(np.r_[np.arange(0.1, 0.96, 0.05), 0.99], 3)
 
 def stability_rows(full: bool = False, seed: int = 0) -> list[dict]:
     """Threshold F below which SGD + GreedyLR diverges (logistic regression, 250 steps)."""
+    from .montecarlo import stability_sweep
+
     problem = make_logistic(n=500, d=20)
     rows = []
     for patience in (0, 10):
@@ -104,6 +111,8 @@ def stability_rows(full: bool = False, seed: int = 0) -> list[dict]:
 
 def tlr_rows(full: bool = False, seed: int = 0) -> list[dict]:
     """Steps to ``f - f* < 1e-8`` for GD under each rule, and TLR's distance to the line search."""
+    from .tlr import compare_rules
+
     spectrum = np.linspace(0.1, 1.0, 10 if not full else 50)
     rows = []
     for K in (1, 5):

@@ -32,7 +32,7 @@ from refimpl import kernels
 from refimpl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from refimpl.schedulers.checks import check_int, check_lr
 
-from .checks import check_data
+from .checks import check_callbacks, check_data, check_model, check_optimizer
 from .history import History
 from .nan_policy import (
     NAN_POLICIES,
@@ -43,7 +43,7 @@ from .nan_policy import (
     with_scaled_rates,
 )
 from .resume import CHECKPOINT_NAME, check_position, check_same_run, fingerprint
-from .scheduling import check_scheduler, copy_rates, step_scheduler
+from .scheduling import check_scheduler, copy_rates, step_scheduler, unusable_rate
 from .signals import SignalCatcher, TrainingInterrupted
 
 __all__ = ["LOSSES", "Trainer"]
@@ -56,14 +56,20 @@ class Trainer:
 
     Parameters
     ----------
-    model : refimpl.layers.Sequential
+    model : refimpl.model.Sequential
         Anything with ``forward``, ``backward``, ``parameters``, ``gradients``,
-        ``state_dict``/``load_state_dict``, ``set_backend`` and a ``backend`` name.
+        ``state_dict``/``load_state_dict``, ``layers``, ``set_backend`` and a ``backend``
+        name (``refimpl.model.build(spec, input_shape)``, ``refimpl.registry.get_model``).
     optimizer : refimpl.optim.Optimizer
-        Built over ``model.parameters()``.
+        Built over ``model.parameters()`` (the same arrays, in the same order), e.g.
+        ``SGD(model.parameters(), lr=0.1)`` or ``refimpl.registry.make_optimizer("sgd",
+        model.parameters(), lr=0.1)``.
     scheduler : refimpl.schedulers.Scheduler, optional
-        Driven through ``interval`` and ``signal``; its rates are copied into the optimizer
-        at the start of a fresh run and after each of its steps.
+        A scheduler object (``refimpl.registry.make_scheduler`` builds one by name), driven
+        through ``interval`` and ``signal``; its rates are copied into the optimizer at the
+        start of a fresh run and after each of its steps. A rate is checked when a step is
+        about to use it, so a schedule's rate past the run's last step (which no step uses)
+        is never refused (:mod:`refimpl.training.scheduling`).
     loss : {"cross_entropy", "mse"}
     batch_size : int
     seed : int
@@ -123,8 +129,22 @@ class Trainer:
             check_int(checkpoint_every, "checkpoint_every", 1)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        check_model(model)
+        check_optimizer(optimizer, model)
+        callbacks = check_callbacks(callbacks)
+        if progress is not None and not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True, False or None (a bar only on a terminal), "
+                            f"got {progress!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict (stored in every checkpoint), got "
+                            f"{type(metadata).__name__}")
         if scheduler is not None:
             check_scheduler(scheduler)
+            n_rates, n_groups = len(scheduler.lrs), len(optimizer.param_groups)
+            if n_rates not in (1, n_groups):
+                raise ValueError(f"scheduler has {n_rates} rates but the optimizer has "
+                                 f"{n_groups} parameter groups; build the scheduler with one "
+                                 "rate, or one per group")
         if backend is not None:
             model.set_backend(backend)
         self.model = model
@@ -136,13 +156,14 @@ class Trainer:
         self.progress = progress
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.nan_policy = nan_policy
-        self.callbacks = list(callbacks)
+        self.callbacks = callbacks
         self.checkpoint_every = checkpoint_every
         self.eval_batch_size = int(eval_batch_size)
         self.max_rollbacks = int(max_rollbacks)
         self.metadata = dict(metadata or {})
         self.history = History()
         self.stop_training = False
+        self._unusable_rate: str | None = None  # set when the scheduler's rate cannot be used
         self._reset_position()
 
     # -- position in the run ------------------------------------------------------------
@@ -208,7 +229,7 @@ class Trainer:
         self.history = History()
         self._reset_position()
         if self.scheduler is not None:
-            copy_rates(self.scheduler, self.optimizer)
+            self._unusable_rate = copy_rates(self.scheduler, self.optimizer)
 
     def _run_epoch(self, X, y, val, n_batches: int, epochs: int) -> None:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(X))
@@ -234,7 +255,14 @@ class Trainer:
             self._interrupt()
 
     def train_step(self, xb: np.ndarray, yb: np.ndarray) -> float:
-        """One optimizer step on the batch ``(xb, yb)``; returns the batch loss."""
+        """One optimizer step on the batch ``(xb, yb)``; returns the batch loss.
+
+        Raises ``ValueError`` first when the scheduler's last step gave a rate this step
+        cannot use (not a finite number >= 0); the optimizer then still holds the last
+        usable rate, which no step takes silently in its place.
+        """
+        if self._unusable_rate is not None:
+            raise ValueError(self._unusable_rate)
         started = time.perf_counter()
         lr = float(self.optimizer.param_groups[0]["lr"])
         logits = self.model.forward(xb)
@@ -335,7 +363,7 @@ class Trainer:
     # -- the scheduler ------------------------------------------------------------------
     def _step_scheduler(self, loss: float) -> None:
         step_scheduler(self.scheduler, self.model, loss, self._acc["batch_losses"])
-        copy_rates(self.scheduler, self.optimizer)
+        self._unusable_rate = copy_rates(self.scheduler, self.optimizer)
 
     # -- NaN/inf ------------------------------------------------------------------------
     def _non_finite(self, loss: float, lr: float, started: float) -> float:
@@ -387,6 +415,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+            self._unusable_rate = unusable_rate(self.scheduler)
         self.history = History.from_dict(state["history"])
         self.epoch, self.batch, self.global_step = t["epoch"], t["batch"], t["global_step"]
         self._acc = copy.deepcopy(t["accumulators"])

@@ -2,26 +2,49 @@
 
 A scheduler declares ``interval`` (``"step"``: after every optimizer step; ``"epoch"``:
 once per epoch, after validation) and ``signal`` (what ``step`` takes, see
-:mod:`refimpl.schedulers.base`). After each scheduler step its ``lrs`` are copied into the
-optimizer's parameter groups (:func:`copy_rates`). For an epoch-interval scheduler whose
-signal is ``"loss"``, the loss is the validation loss, or the training loss without a
+:mod:`refimpl.schedulers.base`). After each scheduler step its rates (and cycled momenta)
+are written into the optimizer's parameter groups by
+:func:`refimpl.schedulers.apply_to` (:func:`copy_rates`). For an epoch-interval scheduler
+whose signal is ``"loss"``, the loss is the validation loss, or the training loss without a
 validation set.
+
+A rate is checked where it is used. The step after the last one of a run writes a rate no
+step will use, and a schedule evaluated past its end may give one below zero
+(``OneCycleLR``'s linear anneal at ``total_steps``, as torch's): :func:`copy_rates` then
+leaves the optimizer as it is and returns why, and the trainer raises that only if another
+optimizer step would follow.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from refimpl.schedulers.base import check_lr
+from refimpl.schedulers.base import apply_to
+from refimpl.schedulers.checks import check_lr
 
-__all__ = ["INTERVALS", "SIGNALS", "check_scheduler", "copy_rates", "step_scheduler"]
+__all__ = ["INTERVALS", "SIGNALS", "check_scheduler", "copy_rates", "step_scheduler",
+           "unusable_rate"]
 
 INTERVALS = ("step", "epoch")
 SIGNALS = ("none", "loss", "params", "grads", "batch_losses")
 
+_HOW_TO_BUILD = ("build one, e.g. CosineAnnealingLR(lr, T_max=...) from refimpl.schedulers, "
+                 "or by name with refimpl.registry.make_scheduler('cosine', lr, epochs=..., "
+                 "steps_per_epoch=...)")
+
 
 def check_scheduler(scheduler: Any) -> None:
-    """Refuse an object without a known ``interval`` and ``signal``."""
+    """Refuse what is not a scheduler (``TypeError``), and a scheduler without a known
+    ``interval`` and ``signal`` (``ValueError``)."""
+    if isinstance(scheduler, str):
+        raise TypeError(f"scheduler must be a scheduler object, got the string {scheduler!r}; "
+                        f"{_HOW_TO_BUILD}")
+    missing = [name for name in ("step", "state_dict", "load_state_dict", "lrs")
+               if not hasattr(scheduler, name)]
+    if missing:
+        raise TypeError(f"scheduler must be a scheduler (refimpl.schedulers), got "
+                        f"{type(scheduler).__name__} without {', '.join(missing)}; "
+                        f"{_HOW_TO_BUILD}")
     for attr, allowed in (("interval", INTERVALS), ("signal", SIGNALS)):
         if getattr(scheduler, attr, None) not in allowed:
             raise ValueError(f"scheduler.{attr} must be one of {allowed}, got "
@@ -47,26 +70,25 @@ def step_scheduler(scheduler: Any, model: Any, loss: float, batch_losses: list[f
         scheduler.step(list(batch_losses))
 
 
-def copy_rates(scheduler: Any, optimizer: Any) -> None:
-    """Write ``scheduler.lrs`` into ``optimizer.param_groups`` (one rate for all groups, or
-    one per group)."""
-    groups = optimizer.param_groups
-    lrs = list(scheduler.lrs)
-    if len(lrs) == 1:
-        lrs = lrs * len(groups)
-    if len(lrs) != len(groups):
-        raise ValueError(f"the scheduler has {len(lrs)} rates but the optimizer has "
-                         f"{len(groups)} parameter groups; build them with the same groups")
-    for group, lr in zip(groups, lrs):
-        group["lr"] = check_lr(lr, "scheduler lr")
-    # cycling schedules (CyclicLR, OneCycleLR) move SGD's momentum or Adam's beta1, as torch
-    momentums = list(getattr(scheduler, "momentums", None) or [])
-    for group, momentum in zip(groups, momentums * len(groups) if len(momentums) == 1
-                               else momentums):
-        if "betas" in group:
-            group["betas"] = (momentum, *group["betas"][1:])
-        elif "momentum" in group:
-            group["momentum"] = momentum
-        else:
-            raise ValueError("cycle_momentum needs an optimizer with momentum or betas (SGD, "
-                             "Adam); build the scheduler with cycle_momentum=False")
+def unusable_rate(scheduler: Any) -> str | None:
+    """Why an optimizer step could not use the scheduler's rates (a rate that is not a
+    finite number >= 0), or ``None`` when it could."""
+    for group, lr in enumerate(scheduler.lrs):
+        try:
+            check_lr(lr, "scheduler lr")
+        except ValueError as exc:
+            return (f"{exc} (group {group}, from {type(scheduler).__name__}); the next "
+                    "optimizer step would use it: check the schedule's arguments (a rate past "
+                    "the end of a schedule, e.g. OneCycleLR's beyond total_steps, is not "
+                    "meant for use)")
+    return None
+
+
+def copy_rates(scheduler: Any, optimizer: Any) -> str | None:
+    """Write ``scheduler.lrs`` (and its cycled momenta) into ``optimizer.param_groups`` with
+    :func:`refimpl.schedulers.apply_to` when every rate is usable; otherwise leave the
+    optimizer as it is and return :func:`unusable_rate`'s reason."""
+    problem = unusable_rate(scheduler)
+    if problem is None:
+        apply_to(scheduler, optimizer)
+    return problem
