@@ -20,7 +20,7 @@ and ``lrpo_cnn`` (docs/methods.md §7, batch 64, 20,000 images) -- and each back
   reports the fraction of it that its epoch reaches (the GEMM-equivalent operations of a
   training step, :func:`training_flops`, over the epoch time).
 
-How. Each backend runs in its own worker subprocess (``python -m refimpl.bench.epochs --worker``)
+How. Each backend runs in its own worker subprocess (``python -m refimpl.bench --worker``)
 per thread count, so peak RSS is separable and no library's thread pool or allocator affects
 another's. The coordinator sends the workers one job at a time and **interleaves** the
 repeats over thread counts and backends (1 thread: torch, numba, numpy; 2 threads: torch,
@@ -296,7 +296,7 @@ class _WorkerProcess:
 
     def __init__(self, backend: str, model: str, threads: int, seed: int,
                  env_extra: dict | None = None) -> None:
-        command = [sys.executable, "-m", "refimpl.bench.epochs", "--worker", backend, "--model", model,
+        command = [sys.executable, "-m", "refimpl.bench", "--worker", backend, "--model", model,
                    "--threads", str(threads), "--seed", str(seed)]
         self.name = backend
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

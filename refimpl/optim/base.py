@@ -35,7 +35,8 @@ element ``index``, as floats. How those numbers are obtained:
   ``maximize``, the L2 term ``weight_decay * w``, Adadelta's ``sqrt(u + eps)``) is kept
   *by reference* during ``step()``: no extra arithmetic. The one copy is of a gradient
   array the caller owns (a later in-place change of it, such as the next backward pass
-  into the same buffer, must not change the explanation);
+  into the same buffer, must not change the explanation); ``step(grads,
+  copy_grads=False)`` skips it where the caller keeps the arrays as they are;
 * the hyper-parameters the step used are kept (a scheduler may change ``lr`` after it);
 * the rest (bias corrections, ``m_hat``, denominators, the update) is recomputed from the
   optimizer's state, which after ``step()`` holds the moments that step used, with the same
@@ -241,8 +242,14 @@ class Optimizer:
     def _flat_params(self) -> list[np.ndarray]:
         return [p for group in self.param_groups for p in group["params"]]
 
-    def step(self, grads: Sequence[np.ndarray | None]) -> None:
-        """Update every parameter in place from its gradient (same order as the params)."""
+    def step(self, grads: Sequence[np.ndarray | None], *, copy_grads: bool = True) -> None:
+        """Update every parameter in place from its gradient (same order as the params).
+
+        ``copy_grads=False`` skips the one copy ``explain()`` takes of a gradient array the
+        caller owns: ``explain()`` then reads the array as it is when it is called. The trainer
+        passes False (it refills its gradient buffers only at the next backward pass, and a
+        copy of every gradient is a tenth of a small MLP's step).
+        """
         grads = list(grads)
         n_params = sum(len(group["params"]) for group in self.param_groups)
         if len(grads) != n_params:
@@ -264,7 +271,7 @@ class Optimizer:
                     grad = given.astype(param.dtype, copy=False)
                     if group["maximize"]:
                         grad = -grad
-                    if grad is given:  # may be the caller's memory: explain() keeps a copy
+                    if grad is given and copy_grads:  # the caller's memory: keep a copy
                         grad = grad.copy()
                     used = self._update(param, grad, self.state.setdefault(index, {}), group)
                     self._used[index] = {"grad": grad, "hyper": hyper, **(used or {})}

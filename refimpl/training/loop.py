@@ -270,7 +270,7 @@ class Trainer:
         grads = self._backward(dlogits) if math.isfinite(loss) else None
         if not all_finite(loss, grads):
             return self._non_finite(loss, lr, started)
-        self.optimizer.step(grads)
+        self.optimizer.step(grads, copy_grads=False)  # buffers unchanged until the next backward
         self._record_step(float(loss), lr, started)
         self._accumulate(float(loss), logits, yb)
         if self.scheduler is not None and self.scheduler.interval == "step":

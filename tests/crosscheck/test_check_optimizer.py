@@ -707,6 +707,20 @@ def test_explain_keeps_what_the_step_used():
     assert opt.explain(0)["updated"] is False  # the numbers belonged to the state replaced
 
 
+def test_step_without_copying_the_gradients_explains_from_the_callers_arrays():
+    """``copy_grads=False`` (the trainer's call) keeps a reference: the same update, and an
+    explanation that reads the caller's array as it is when explain() is called."""
+    copied, referenced = optim.Adam([np.full(3, 2.0)]), optim.Adam([np.full(3, 2.0)])
+    buffer = np.array([0.5, -1.0, 2.0])
+    copied.step([buffer])
+    referenced.step([buffer], copy_grads=False)
+    assert np.array_equal(copied.param_groups[0]["params"][0],
+                          referenced.param_groups[0]["params"][0])
+    buffer[:] = 99.0
+    assert np.array_equal(copied.explain(0)["grad"], [0.5, -1.0, 2.0])
+    assert np.array_equal(referenced.explain(0)["grad"], [99.0, 99.0, 99.0])
+
+
 def test_explain_refuses_bad_indices():
     opt = optim.Adam([np.ones((2, 3)), np.ones(4)])
     opt.step([np.ones((2, 3)), np.ones(4)])
