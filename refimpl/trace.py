@@ -23,6 +23,8 @@ parameter (or gradient) arrays. The file holds only numeric arrays, so it loads 
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,29 +200,89 @@ class Trace:
         raise ValueError(f"unknown signal kind {kind!r}")
 
 
+#: How a zip archive (an ``.npz``) begins: a local file header, or an empty archive's end.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+_RECORD_ONE = "record one with refimpl.trace.TraceRecorder"
+
+
+def _not_a_trace(path: Path, what: str) -> ValueError:
+    """The error for a file that exists but holds no trace: what it is instead, and the fix."""
+    return ValueError(f"{path} is not a trace file: {what} ({_RECORD_ONE})")
+
+
+def _what_it_is(head: bytes) -> str:
+    """Describe a file that is not a zip archive from its first bytes."""
+    if not head:
+        return "an empty file"
+    if head.startswith(_NPY_MAGIC):
+        return "a single .npy array, not the .npz archive TraceRecorder.save writes"
+    if b"\0" not in head:
+        try:  # the head may end inside a multi-byte character
+            head.decode("utf-8", errors="strict")
+            return "a text file, not a zip archive"
+        except UnicodeDecodeError as error:
+            if error.start >= len(head) - 3:
+                return "a text file, not a zip archive"
+    return "not a zip archive"
+
+
 def load_trace(path: str | Path) -> Trace:
-    """Read a trace written by :meth:`TraceRecorder.save` (no pickle is loaded)."""
+    """Read a trace written by :meth:`TraceRecorder.save` (no pickle is loaded).
+
+    Raises ``ValueError`` with one line naming the file when it is missing, is not an
+    ``.npz`` archive (a text file, an empty or truncated file), or lacks the arrays of a
+    trace.
+    """
     path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except FileNotFoundError:
+        raise ValueError(f"trace file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory; give the trace's .npz file "
+                         f"({_RECORD_ONE})") from None
+    except OSError as error:
+        raise ValueError(f"cannot read the trace file {path} ({error.strerror})") from None
+    if head and any(magic.startswith(head) for magic in _ZIP_MAGIC):
+        raise _not_a_trace(path, "truncated: only the first bytes of a zip archive")
+    if not head.startswith(_ZIP_MAGIC):
+        raise _not_a_trace(path, _what_it_is(head))
     try:
         with np.load(path, allow_pickle=False) as data:
             files = {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise ValueError(f"trace file {str(path)!r} does not exist") from None
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{str(path)!r} is not a trace .npz file ({error})") from None
+    except (ValueError, OSError, EOFError, NotImplementedError, zipfile.BadZipFile,
+            zlib.error) as error:
+        if isinstance(error, ValueError) and "pickle" in str(error):
+            raise _not_a_trace(path, "it holds object arrays, which only pickle reads") from None
+        # a zip cut short has lost its table of contents: zipfile says "not a zip file"
+        text = " ".join(str(error).split())
+        detail = "" if not text or "not a zip file" in text else f": {text}"
+        raise _not_a_trace(path, f"truncated, or a damaged zip archive{detail}") from None
     for key in ("lrs", "losses", "batch_losses", "batch_counts"):
         if key not in files:
-            raise ValueError(f"{str(path)!r} is not a trace written by TraceRecorder "
-                             f"(no {key!r} array)")
+            raise _not_a_trace(path, f"a .npz archive without the {key!r} array of a trace")
+    try:
+        trace = _trace_of(files)
+        rows, losses = len(trace.lrs), len(trace.losses)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
+        raise _not_a_trace(path, f"its arrays do not form a trace ({type(error).__name__}: "
+                                 f"{error})") from None
+    if not losses == len(trace.batch_losses) == rows - 1:
+        raise _not_a_trace(path, f"inconsistent arrays: {rows} rate rows but {losses} losses "
+                                 "(a trace has one rate row more than losses)")
+    return trace
+
+
+def _trace_of(files: dict[str, np.ndarray]) -> Trace:
+    """Assemble a :class:`Trace` from the arrays of a trace file (not yet checked)."""
     lrs = np.atleast_2d(files["lrs"].astype(np.float64))
     counts = files["batch_counts"].astype(np.int64)
     ends = np.cumsum(counts)
     batch = [files["batch_losses"][e - c:e].tolist() for c, e in zip(counts, ends)]
     arrays = {kind: _unpack_arrays(files, kind) for kind in _ARRAY_KINDS if kind in files}
     bpe = int(files.get("batches_per_epoch", np.array(-1)))
-    if not len(files["losses"]) == len(counts) == len(lrs) - 1:
-        raise ValueError(f"{str(path)!r} is inconsistent: {len(lrs)} rate rows but "
-                         f"{len(files['losses'])} losses")
     return Trace(lrs, files["losses"].astype(np.float64), batch, arrays,
                  None if bpe < 0 else bpe)
 

@@ -363,8 +363,13 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
     ``"backends"`` at the top level too.
     """
     counts = _thread_counts(args.threads)
-    workers = {(t, name): _WorkerProcess(name, model, t, args.seed)
-               for t in counts for name in backends}
+    workers = {}
+    for t in counts:
+        for name in backends:
+            workers[(t, name)] = worker = _WorkerProcess(name, model, t, args.seed)
+            setup = worker.hello["setup"]
+            _progress(f"bench {model}: {name}, {_threads(t)}: ready, first step "
+                      f"{setup['first_step_s']:.2f} s (build {setup['build_s']:.2f} s)")
     batch = WORKLOADS[model][0]
     result: dict[str, Any] = {"batch_size": batch, "images": WORKLOADS[model][1],
                               "gflop_per_step": training_flops(model, batch) / 1e9,
@@ -375,7 +380,7 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
             "rss_before_kb": worker.hello["rss_before_kb"], "tuned": worker.hello["tuned"],
             "sgemm_peak": [worker.hello["sgemm_peak"]],
             "step_s": [], "epoch_s": [], "epoch_runs": []}
-    for _ in range(args.repeats):
+    for repeat in range(1, args.repeats + 1):
         for (t, name), worker in workers.items():
             entry = result["threads"][t]["backends"][name]
             entry["step_s"].append(float(np.median(worker.ask({"job": "steps",
@@ -385,6 +390,8 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
             run = worker.ask({"job": "epoch", "fraction": fraction})
             entry["epoch_s"].append(run["epoch_s"])
             entry["epoch_runs"].append(run)
+            _progress(f"bench {model}: {name}, {_threads(t)}, repeat {repeat}/{args.repeats}: "
+                      f"step {1e3 * entry['step_s'][-1]:.2f} ms, {_epoch_text(run)}")
     for (t, name), worker in workers.items():
         entry = result["threads"][t]["backends"][name]
         closing = worker.close()
@@ -405,8 +412,28 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
             row["of_sgemm_peak"] = per_epoch / row["epoch_median_s"] / peak
     result["backends"] = result["threads"][counts[0]]["backends"]
     if "numba" in backends and not args.no_cold_compile:
-        result["numba_cold_compile"] = _cold_compile_seconds(model, counts[-1], args.seed)
+        result["numba_cold_compile"] = cold = _cold_compile_seconds(model, counts[-1], args.seed)
+        _progress(f"bench {model}: numba, {_threads(counts[-1])}: first step with an empty "
+                  f"JIT cache {cold['first_step_s']:.1f} s")
     return result
+
+
+def _progress(line: str) -> None:
+    """One progress line on stderr as a measurement comes in (stdout keeps the tables)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
+def _epoch_text(run: dict) -> str:
+    """An epoch job's answer in words: the seconds timed and, when it timed part of the
+    epoch, the whole epoch's extrapolated seconds."""
+    if run["batches"] < run["of_batches"]:
+        return (f"epoch {run['seconds']:.2f} s for {run['batches']} of {run['of_batches']} "
+                f"batches ({run['epoch_s']:.2f} s per epoch, extrapolated)")
+    return f"epoch {run['seconds']:.2f} s"
 
 
 def machine_info() -> dict:

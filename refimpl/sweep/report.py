@@ -16,6 +16,7 @@ import math
 import re
 import statistics
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -193,7 +194,17 @@ def main(argv: Sequence[str]) -> int:
         print(f"refimpl sweep report: error: {path} does not exist; give the results file of a "
               "sweep (runs/<name>/results.jsonl)", file=sys.stderr)
         return 2
-    records = list(latest_by_id(read_records(path)).values())
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        records = list(latest_by_id(read_records(path)).values())
+    if not records:
+        print(f"refimpl sweep report: error: {path} holds no result records"
+              f"{_what_it_holds(path, len(skipped) > 0)} (give the results file of a sweep, "
+              "JSON lines: usually runs/<name>/results.jsonl)", file=sys.stderr)
+        return 2
+    for warning in skipped:  # a line cut short in a real results file: say so, go on
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
     header, table, metric = build_table(records, args.metric)
     text = [f"# Sweep report: {path}", "",
             (f"{len(records)} runs, {sum(r.get('status') == 'ok' for r in records)} ok; "
@@ -217,6 +228,15 @@ def main(argv: Sequence[str]) -> int:
                                                             "report"))
     print(f"report written to {out_dir}", file=sys.stderr)
     return 0
+
+
+def _what_it_holds(path: Path, unreadable: bool) -> str:
+    """What a file without records holds instead, for the error message."""
+    if path.suffix.lower() == ".toml":
+        return ": it is a sweep config, not its results"
+    if not unreadable:
+        return ": it is empty, as before any run of a sweep has finished"
+    return ": none of its lines is a result record"
 
 
 def _default_metric(records: list[dict]) -> str:

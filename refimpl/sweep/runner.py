@@ -107,7 +107,8 @@ def run_sweep(client, sweep: Sweep, out_dir: str | Path, *,
     task : callable
         ``task(config, out_dir) -> dict`` run on a worker (default: real training).
     progress : bool
-        Show a tqdm bar (done/total, rate, ETA) on stderr.
+        Show progress on stderr: a tqdm bar (done/total, rate, ETA) on a terminal, else a
+        plain line every tenth of the runs or 30 s (:class:`PlainProgress`).
     retry_failed : bool
         Also re-run runs recorded as failed (by default every recorded run is finished).
 
@@ -148,8 +149,8 @@ def run_sweep(client, sweep: Sweep, out_dir: str | Path, *,
                     outcome.failed += 1
                     _report_failure(sweep, run, record, bar)
                 if bar is not None:
-                    bar.update(1)
                     bar.set_postfix(failed=outcome.failed, refresh=False)
+                    bar.update(1)
         except KeyboardInterrupt:
             outcome.interrupted = True
             _cancel(client, list(futures))
@@ -194,9 +195,69 @@ def _cancel(client, futures: list) -> None:
 
 
 def _progress_bar(progress: bool, sweep: Sweep, initial: int):
+    """The sweep's progress display on stderr: a tqdm bar on a terminal, else plain lines.
+
+    Returns ``None`` when ``progress`` is off. Both kinds have ``update``, ``set_postfix``,
+    ``write`` and ``close``.
+    """
     if not progress:
         return None
+    if not _is_terminal(sys.stderr):
+        return PlainProgress(sweep.name, len(sweep.runs), initial, sys.stderr)
     from tqdm import tqdm
 
     return tqdm(total=len(sweep.runs), initial=initial, unit="run", desc=sweep.name,
                 file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class PlainProgress:
+    """Progress for a stderr that is not a terminal (a log file, a pipe): whole lines.
+
+    A line ``<sweep>: 12/40 runs, 0 failed, 35 s`` is written when the runs done reach
+    the next tenth of the sweep or ``interval`` seconds have passed since the last line,
+    checked as each run finishes, and once more at the end; the seconds are this call's.
+    No carriage returns, so a log file holds one readable line per report.
+    """
+
+    def __init__(self, name: str, total: int, initial: int, stream, *,
+                 interval: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.name, self.total, self.done, self.failed = name, total, initial, 0
+        self.stream, self.interval, self.clock = stream, interval, clock
+        self.step = max(1, -(-total // 10))  # a tenth of the runs, rounded up
+        self.started = self.last_time = clock()
+        self.last_done = initial
+        self._line()
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more finished runs; write a line when a tenth or the interval passed."""
+        self.done += n
+        now = self.clock()
+        if (self.done // self.step > self.last_done // self.step
+                or now - self.last_time >= self.interval):
+            self._line(now)
+
+    def set_postfix(self, failed: int = 0, refresh: bool = False) -> None:
+        """Record the failed-run count shown in the next line (tqdm's signature)."""
+        self.failed = failed
+
+    def write(self, line: str, file=None) -> None:
+        """Write a line of other output (a failed run) as is."""
+        print(line, file=file or self.stream, flush=True)
+
+    def close(self) -> None:
+        """Write the final count, unless the last line already showed it."""
+        if self.done != self.last_done:
+            self._line()
+
+    def _line(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.last_time, self.last_done = now, self.done
+        print(f"{self.name}: {self.done}/{self.total} runs, {self.failed} failed, "
+              f"{now - self.started:.0f} s", file=self.stream, flush=True)

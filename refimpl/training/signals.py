@@ -1,7 +1,8 @@
 """SIGINT/SIGTERM during training: finish the batch, checkpoint, stop.
 
 :class:`SignalCatcher` turns the signals into a flag the loop checks between batches;
-the loop then writes a checkpoint and raises :class:`TrainingInterrupted`.
+the loop then writes a checkpoint and raises :class:`TrainingInterrupted`. A second signal
+before that is done raises :class:`InterruptedAgain` at once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import signal
 import threading
 from pathlib import Path
 
-__all__ = ["SignalCatcher", "TrainingInterrupted"]
+__all__ = ["InterruptedAgain", "SignalCatcher", "TrainingInterrupted"]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -27,12 +28,26 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
+class InterruptedAgain(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM arrived while the trainer was stopping after the first.
+
+    Raised at once from wherever the loop was (the batch, or the checkpoint being written);
+    the checkpoint file is written atomically, so the last complete one is kept. Attributes:
+    ``signum`` (the second signal) and ``first`` (the signal that asked for the stop).
+    """
+
+    def __init__(self, signum: int, first: int):
+        super().__init__(f"signal {signum} while stopping after signal {first}: stopping now")
+        self.signum = signum
+        self.first = first
+
+
 class SignalCatcher:
     """Turn SIGINT/SIGTERM into a flag (``signum``) checked between batches.
 
     Installs its handlers only in the main thread (elsewhere Python forbids it) and
     restores the previous ones on exit. A second signal while the first is pending raises
-    ``KeyboardInterrupt`` at once.
+    :class:`InterruptedAgain` (a ``KeyboardInterrupt``) at once.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -43,7 +58,7 @@ class SignalCatcher:
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt(f"second signal {signum}")
+            raise InterruptedAgain(signum, self.signum)
         self.signum = signum
 
     def __enter__(self) -> SignalCatcher:  # noqa: PYI034

@@ -133,3 +133,25 @@ def test_parser_documents_profile_and_threads():
     text = bench.build_parser().format_help()
     assert "--profile" in text and "1,2" in text
     assert isinstance(bench.build_parser().parse_args([]), argparse.Namespace)
+
+
+def test_bench_prints_a_line_per_measurement_as_it_comes_in(tmp_path):
+    """A real, tiny run (the numpy oracle, 1 thread, 2 repeats of 1% of an mlp epoch): on
+    stderr, a line when each worker is ready and one per repeat, naming the model, backend,
+    thread count, repeat k/n and seconds; stdout keeps only the tables."""
+    import re
+
+    done = subprocess.run(
+        [sys.executable, "-m", "refimpl", "bench", "--models", "mlp", "--backends", "numpy",
+         "--threads", "1", "--repeats", "2", "--steps", "1", "--numpy-fraction", "0.01",
+         "--no-cold-compile"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("bench mlp: ")]
+    assert lines[0] == "bench mlp: numpy"
+    assert re.fullmatch(r"bench mlp: numpy, 1 thread: ready, first step [\d.]+ s "
+                        r"\(build [\d.]+ s\)", lines[1]), lines
+    repeat = re.compile(r"bench mlp: numpy, 1 thread, repeat (\d)/2: step [\d.]+ ms, epoch "
+                        r"[\d.]+ s for 5 of 469 batches \([\d.]+ s per epoch, extrapolated\)")
+    assert [repeat.fullmatch(line)[1] for line in lines[2:]] == ["1", "2"], lines
+    assert "repeat 1/2" not in done.stdout and "| numpy |" in done.stdout

@@ -348,9 +348,11 @@ def test_forty_run_sweep_completes_and_rerun_runs_nothing(client, tmp_path):
     assert path.read_bytes() == before
 
 
-def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_path, capsys):
+def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_path, capsys,
+                                                                    monkeypatch):
     from refimpl.sweep import run_sweep
 
+    monkeypatch.setattr("refimpl.sweep.runner._is_terminal", lambda stream: True)  # the bar
     text = sweep_text(n_seeds=2).replace('{ name = "greedy", factor = 0.9, patience = 1 }',
                                          '{ name = "greedy", factor = 5.0 }')
     outcome = run_sweep(client, parse_sweep(text), tmp_path, progress=True)
@@ -367,6 +369,58 @@ def test_a_raising_run_is_recorded_as_failed_and_the_sweep_goes_on(client, tmp_p
     retried = run_sweep(client, parse_sweep(text), tmp_path, progress=False,
                         retry_failed=True)
     assert (retried.ok, retried.failed, retried.already_done) == (0, 4, 4)
+
+
+def test_progress_off_a_terminal_is_plain_lines_every_tenth_of_the_runs(client, tmp_path,
+                                                                         capsys):
+    """stderr captured (a log file, not a terminal): no tqdm frames, one whole line per
+    tenth of the runs (12 runs: every 2), from the start to the end."""
+    import re
+
+    from refimpl.sweep import run_sweep
+
+    outcome = run_sweep(client, parse_sweep(sweep_text(n_seeds=3)), tmp_path, progress=True)
+    assert (outcome.ok, outcome.failed) == (12, 0)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "it/s" not in err and "run/s" not in err, err
+    lines = err.splitlines()
+    pattern = re.compile(r"sweep: (\d+)/12 runs, (\d+) failed, \d+ s")
+    assert all(pattern.fullmatch(line) for line in lines), lines
+    done = [int(pattern.fullmatch(line)[1]) for line in lines]
+    assert done == sorted(done) and set(range(0, 13, 2)) <= set(done), done
+    assert lines[-1].startswith("sweep: 12/12 runs, 0 failed, ")
+    assert len(lines) <= 13  # not a line per run: no more than the tenths and the start
+
+
+def test_plain_progress_writes_every_interval_and_its_final_count():
+    """Between tenths, a line once ``interval`` seconds have passed; at close, the final
+    count once; failures as their own lines."""
+    import io
+
+    from refimpl.sweep.runner import PlainProgress
+
+    now = [0.0]
+    stream = io.StringIO()
+    progress = PlainProgress("big", 100, 4, stream, interval=30.0, clock=lambda: now[0])
+    for seconds in (10.0, 20.0, 31.0, 35.0, 62.0):  # runs 5..9: within the first tenth
+        now[0] = seconds
+        progress.update(1)
+    progress.write("big: run abc failed: ValueError: boom")
+    progress.set_postfix(failed=1, refresh=False)
+    now[0] = 63.0
+    progress.update(1)  # 10: the next tenth
+    now[0] = 64.0
+    progress.update(1)
+    progress.close()
+    progress.close()
+    assert stream.getvalue().splitlines() == [
+        "big: 4/100 runs, 0 failed, 0 s",
+        "big: 7/100 runs, 0 failed, 31 s",
+        "big: 9/100 runs, 0 failed, 62 s",
+        "big: run abc failed: ValueError: boom",
+        "big: 10/100 runs, 1 failed, 63 s",
+        "big: 11/100 runs, 1 failed, 64 s",
+    ]
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(client, tmp_path):
