@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,14 +126,58 @@ def say(text: str) -> None:
 
 
 def check_parents(directory: Path, option: str, given: Path) -> None:
-    """Refuse a path below a file: the first existing parent of ``directory`` must be a
-    directory."""
+    """Refuse a path below a file, or in a place that cannot be written: the first existing
+    parent of ``directory`` must be a directory in which a file can be created.
+
+    Writability is tried, not guessed from permission bits (which say yes to root, and know
+    nothing of read-only mounts or ``/proc``): a temporary file is created there and
+    removed, as the atomic writes of the results will do.
+    """
     for parent in (directory, *directory.parents):
         if parent.exists():
             if not parent.is_dir():
                 raise CLIError(f"{option} {given}: {parent} is a file, not a directory; "
                                "choose another path")
+            _check_writable(parent, option, given)
             return
+
+
+def _check_writable(directory: Path, option: str, given: Path) -> None:
+    """Create and remove a temporary file in ``directory``; a :class:`CLIError` naming
+    ``option`` when that fails."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".refimpl-probe-", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise CLIError(f"{option} {given}: {directory} is not writable, creating a file there "
+                       f"fails with '{exc.strerror or exc}' (choose a writable path)") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def interrupted_message(exc: KeyboardInterrupt, checkpoint_dir: Path | None) -> str:
+    """The line for a ``KeyboardInterrupt`` that is not the trainer's orderly stop.
+
+    A second signal while the trainer stops after the first (:class:`InterruptedAgain`, or
+    a Ctrl-C while the stop's ``--out`` record is written) ends the run at once; checkpoints
+    are written atomically, so the last complete one is kept. Any other Ctrl-C came before
+    or after the training loop.
+    """
+    from refimpl.training import TrainingInterrupted
+    from refimpl.training.resume import CHECKPOINT_NAME
+    from refimpl.training.signals import InterruptedAgain
+
+    stopping = (TrainingInterrupted, InterruptedAgain)
+    if not (isinstance(exc, InterruptedAgain) or isinstance(exc.__context__, stopping)):
+        return "interrupted"
+    if checkpoint_dir is None:
+        kept = "no checkpoint (no --checkpoint-dir)"
+    elif (Path(checkpoint_dir) / CHECKPOINT_NAME).exists():
+        kept = "the last checkpoint is kept"
+    else:
+        kept = "no checkpoint was written yet"
+    return f"interrupted again: stopping now; {kept}"
 
 
 # ----------------------------------------------------------------------------- commands
@@ -188,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"{prefix} {exc}", file=sys.stderr)
         return 128 + int(exc.signum)
+    except KeyboardInterrupt as exc:  # a second Ctrl-C while stopping, or one outside training
+        print(f"{prefix} {interrupted_message(exc, getattr(args, 'checkpoint_dir', None))}",
+              file=sys.stderr)
+        return 128 + int(getattr(exc, "signum", signal.SIGINT))
     except RunFailed as exc:
         print(f"{prefix} error: {exc}", file=sys.stderr)
         return 1

@@ -34,9 +34,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", default="lrpo_cnn",
                    help=f"{' | '.join(registry.model_names())}, or a spec string such as "
                    "'dense:64,relu,dense:10' (see refimpl.model)")
-    g.add_argument("--data", default="fashion-mnist", choices=registry.dataset_names(),
-                   help="data set; fashion-mnist falls back to nothing: it must be installed. "
-                   "The synthetic sets are drawn from --seed")
+    g.add_argument("--data", default=None, choices=registry.dataset_names(),
+                   help="data set (default: fashion-mnist where it is installed, else the "
+                   "embedded fashion-mnist-sample, with a note saying so); an explicit --data "
+                   "fashion-mnist must be installed. The synthetic sets are drawn from --seed")
     g.add_argument("--data-path", default=None, metavar="DIR",
                    help="directory with the Fashion-MNIST IDX files, for --data fashion-mnist "
                    "(default: $REFIMPL_DATA, ~/.cache/refimpl, /usr/share/datasets/fashion-mnist)")
@@ -53,7 +54,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", default="sgd",
                    help=f"{' | '.join(registry.optimizer_names())}, or an optimizer class "
                    "name such as AdamW")
-    g.add_argument("--lr", type=float, default=0.05, help="initial learning rate")
+    g.add_argument("--lr", type=float, default=None,
+                   help=f"initial learning rate (default: {_lr_defaults_text()}; the rate "
+                   "used is printed)")
     g.add_argument("--momentum", type=float, default=0.0,
                    help="SGD momentum (an optimizer without momentum refuses it)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay")
@@ -69,7 +72,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler-args", default="", metavar="K=V,...",
                    help="scheduler keyword arguments, e.g. factor=0.9,patience=5 or "
                    "milestones=2;4 or milestones=[2,4]; T_max and total_steps default to the "
-                   "run length")
+                   "run length; lr, epochs and steps_per_epoch come from --lr, --epochs and "
+                   "--batch-size")
     g.add_argument("--seed", type=int, default=0,
                    help="seeds the initial weights, the shuffles and the data subsets")
     g.add_argument("--nan-policy", default="raise", choices=registry.nan_policy_names(),
@@ -90,12 +94,117 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    "(JSON)")
 
 
+# ----------------------------------------------------------------------------- defaults
+
+#: ``--lr`` for SGD when not given: the demo's rate (SGD's own signature default, torch's
+#: 0.001, is too slow for a few epochs); every other optimizer takes its own default
+SGD_LR = 0.05
+#: the data set a plain ``refimpl train`` uses ...
+DEFAULT_DATA = "fashion-mnist"
+#: ... and the one it falls back to where that is not installed
+FALLBACK_DATA = "fashion-mnist-sample"
+#: an epoch whose mean training loss exceeds this many times the run's first step loss
+#: (and is finite) gets a warning: the rate is probably too large
+LOSS_GROWTH = 100.0
+
+
+def default_lr(optimizer: str) -> float:
+    """The rate ``--optimizer`` trains at without ``--lr``: :data:`SGD_LR` for SGD, else the
+    optimizer's own default (:func:`refimpl.registry.optimizer_default_lr`).
+
+    Raises
+    ------
+    ValueError
+        An unknown optimizer name (the message lists the known ones).
+    CLIError
+        An optimizer whose constructor has no default rate.
+    """
+    from refimpl.optim import SGD
+
+    if registry.optimizer_class(optimizer) is SGD:
+        return SGD_LR
+    lr = registry.optimizer_default_lr(optimizer)
+    if lr is None:
+        raise CLIError(f"--optimizer {optimizer} has no default learning rate (give --lr)")
+    return lr
+
+
+def _lr_defaults_text() -> str:
+    """``--lr``'s default per optimizer, for ``--help``."""
+    others = ", ".join(f"{name} {default_lr(name):g}" for name in registry.optimizer_names()
+                       if name != "sgd")
+    return f"{SGD_LR:g} for sgd; each other optimizer's usual default: {others}"
+
+
+def resolve_defaults(args) -> list[tuple[str, str]]:
+    """Fill ``--data`` and ``--lr`` when the command line leaves them out; return the lines
+    that say so, as ``(stream, line)`` with stream ``"stdout"`` or ``"stderr"``, to print
+    once every option is checked (:func:`print_notes`).
+
+    ``--data``: :data:`DEFAULT_DATA` where it is installed (or where ``--data-path`` points),
+    else the embedded :data:`FALLBACK_DATA`. ``--lr``: :func:`default_lr` of
+    ``--optimizer``. The filled values are what the run uses, stores in its checkpoints and
+    writes to ``--out``.
+    """
+    from refimpl.data import DataNotFoundError, find_fashion_mnist
+
+    notes = []
+    if args.data is None:
+        args.data = DEFAULT_DATA
+        if args.data_path is None:
+            try:
+                find_fashion_mnist()
+            except DataNotFoundError:
+                args.data = FALLBACK_DATA
+                line = ("refimpl train: note: Fashion-MNIST is not installed here (sudo "
+                        "apt-get install dataset-fashion-mnist, or set $REFIMPL_DATA); "
+                        f"training on the embedded sample {FALLBACK_DATA} instead")
+                notes.append(("stderr", line))
+    if args.lr is None:
+        args.lr = default_lr(args.optimizer)
+        notes.append(("stdout", f"lr {args.lr:g}: {args.optimizer}'s default (--lr to change)"))
+    return notes
+
+
+def print_notes(notes: list[tuple[str, str]]) -> None:
+    """Print the lines of :func:`resolve_defaults`, each to the stream it names."""
+    for stream, text in notes:
+        if stream == "stdout":
+            say(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
 # ----------------------------------------------------------------------------- the run's parts
 
 def make_scheduler(name: str, lr: float, kwargs: dict, epochs: int, batches: int):
     """The scheduler of a run (:func:`refimpl.registry.make_scheduler`); ``None`` for none."""
     return registry.make_scheduler(name or "none", lr, epochs=epochs, steps_per_epoch=batches,
                                    **kwargs)
+
+
+#: :func:`refimpl.registry.make_scheduler`'s own arguments, which :func:`make_scheduler`
+#: fills from the run, and the option that sets each (as the error message says it)
+SET_BY_THE_RUN: dict[str, str] = {
+    "name": "the scheduler is named by --scheduler",
+    "lr": "the rate is set by --lr",
+    "epochs": "the run length is set by --epochs",
+    "steps_per_epoch": "the steps per epoch follow from --batch-size and the training set size",
+}
+
+
+def _check_scheduler_args(kwargs: dict) -> None:
+    """Refuse a ``--scheduler-args`` key that :func:`make_scheduler` passes to
+    :func:`refimpl.registry.make_scheduler` itself (read from its signature: every named
+    argument), naming the option that sets it."""
+    import inspect
+
+    parameters = inspect.signature(registry.make_scheduler).parameters.values()
+    for key in (p.name for p in parameters if p.kind is not p.VAR_KEYWORD):
+        if key in kwargs:
+            reason = SET_BY_THE_RUN.get(key, f"refimpl train sets {key} itself")
+            raise CLIError(f"--scheduler-args {key}={_shown(kwargs[key])}: {reason} "
+                           f"(drop {key}= from --scheduler-args)")
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -126,7 +235,8 @@ def load_data(args) -> tuple[tuple, tuple | None, tuple[int, ...]]:
     if args.subset is not None or args.val:
         wanted = (args.subset or len(y) - args.val) + args.val
         if wanted > len(y):
-            raise CLIError(f"--subset + --val = {wanted} exceeds the {len(y)} training images")
+            raise CLIError(f"--subset + --val = {wanted} exceeds the {len(y)} training images "
+                           f"of {args.data} (lower --subset or --val)")
         keep = data.stratified_indices(y, wanted, seed=args.seed)
         X, y = X[keep], y[keep]
     if args.val:
@@ -175,24 +285,84 @@ class EpochPrinter:
             print(line, file=self.stream, flush=True)
 
 
+class LossGrowthWarning:
+    """Callback: one warning per run, on stderr, when an epoch's mean training loss is finite
+    and exceeds :data:`LOSS_GROWTH` times the loss the run started from (its first finite
+    step loss, before any update had an effect): the learning rate is probably too large
+    for the optimizer.
+
+    The first step is the baseline, not the first epoch's mean, because a rate that is far
+    too large blows the loss up within the first epoch already.
+
+    Parameters
+    ----------
+    lr : float
+        The run's initial rate (``--lr``).
+    optimizer : str
+        The optimizer's name as given (``--optimizer``).
+    stream : file, optional
+        Where the warning goes; ``None``: ``sys.stderr`` at print time.
+    """
+
+    def __init__(self, lr: float, optimizer: str, stream=None):
+        self.lr, self.optimizer, self.stream = lr, optimizer, stream
+        self.warned = False
+
+    def on_epoch_end(self, trainer, logs: dict) -> None:
+        if self.warned:
+            return
+        start = next((loss for loss in trainer.history.loss if np.isfinite(loss)), None)
+        loss = logs["train_loss"]
+        if start is None or start <= 0 or not np.isfinite(loss) or loss <= LOSS_GROWTH * start:
+            return
+        self.warned = True
+        print(f"refimpl train: warning: the training loss grew from {start:.2g} to {loss:.2g} "
+              f"(epoch {logs['epoch'] + 1}): the learning rate {self.lr:g} is probably too "
+              f"large for {self.optimizer} (try --lr {smaller_lr(self.lr, self.optimizer):g})",
+              file=self.stream or sys.stderr, flush=True)
+
+
+def smaller_lr(lr: float, optimizer: str) -> float:
+    """The rate to suggest after ``lr`` made the loss grow: the optimizer's default
+    (:func:`default_lr`) when ``lr`` is above it, else a tenth of ``lr``."""
+    usual = default_lr(optimizer)
+    return usual if lr > usual else lr / 10
+
+
 # ----------------------------------------------------------------------------- the command
 
 def cmd_train(args) -> int:
     """Run ``refimpl train``: check every option, load the data, train, write ``--out``."""
     from refimpl.schedulers.base import check_lr
     from refimpl.training import NonFiniteLossError, TrainingInterrupted
+    from refimpl.training.signals import InterruptedAgain
 
+    fell_back = args.data is None  # until resolve_defaults has looked for Fashion-MNIST
+    notes = resolve_defaults(args)  # --data and --lr when not given, said once all is checked
+    fell_back = fell_back and args.data == FALLBACK_DATA
     check_lr(args.lr, "--lr")
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.subset is not None and args.subset < 1 or args.val < 0:
         raise CLIError("--subset must be >= 1 and --val >= 0")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed} (seeds are non-negative "
+                       "integers, e.g. --seed 0)")
     _check_option_pairs(args)
     _check_outputs(args)
     sched_kwargs = parse_kv(args.scheduler_args)
+    if args.scheduler != "lrpo":  # lrpo's plan goes to run_lrpo, not to make_scheduler
+        _check_scheduler_args(sched_kwargs)
     settings = run_settings(args, sched_kwargs)
-    train, val, input_shape = load_data(args)
+    try:
+        train, val, input_shape = load_data(args)
+    except CLIError as exc:
+        if fell_back:  # e.g. a --subset meant for the full set
+            raise CLIError("Fashion-MNIST is not installed here (sudo apt-get install "
+                           f"dataset-fashion-mnist), so --data defaults to {args.data}: "
+                           f"{exc}") from None
+        raise
     loss = loss_of(args, train[1])
     if args.scheduler == "lrpo" and loss != "cross_entropy":
         raise CLIError(f"--scheduler lrpo trains a classifier with cross_entropy, not {loss}; "
@@ -204,10 +374,12 @@ def cmd_train(args) -> int:
     try:  # overflow shows as a non-finite loss, which --nan-policy handles and reports
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if args.scheduler == "lrpo":
+                print_notes(notes)
                 history = _run_lrpo(args, model, train, val, sched_kwargs)
             else:
-                history = _fit(args, model, train, val, sched_kwargs, settings, loss)
-    except (NonFiniteLossError, TrainingInterrupted) as exc:
+                history = _fit(args, model, train, val, sched_kwargs, settings, loss, notes)
+    except (NonFiniteLossError, TrainingInterrupted, InterruptedAgain) as exc:
+        # InterruptedAgain: a second Ctrl-C while stopping; the record is still written
         history = getattr(exc, "history", None)
         failed = isinstance(exc, NonFiniteLossError)
         reason = str(exc).replace("nan_policy='skip-batch' or 'rollback'",
@@ -228,8 +400,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _fit(args, model, train, val, sched_kwargs: dict, settings: dict, loss: str):
-    """Train with the Trainer; on a failure, the exception carries the History so far."""
+def _fit(args, model, train, val, sched_kwargs: dict, settings: dict, loss: str,
+         notes: list[tuple[str, str]] = ()):
+    """Train with the Trainer; on a failure, the exception carries the History so far.
+
+    ``notes`` (:func:`resolve_defaults`) are printed once the optimizer, the scheduler and
+    the Trainer are built, i.e. once nothing on the command line can be refused any more."""
     from refimpl.training import Trainer
 
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr, args.momentum,
@@ -240,8 +416,10 @@ def _fit(args, model, train, val, sched_kwargs: dict, settings: dict, loss: str)
                       seed=args.seed, progress=False if args.no_progress else None,
                       checkpoint_dir=args.checkpoint_dir, nan_policy=args.nan_policy,
                       checkpoint_every=args.checkpoint_every,
-                      callbacks=[EpochPrinter(args.epochs, accuracy=loss == "cross_entropy")],
+                      callbacks=[EpochPrinter(args.epochs, accuracy=loss == "cross_entropy"),
+                                 LossGrowthWarning(args.lr, args.optimizer)],
                       metadata={"cli": settings})
+    print_notes(notes)
     try:
         return trainer.fit(train, val, epochs=args.epochs, resume=args.resume)
     except (Exception, KeyboardInterrupt) as exc:  # TrainingInterrupted is a KeyboardInterrupt
@@ -255,7 +433,10 @@ RESUME_SETTINGS = ("model", "data", "subset", "val", "dtype", "optimizer", "lr",
 
 
 def run_settings(args, sched_kwargs: dict) -> dict:
-    """What defines a run, as stored in its checkpoints (``--scheduler-args`` parsed)."""
+    """What defines a run, as stored in its checkpoints (``--scheduler-args`` parsed).
+
+    Call it after :func:`resolve_defaults`, so that ``data`` and ``lr`` are the data set
+    and the rate the run uses (a resume compares those), not ``None`` for "not given"."""
     settings = {name: getattr(args, name) for name in RESUME_SETTINGS}
     settings["scheduler_args"] = sched_kwargs
     settings["epochs"] = args.epochs
@@ -278,7 +459,8 @@ def _check_option_pairs(args) -> None:
 
 def _check_outputs(args) -> None:
     """Refuse, before any training, an ``--out`` or ``--checkpoint-dir`` that cannot be
-    written (a directory where a file goes, a file where a directory goes)."""
+    written (a directory where a file goes, a file where a directory goes, a place where no
+    file can be created), and an ``--out`` that the checkpoints would clash with."""
     if args.out is not None:
         if args.out.is_dir():
             raise CLIError(f"--out {args.out} is a directory; give a file path such as "
@@ -289,21 +471,51 @@ def _check_outputs(args) -> None:
             raise CLIError(f"--checkpoint-dir {args.checkpoint_dir} is a file; give a directory "
                            "(it will hold last.npz and last.json)")
         check_parents(args.checkpoint_dir, "--checkpoint-dir", args.checkpoint_dir)
+    if args.out is not None and args.checkpoint_dir is not None:
+        _check_out_beside_checkpoints(args.out, args.checkpoint_dir)
+
+
+def _check_out_beside_checkpoints(out: Path, checkpoint_dir: Path) -> None:
+    """Refuse an ``--out`` that is one of the files the trainer writes in ``--checkpoint-dir``
+    (the history JSON would replace the checkpoint), or the checkpoint directory itself or
+    a directory above it (the checkpoints would make ``--out`` a directory)."""
+    from refimpl.training.resume import CHECKPOINT_FILES
+
+    out_at, ck_at = out.resolve(), checkpoint_dir.resolve()
+    if out_at.parent == ck_at and out_at.name in CHECKPOINT_FILES:
+        raise CLIError(f"--out {out} is the checkpoint file {out_at.name} that --checkpoint-dir "
+                       f"{checkpoint_dir} holds; the history would overwrite it (give --out "
+                       "another name, or a path outside --checkpoint-dir)")
+    if out_at == ck_at or out_at in ck_at.parents:
+        raise CLIError(f"--out {out} is --checkpoint-dir {checkpoint_dir} or a directory "
+                       "above it, where the checkpoints go (give --out a file path such as "
+                       f"{checkpoint_dir / 'history.json'})")
 
 
 def _check_resume(args, settings: dict, n_batches: int) -> None:
-    """Refuse to resume a checkpoint of a run with other settings (naming every one), and
-    say what the schedule does when ``--epochs`` extends the run."""
+    """Refuse to resume a checkpoint of a run with other settings (naming every one), or
+    whose position lies outside this run, and say what the schedule does when ``--epochs``
+    extends the run.
+
+    The settings are compared first: a changed ``--batch-size`` or ``--subset`` also moves
+    the position, and the message should name the option, not the step count it changed.
+    """
     from refimpl.checkpoint import load_checkpoint
     from refimpl.training.resume import CHECKPOINT_NAME, check_position
 
     path = args.checkpoint_dir / CHECKPOINT_NAME if args.resume is True else Path(args.resume)
     state = load_checkpoint(path)
-    check_position(state, n_batches, path)
     saved = state.get("metadata", {}).get("cli") if isinstance(state.get("metadata"), dict) \
         else None
-    if not isinstance(saved, dict):  # written through the Python API: the Trainer checks it
-        return
+    if isinstance(saved, dict):  # else written through the Python API: the Trainer checks it
+        _check_same_settings(path, saved, settings)
+    check_position(state, n_batches, path)
+    if isinstance(saved, dict):
+        _explain_extension(args, saved, state.get("scheduler"))
+
+
+def _check_same_settings(path: Path, saved: dict, settings: dict) -> None:
+    """Refuse a checkpoint whose run had other settings (``saved``), naming every one."""
     changed = [f"--{name.replace('_', '-')} {_shown(saved.get(name))} in the checkpoint, "
                f"{_shown(value)} now" for name, value in settings.items()
                if name != "epochs" and saved.get(name) != value]
@@ -311,7 +523,6 @@ def _check_resume(args, settings: dict, n_batches: int) -> None:
         raise CLIError(f"--resume {path}: the checkpoint belongs to a run with other settings: "
                        + "; ".join(changed) + ". Resume with the checkpoint's settings, or "
                        "start a new run (another --checkpoint-dir)")
-    _explain_extension(args, saved, state.get("scheduler"))
 
 
 def _shown(value) -> str:

@@ -1,7 +1,8 @@
 """Everything that can be named on a command line or in a config file, in one place.
 
 * optimizers -- :func:`make_optimizer`: every class of :mod:`refimpl.optim`, by its name or
-  its lower-case name (``sgd``, ``adam``, ``adamw``, ...);
+  its lower-case name (``sgd``, ``adam``, ``adamw``, ...); :func:`optimizer_default_lr` reads
+  each one's default rate from its signature;
 * schedulers -- :func:`make_scheduler`: the short names of :data:`SCHEDULER_ALIASES` and
   every class exported by :mod:`refimpl.schedulers` under its own (torch) name, with the
   run-length arguments (``T_max``, ``total_steps``, ...) filled from the run's length;
@@ -48,6 +49,7 @@ __all__ = [
     "model_names",
     "nan_policy_names",
     "optimizer_class",
+    "optimizer_default_lr",
     "optimizer_names",
     "parse_kv",
     "run_length",
@@ -273,6 +275,19 @@ def optimizer_class(name: str) -> type:
     return cls
 
 
+def optimizer_default_lr(name: str) -> float | None:
+    """The learning rate optimizer ``name`` uses when none is given: the default of its
+    constructor's ``lr`` (torch's, e.g. 0.001 for ``adam``); ``None`` when it has none.
+
+    >>> optimizer_default_lr("adam")
+    0.001
+    """
+    default = default_of(optimizer_class(name), "lr")
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return float(default)
+    return None
+
+
 def make_optimizer(name: str, params, **kwargs: Any):
     """Build optimizer ``name`` over ``params`` with its keyword arguments (``lr=``, ...).
 
@@ -300,15 +315,30 @@ def get_model(name: str, input_shape: tuple[int, ...] | None = None, **kwargs: A
 
     A spec needs ``input_shape`` (per example); ``kwargs`` (``seed``, ``dtype``, ``backend``)
     go to :func:`refimpl.model.get_model` or :func:`refimpl.model.build`.
+
+    Raises
+    ------
+    ValueError
+        A spec that cannot be parsed or built (the message explains the grammar), or a spec
+        without ``input_shape``; when ``name`` is close to a model name (``"mpl"``), the
+        message begins with that name (``did you mean 'mlp'?``).
     """
     from refimpl import model
 
     if name in model.MODELS:
         return model.get_model(name, **kwargs)
+    hint = difflib.get_close_matches(name, model_names(), n=1) if isinstance(name, str) else []
+    guess = f"did you mean {hint[0]!r}? " if hint else ""
     if input_shape is None:
-        raise ValueError(f"model {name!r} is not one of {model_names()}; a spec string also "
-                         "needs input_shape=(features,) or (C, H, W)")
-    return model.build(name, input_shape, **kwargs)
+        raise ValueError(f"model {name!r} is not one of {model_names()}; {guess}a spec string "
+                         "also needs input_shape=(features,) or (C, H, W)")
+    try:
+        return model.build(name, input_shape, **kwargs)
+    except ValueError as exc:
+        if not hint:
+            raise
+        raise ValueError(f"model {name!r} is not a named model: {guess}As a spec string: "
+                         f"{exc}") from None
 
 
 # ----------------------------------------------------------------------------- data sets

@@ -17,10 +17,14 @@ import numpy as np
 
 from refimpl.checkpoint import CheckpointError
 
-__all__ = ["CHECKPOINT_NAME", "check_position", "check_same_run", "fingerprint"]
+__all__ = ["CHECKPOINT_FILES", "CHECKPOINT_NAME", "check_position", "check_same_run",
+           "fingerprint"]
 
 #: the file name the trainer writes inside ``checkpoint_dir``
 CHECKPOINT_NAME = "last.npz"
+#: every file the trainer leaves in ``checkpoint_dir``: the checkpoint and the readable JSON
+#: copy that :func:`refimpl.checkpoint.save_checkpoint` writes beside it (suffix ``.json``)
+CHECKPOINT_FILES = (CHECKPOINT_NAME, Path(CHECKPOINT_NAME).with_suffix(".json").name)
 
 
 def fingerprint(X: np.ndarray, y: np.ndarray) -> dict:

@@ -150,7 +150,7 @@ def test_sigterm_in_a_real_process_checkpoints_and_exits(tmp_path):
     ck = tmp_path / "ck"
     args = [sys.executable, "-m", "refimpl.cli", "train", "--model", "dense:64,tanh,dense:2",
             "--data", "spirals", "--subset", "20000", "--val", "100", "--batch-size", "8",
-            "--epochs", "50", "--no-progress", "--checkpoint-dir", str(ck)]
+            "--epochs", "50", "--lr", "0.05", "--no-progress", "--checkpoint-dir", str(ck)]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
