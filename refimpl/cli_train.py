@@ -352,7 +352,9 @@ def cmd_train(args) -> int:
     _check_option_pairs(args)
     _check_outputs(args)
     sched_kwargs = parse_kv(args.scheduler_args)
-    if args.scheduler != "lrpo":  # lrpo's plan goes to run_lrpo, not to make_scheduler
+    if args.scheduler == "lrpo":  # lrpo's plan goes to run_lrpo, not to make_scheduler
+        _check_lrpo_args(args, sched_kwargs)
+    else:
         _check_scheduler_args(sched_kwargs)
     settings = run_settings(args, sched_kwargs)
     try:
@@ -567,6 +569,34 @@ def _write_record(args, history, wall: float, status: str, error: str | None = N
     return args.out
 
 
+#: the option behind each argument :func:`_run_lrpo` gives run_lrpo itself
+LRPO_SET_BY_THE_RUN = {"lr": "--lr", "batch_size": "--batch-size", "seed": "--seed",
+                       "backend": "--backend", "optimizer": "--optimizer",
+                       "momentum": "--momentum", "progress": "--no-progress",
+                       "checkpoint_dir": "--checkpoint-dir", "resume": "--resume",
+                       "metadata": "refimpl train (the run's settings)"}
+
+
+def _lrpo_arguments(args) -> dict:
+    """What :func:`_run_lrpo` passes to run_lrpo from the command line (besides the model,
+    the data, ``metadata`` and the ``--scheduler-args`` plan)."""
+    return {"lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+            "backend": args.backend, "optimizer": args.optimizer, "momentum": args.momentum,
+            "progress": False if args.no_progress else None,
+            "checkpoint_dir": None if args.checkpoint_dir is None else str(args.checkpoint_dir),
+            "resume": args.resume}
+
+
+def _check_lrpo_args(args, kwargs: dict) -> None:
+    """Refuse a ``--scheduler-args`` key of ``--scheduler lrpo`` that the run sets from
+    another option, naming that option."""
+    for key in [*_lrpo_arguments(args), "metadata"]:
+        if key in kwargs:
+            option = LRPO_SET_BY_THE_RUN.get(key, "refimpl train")
+            raise CLIError(f"--scheduler-args {key}={_shown(kwargs[key])}: set by {option} "
+                           f"for --scheduler lrpo (drop {key}= from --scheduler-args)")
+
+
 def _run_lrpo(args, model, train, val, extra: dict):
     """Hand the run to :func:`refimpl.experiments.lrpo.run_lrpo`; print its phases and alpha.
 
@@ -577,13 +607,8 @@ def _run_lrpo(args, model, train, val, extra: dict):
     from refimpl.experiments.lrpo import run_lrpo
 
     try:
-        result = run_lrpo(
-            model, train, val, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-            backend=args.backend, optimizer=args.optimizer, momentum=args.momentum,
-            progress=False if args.no_progress else None,
-            checkpoint_dir=None if args.checkpoint_dir is None else str(args.checkpoint_dir),
-            resume=args.resume, metadata={"cli": run_settings(args, extra)}, **extra,
-        )
+        result = run_lrpo(model, train, val, **_lrpo_arguments(args),
+                          metadata={"cli": run_settings(args, extra)}, **extra)
     except TypeError as exc:  # an unknown key in --scheduler-args
         raise CLIError(f"--scheduler-args: {exc}") from None
     say(result.summary())

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from refimpl import cli, registry
-from refimpl.cli_train import SET_BY_THE_RUN
+from refimpl import cli, cli_train, registry
+from refimpl.cli_train import LRPO_SET_BY_THE_RUN, SET_BY_THE_RUN
 from refimpl.training.resume import CHECKPOINT_FILES
 
 #: a tiny MLP on 200 + 100 images of the embedded sample: 4 steps per epoch at batch 50
@@ -125,6 +125,26 @@ def test_scheduler_args_set_by_the_command_name_their_option(tmp_path, capsys, i
     refused(capsys, TINY + ["--scheduler", "cosine", "--scheduler-args", f"eta_min=0.01,{item}",
                             "--out", str(out)],
             f"--scheduler-args {item}: ", option, f"(drop {key}= from --scheduler-args)")
+    assert not out.exists()
+
+
+def test_every_argument_the_lrpo_run_fills_itself_has_its_option():
+    args = cli.build_parser().parse_args(["train", "--scheduler", "lrpo", "--lr", "0.05"])
+    assert set(cli_train._lrpo_arguments(args)) | {"metadata"} == set(LRPO_SET_BY_THE_RUN)
+
+
+@pytest.mark.parametrize("item, option", [
+    ("lr=0.1", "--lr"),
+    ("batch_size=32", "--batch-size"),
+    ("optimizer=adam", "--optimizer"),
+])
+def test_lrpo_scheduler_args_set_by_the_command_name_their_option(tmp_path, capsys, item,
+                                                                    option):
+    out = tmp_path / "h.json"
+    key = item.split("=")[0]
+    refused(capsys, TINY + ["--scheduler", "lrpo", "--scheduler-args", f"pretrain_epochs=1,{item}",
+                            "--out", str(out)],
+            f"--scheduler-args {item}: set by {option}", f"(drop {key}= from --scheduler-args)")
     assert not out.exists()
 
 
