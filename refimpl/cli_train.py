@@ -351,6 +351,7 @@ def cmd_train(args) -> int:
                        "integers, e.g. --seed 0)")
     _check_option_pairs(args)
     _check_outputs(args)
+    registry.check_model(args.model)  # a typo is found before the data loads
     sched_kwargs = parse_kv(args.scheduler_args)
     if args.scheduler == "lrpo":  # lrpo's plan goes to run_lrpo, not to make_scheduler
         _check_lrpo_args(args, sched_kwargs)

@@ -6,7 +6,8 @@
 * schedulers -- :func:`make_scheduler`: the short names of :data:`SCHEDULER_ALIASES` and
   every class exported by :mod:`refimpl.schedulers` under its own (torch) name, with the
   run-length arguments (``T_max``, ``total_steps``, ...) filled from the run's length;
-* models -- :func:`get_model`: the named models of :mod:`refimpl.model`, or a spec string;
+* models -- :func:`get_model`: the named models of :mod:`refimpl.model`, or a spec string
+  (:func:`check_model` checks a name or spec without building it);
 * data sets -- :func:`load_dataset`: Fashion-MNIST (full or the embedded sample) and the
   synthetic sets of :mod:`refimpl.data`;
 * backends, dtypes, NaN policies, losses -- :func:`backend_names`, :func:`dtype_names`,
@@ -37,6 +38,7 @@ __all__ = [
     "RUN_LENGTH",
     "SCHEDULER_ALIASES",
     "backend_names",
+    "check_model",
     "dataset_builder",
     "dataset_names",
     "dtype_names",
@@ -327,18 +329,45 @@ def get_model(name: str, input_shape: tuple[int, ...] | None = None, **kwargs: A
 
     if name in model.MODELS:
         return model.get_model(name, **kwargs)
-    hint = difflib.get_close_matches(name, model_names(), n=1) if isinstance(name, str) else []
-    guess = f"did you mean {hint[0]!r}? " if hint else ""
     if input_shape is None:
-        raise ValueError(f"model {name!r} is not one of {model_names()}; {guess}a spec string "
+        hint = _model_hint(name)
+        raise ValueError(f"model {name!r} is not one of {model_names()}; "
+                         f"{f'did you mean {hint!r}? ' if hint else ''}a spec string "
                          "also needs input_shape=(features,) or (C, H, W)")
     try:
         return model.build(name, input_shape, **kwargs)
     except ValueError as exc:
-        if not hint:
-            raise
-        raise ValueError(f"model {name!r} is not a named model: {guess}As a spec string: "
-                         f"{exc}") from None
+        raise _with_model_hint(name, exc) from None
+
+
+def check_model(name: str) -> None:
+    """Refuse a ``name`` that is neither a named model nor a spec string that parses, without
+    building anything (so before any data is loaded; sizes that do not fit the data are
+    found when the model is built). The same ``ValueError`` as :func:`get_model`."""
+    from refimpl import model
+
+    if name in model.MODELS:
+        return
+    try:
+        model.parse(name)
+    except ValueError as exc:
+        raise _with_model_hint(name, exc) from None
+
+
+def _model_hint(name: Any) -> str | None:
+    """The model name closest to ``name`` (``"mpl"`` -> ``"mlp"``), if one is close."""
+    hint = difflib.get_close_matches(name, model_names(), n=1) if isinstance(name, str) else []
+    return hint[0] if hint else None
+
+
+def _with_model_hint(name: Any, exc: ValueError) -> ValueError:
+    """``exc`` (a spec that does not parse or build), led by a suggestion when ``name`` is
+    close to a model name."""
+    hint = _model_hint(name)
+    if hint is None:
+        return exc
+    return ValueError(f"model {name!r} is not a named model: did you mean {hint!r}? As a spec "
+                      f"string: {exc}")
 
 
 # ----------------------------------------------------------------------------- data sets

@@ -186,6 +186,17 @@ def test_a_model_name_typo_suggests_the_name_and_keeps_the_grammar(tmp_path, cap
     assert not out.exists()
 
 
+def test_a_model_typo_is_found_before_the_data_loads(tmp_path, capsys):
+    """With a data set that cannot be found, the model's message comes first: the spec is
+    checked before any data is read."""
+    refused(capsys, ["train", "--model", "mpl", "--data", "fashion-mnist", "--data-path",
+                     str(tmp_path / "no-such-dir"), "--lr", "0.05"],
+            "did you mean 'mlp'?")
+    with pytest.raises(ValueError, match="did you mean 'mlp'"):
+        registry.check_model("mpl")
+    registry.check_model("flatten,dense:8,relu,dense:10")  # parses: accepted, nothing built
+
+
 def test_get_model_suggests_the_closest_name():
     with pytest.raises(ValueError, match="did you mean 'lrpo_cnn'"):
         registry.get_model("lrpo_cn", (1, 28, 28))
