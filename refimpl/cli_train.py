@@ -200,9 +200,16 @@ def _check_scheduler_args(kwargs: dict) -> None:
     import inspect
 
     parameters = inspect.signature(registry.make_scheduler).parameters.values()
-    for key in (p.name for p in parameters if p.kind is not p.VAR_KEYWORD):
+    _refuse_keys_set_by_the_run(kwargs, {
+        p.name: SET_BY_THE_RUN.get(p.name, f"refimpl train sets {p.name} itself")
+        for p in parameters if p.kind is not p.VAR_KEYWORD})
+
+
+def _refuse_keys_set_by_the_run(kwargs: dict, reasons: dict[str, str]) -> None:
+    """Refuse the first ``--scheduler-args`` key in ``reasons`` (key -> which option sets
+    it), with that reason and the fix."""
+    for key, reason in reasons.items():
         if key in kwargs:
-            reason = SET_BY_THE_RUN.get(key, f"refimpl train sets {key} itself")
             raise CLIError(f"--scheduler-args {key}={_shown(kwargs[key])}: {reason} "
                            f"(drop {key}= from --scheduler-args)")
 
@@ -591,11 +598,9 @@ def _lrpo_arguments(args) -> dict:
 def _check_lrpo_args(args, kwargs: dict) -> None:
     """Refuse a ``--scheduler-args`` key of ``--scheduler lrpo`` that the run sets from
     another option, naming that option."""
-    for key in [*_lrpo_arguments(args), "metadata"]:
-        if key in kwargs:
-            option = LRPO_SET_BY_THE_RUN.get(key, "refimpl train")
-            raise CLIError(f"--scheduler-args {key}={_shown(kwargs[key])}: set by {option} "
-                           f"for --scheduler lrpo (drop {key}= from --scheduler-args)")
+    _refuse_keys_set_by_the_run(kwargs, {
+        key: f"set by {LRPO_SET_BY_THE_RUN.get(key, 'refimpl train')} for --scheduler lrpo"
+        for key in [*_lrpo_arguments(args), "metadata"]})
 
 
 def _run_lrpo(args, model, train, val, extra: dict):

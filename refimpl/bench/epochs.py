@@ -679,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.profile:
         return _profile(args, report, "torch" in backends)
     for model in args.models.split(","):
-        print(f"bench {model}: {', '.join(backends)}", file=sys.stderr, flush=True)
+        _progress(f"bench {model}: {', '.join(backends)}")
         report["models"][model] = bench_model(model, backends, args)
     report["machine"] = machine_info()
     markdown = format_markdown(report)

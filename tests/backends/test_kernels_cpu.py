@@ -23,11 +23,7 @@ from hypothesis import strategies as st
 
 import refimpl.kernels.numba as nb
 from refimpl import ops
-from tests.backends.test_backends import DTYPES, assert_close
-
-
-def _random(rng, shape, dtype):
-    return rng.standard_normal(shape).astype(dtype)
+from tests.backends.test_backends import DTYPES, _random, assert_close
 
 
 # --- threaded loops ------------------------------------------------------------------------
