@@ -1,12 +1,15 @@
 """Paper reproductions: one module per study, the table of studies, and ``refimpl reproduce``.
 
-    refimpl reproduce NAME [--quick] [--out DIR] [--seed N]
+    refimpl reproduce NAME [--quick] [--out DIR] [--seed N] [--results DIR] [--report]
 
-Each study module exposes ``run(quick=False, out=None, seed=0) -> StudyResult``
-(:mod:`refimpl.experiments.common`); ``--quick`` is the CI size (5-40 s per study from the
-command line on a shared 2-core CPU), the default is the scaled-down full size whose tables
-live in docs/results.md (1-25 minutes per study). Each finished run prints one line on
-stderr (:mod:`refimpl.experiments._records`).
+Each study module exposes ``run(quick=False, out=None, seed=0, results=None, report=False)
+-> StudyResult`` (:mod:`refimpl.experiments.common`); ``--quick`` is the CI size (5-40 s per
+study from the command line on a shared 2-core CPU), the default is the full size whose
+tables live in docs/results.md. A full study appends each finished run to
+``results/NAME.jsonl`` and skips the runs already there, so it accumulates over several
+sittings; ``--report`` trains nothing and builds the tables from the runs that have
+finished, stating n per cell (:mod:`refimpl.experiments._records`). Each finished run
+prints one line on stderr.
 On a machine shared with other jobs, ``NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1`` avoids
 threaded kernels competing for an oversubscribed CPU.
 
@@ -49,9 +52,12 @@ def get_study(name: str):
     return importlib.import_module(STUDIES[name][0])
 
 
-def run_study(name: str, quick: bool = False, out: str | Path | None = None, seed: int = 0):
-    """Run one study; return its :class:`~refimpl.experiments.common.StudyResult`."""
-    return get_study(name).run(quick=quick, out=out, seed=seed)
+def run_study(name: str, quick: bool = False, out: str | Path | None = None, seed: int = 0,
+              results: str | Path | None = None, report: bool = False):
+    """Run one study (or, with ``report``, tabulate its finished runs from ``results``);
+    return its :class:`~refimpl.experiments.common.StudyResult`."""
+    return get_study(name).run(quick=quick, out=out, seed=seed, results=results,
+                               report=report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("out/reproduce"),
                         help="directory for figures and NAME.json (out/reproduce)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (0)")
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="directory of the full runs' record files NAME.jsonl, one line "
+                             "per finished run, read to skip finished runs (results)")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: build the tables and figures from the runs "
+                             "recorded so far, with n per cell")
     return parser
 
 
@@ -81,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from refimpl.data import DataNotFoundError
 
     try:
-        result = run_study(args.name, quick=args.quick, out=args.out, seed=args.seed)
+        result = run_study(args.name, quick=args.quick, out=args.out, seed=args.seed,
+                           results=args.results, report=args.report)
     except DataNotFoundError as exc:  # full runs need the Fashion-MNIST files
         print(f"refimpl reproduce: error: {exc.message(path_option='', sample='--quick')}",
               file=sys.stderr)

@@ -1,10 +1,21 @@
 """Resumable studies: one JSON line per finished run, skipped when the study runs again.
 
-A long study (``refimpl reproduce NAME --out DIR``) appends every finished run to
-``DIR/NAME-runs.jsonl`` as ``{"key": ..., "record": ...}``; run again with the same ``--out``
-it reads the file and trains only the runs not yet in it, so a stopped study continues
-where it stopped. The key is the run's settings as canonical JSON (sorted keys), so a
-changed setting is a new run. Without ``out`` (the tests) records live in memory only.
+A study's full-size runs are appended to ``results/NAME.jsonl`` (``refimpl reproduce NAME
+--results DIR`` names another directory; ``--quick`` runs go to ``OUT/NAME-quick.jsonl``),
+one line per finished run::
+
+    {"key": ..., "settings": {...}, "record": {...}, "machine": "...", "wall_s": 41.2,
+     "finished": "2026-12-05T09:40:11Z"}
+
+The key is the run's settings as canonical JSON (sorted keys), so a changed setting is a new
+run. Run again, a study reads the file and trains only the runs not yet in it, so a stopped
+study continues where it stopped, and the file can be committed as runs land, so a long
+study accumulates over several sessions. Without a directory (the tests) records live in
+memory only.
+
+``refimpl reproduce NAME --report`` trains nothing: :meth:`RunRecords.get_or_run` then
+returns ``None`` for a run not yet in the file, and the study builds its tables from the
+runs that have finished, stating ``n`` per cell (:func:`cell`).
 
 A study talks while it works: each run it trains prints one line on stderr when it
 finishes (``[NAME] run 3/24 done in 4.2 s: opt=adam, net=mlp, ...``), and runs read back
@@ -19,11 +30,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from refimpl.safety import json_safe
 
-__all__ = ["RunRecords", "progress"]
+__all__ = ["RunRecords", "cell", "progress", "records_for"]
 
 
 def progress(study: str, text: str) -> None:
@@ -36,27 +46,32 @@ class RunRecords:
 
     Parameters
     ----------
-    out : path or None
-        The study's output directory; ``None`` keeps the records in memory.
+    directory : path or None
+        Where the file lives (``directory/NAME.jsonl``); ``None`` keeps the records in
+        memory.
     name : str
-        The study's name (the file is ``out/NAME-runs.jsonl``).
+        The record file's name without ``.jsonl``; progress lines are headed by it.
     total : int, optional
         How many runs the study asks for, shown in the progress lines (``run 3/24``).
+    report : bool
+        Train nothing: :meth:`get_or_run` returns ``None`` for a run not in the file.
     """
 
-    def __init__(self, out: str | os.PathLike | None, name: str, total: int | None = None):
-        self.path = None if out is None else Path(out) / f"{name}-runs.jsonl"
-        self.name, self.total = name, total
+    def __init__(self, directory: str | os.PathLike | None, name: str,
+                 total: int | None = None, report: bool = False):
+        self.path = None if directory is None else Path(directory) / f"{name}.jsonl"
+        self.name, self.total, self.report = name, total, report
         self._asked = 0  # get_or_run calls so far: the run's number in the progress lines
-        self._done: dict[str, Any] = {}
+        self.missing = 0  # runs asked for in report mode that have not finished
+        self._done: dict[str, dict] = {}
         if self.path is not None and self.path.is_file():
             for line in self.path.read_text().splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a killed run: redo that run
                     continue
-                self._done[entry["key"]] = entry["record"]
-        if self._done:
+                self._done[entry["key"]] = entry
+        if self._done and not report:
             progress(name, f"{len(self._done)} finished runs read from {self.path}; they are "
                            "not trained again")
 
@@ -65,22 +80,62 @@ class RunRecords:
         """The canonical JSON of a run's settings."""
         return json.dumps(json_safe(settings), sort_keys=True, separators=(",", ":"))
 
-    def get_or_run(self, settings: dict, run: Callable[[], dict]) -> dict:
-        """The stored record of ``settings``, or ``run()``'s, appended to the file first."""
+    def get_or_run(self, settings: dict, run: Callable[[], dict]) -> dict | None:
+        """The stored record of ``settings``, or ``run()``'s, appended to the file first.
+
+        In report mode a run not yet finished is not trained: the answer is ``None``.
+        """
         key = self.key(settings)
         self._asked += 1
         if key not in self._done:
+            if self.report:
+                self.missing += 1
+                return None
+            from refimpl.experiments.common import machine
+
             started = time.perf_counter()
             record = json_safe(run())
+            wall = time.perf_counter() - started
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            entry = {"key": key, "settings": json_safe(settings), "record": record,
+                     "machine": machine(load=False), "load": load, "wall_s": round(wall, 3),
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a") as handle:
-                    handle.write(json.dumps({"key": key, "record": record}) + "\n")
-            self._done[key] = record
+                with open(self.path, "a") as handle:  # one write per line: a kill cuts
+                    handle.write(json.dumps(entry) + "\n")  # at most the last line
+            self._done[key] = entry
             number = f"{self._asked}/{self.total}" if self.total else str(self._asked)
-            progress(self.name, f"run {number} done in {time.perf_counter() - started:.1f} s: "
-                                f"{_brief(settings)}")
-        return self._done[key]
+            progress(self.name, f"run {number} done in {wall:.1f} s: {_brief(settings)}")
+        return self._done[key]["record"]
+
+    def wall_seconds(self) -> float:
+        """Summed training time of the finished runs in the file (the tables' wall time)."""
+        return float(sum(entry.get("wall_s", 0.0) for entry in self._done.values()))
+
+    def machines(self) -> list[str]:
+        """The distinct machine lines (CPU count and versions) of the finished runs."""
+        return sorted({entry["machine"] for entry in self._done.values() if "machine" in entry})
+
+
+def records_for(name: str, quick: bool, out, results, report: bool = False,
+                total: int | None = None) -> RunRecords:
+    """The record file of study ``name``: ``results/NAME.jsonl`` for a full run given a
+    results directory, ``out/NAME-quick.jsonl`` (or ``out/NAME.jsonl``) otherwise, memory
+    when neither is given."""
+    if quick:
+        return RunRecords(out, f"{name}-quick", total, report)
+    return RunRecords(results if results is not None else out, name, total, report)
+
+
+def cell(values, asked: int, text: str) -> str:
+    """A table cell ``text`` over ``len(values)`` finished runs of the ``asked``: the text
+    itself when all have finished, ``text (n=k of N)`` while some are still to run, and
+    ``not run yet (0 of N)`` when none has."""
+    n = len(values)
+    if n == 0:
+        return f"not run yet (0 of {asked})"
+    return text if n == asked else f"{text} (n={n} of {asked})"
 
 
 def _brief(settings: dict, width: int = 100) -> str:

@@ -131,15 +131,17 @@ def data_source(quick: bool) -> str:
     return "sample" if quick else "full"
 
 
-def machine() -> str:
-    """One line naming the CPU count, load and versions (benchmarks must say where)."""
+def machine(load: bool = True) -> str:
+    """One line naming the CPU count, load (unless ``load=False``) and versions (benchmarks
+    must say where)."""
     import numba
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    now = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     threads = os.environ.get("NUMBA_NUM_THREADS", "default")
-    return (f"{platform.machine()} {os.cpu_count()} cores (load {load:.1f} at start, "
-            f"shared), Python {platform.python_version()}, NumPy {np.__version__}, "
-            f"Numba {numba.__version__}, NUMBA_NUM_THREADS={threads}")
+    return (f"{platform.machine()} {os.cpu_count()} cores"
+            + (f" (load {now:.1f} at start, shared)" if load else "")
+            + f", Python {platform.python_version()}, NumPy {np.__version__}, "
+              f"Numba {numba.__version__}, NUMBA_NUM_THREADS={threads}")
 
 
 class Timer:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.data import load_fashion_mnist
-from refimpl.experiments._records import RunRecords
+from refimpl.experiments._records import records_for
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.experiments.common import data_source as _source
 from refimpl.model import get_model
@@ -77,7 +77,8 @@ def final_loss(loss: list, steps: int) -> float:
 
 
 def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
-        backend: str = "numba", **overrides) -> StudyResult:
+        backend: str = "numba", results: str | Path | None = None,
+        report: bool = False, **overrides) -> StudyResult:
     """Pretrain once, fine-tune per (F, seed); threshold and spread above it."""
     cfg = {**(QUICK if quick else FULL), **overrides}
     result = StudyResult("greedy-factor-sweep", quick, machine=machine())
@@ -93,7 +94,7 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                                subset=cfg["steps"] * 32, seed=seed + 1, flatten=True)
     order = np.random.default_rng(seed).permutation(len(train[0]))
     train = (train[0][order], train[1][order])
-    records = RunRecords(out, "greedy-factor-sweep" + ("-quick" if quick else ""),
+    records = records_for("greedy-factor-sweep", quick, out, results, report,
                          total=len(cfg["factors"]) * cfg["seeds"])
     runs: dict[tuple, dict] = {}
     state = None

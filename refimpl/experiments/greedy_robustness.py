@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.experiments._records import RunRecords, progress
+from refimpl.experiments._records import progress, records_for
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.model import MODELS
 from refimpl.schedulers import (
@@ -288,7 +288,8 @@ def recovery(observed, final: float) -> float:
 
 
 def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
-        **overrides) -> StudyResult:
+        results: str | Path | None = None,
+        report: bool = False, **overrides) -> StudyResult:
     """Functions and networks x noises x schedulers x seeds, over Adam and SGD-momentum."""
     cfg = {**(QUICK if quick else FULL), **overrides}
     result = StudyResult("greedy-robustness", quick, machine=machine())
@@ -318,7 +319,7 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
             from refimpl.experiments.common import data_source
             train = load_fashion_mnist("train", source=data_source(quick),
                                        subset=cfg["n_train"], seed=seed, flatten=True)
-            records = RunRecords(out, "greedy-robustness" + ("-quick" if quick else ""),
+            records = records_for("greedy-robustness", quick, out, results, report,
                                  total=len(OPTIMIZERS) * len(cfg["networks"]) * len(NOISES)
                                  * len(SCHEDULERS) * cfg["net_seeds"])
             for opt in OPTIMIZERS:

@@ -33,7 +33,8 @@ QUICK = {"n_train": 128, "n_val": 256, "trad_epochs": 8, "pretrain": 3, "jump": 
 
 
 def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
-        backend: str = "numba", **overrides) -> StudyResult:
+        backend: str = "numba", results: str | Path | None = None,
+        report: bool = False, **overrides) -> StudyResult:
     """Run both trainings; return the comparison table (paper beside ours)."""
     cfg = {**(QUICK if quick else FULL), **overrides}
     train = load_fashion_mnist("train", source=_source(quick), subset=cfg["n_train"], seed=seed)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refimpl.experiments._records import RunRecords
+from refimpl.experiments._records import records_for
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.pinn import HelmholtzPINN, train_pinn
 from refimpl.schedulers.dlrs import DLRS
@@ -57,7 +57,8 @@ def train_one(frequency: float, method: str, shuffle: bool, cfg: dict, seed: int
 
 
 def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
-        **overrides) -> StudyResult:
+        results: str | Path | None = None,
+        report: bool = False, **overrides) -> StudyResult:
     """Fixed-rate and DLRS PINNs per frequency and batch order; errors, stop and floor epochs."""
     cfg = {**(QUICK if quick else FULL), **overrides}
     result = StudyResult("pinn-helmholtz", quick, machine=machine())
@@ -71,7 +72,7 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                           "10 per epoch), 10,000 epochs, same network, NVIDIA A5000")
     units = [(f, order) for order in cfg["orders"] for f in cfg["frequencies"]]
     units += [(f, "fixed") for f in cfg["grid"] if f not in cfg["frequencies"]]
-    records = RunRecords(out, "pinn-helmholtz" + ("-quick" if quick else ""),
+    records = records_for("pinn-helmholtz", quick, out, results, report,
                          total=2 * len(units))
     runs: dict = {}
     with Timer() as timer:

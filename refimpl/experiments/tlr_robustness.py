@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.data import load_fashion_mnist
-from refimpl.experiments._records import RunRecords
+from refimpl.experiments._records import records_for
 from refimpl.experiments.common import StudyResult, Table, Timer, machine, new_figure, save_figure
 from refimpl.experiments.common import data_source as _source
 from refimpl.layers import Dropout
@@ -67,7 +67,8 @@ def train_one(rule: str, lr: float, batch: int, seed: int, train, epochs: int,
 
 
 def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
-        backend: str = "numba", **overrides) -> StudyResult:
+        backend: str = "numba", results: str | Path | None = None,
+        report: bool = False, **overrides) -> StudyResult:
     """Fixed rate vs TLR over SGD, per batch size and initial lr; mean +- std over the lrs."""
     cfg = {**(QUICK if quick else FULL), **overrides}
     subset = None if cfg["n_train"] >= 60000 else cfg["n_train"]
@@ -80,7 +81,7 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                     f"float32, backend {backend}")
     result.paper_scale = ("MNIST 60,000 images, 20 epochs, initial lr 1e-1 ... 1e-5, batch "
                           "64/128/256/512, p = 0.20, gamma = 0.33 (and a 1e-9 start)")
-    records = RunRecords(out, "tlr-robustness" + ("-quick" if quick else ""),
+    records = records_for("tlr-robustness", quick, out, results, report,
                          total=len(cfg["batches"]) * len(RULES) * len(cfg["lrs"])
                          + bool(cfg["adapt_lr"]))
     runs: dict[tuple, dict] = {}

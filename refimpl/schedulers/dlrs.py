@@ -209,6 +209,8 @@ class Adacomp(Scheduler):
 
     interval = "step"
     signal = "loss"
+    #: names the rule above; studies key their Adacomp runs by it, so change it with the rule
+    rule = "interpretation-1"
     _state_keys = ("beta_inc", "beta_dec", "min_lr", "max_lr", "prev_loss")
 
     def __init__(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from refimpl import experiments
-from refimpl.experiments._records import RunRecords
+from refimpl.experiments._records import RunRecords, cell
 
 
 def test_each_run_trained_prints_one_line_and_stored_runs_are_announced(tmp_path, capsys):
@@ -34,10 +34,30 @@ def test_each_run_trained_prints_one_line_and_stored_runs_are_announced(tmp_path
                             lambda: run(99)) == {"value": 1}
     again.get_or_run({"study": "study", "a": 3, "grid": [1, 2]}, lambda: run(3))
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == f"[study] 2 finished runs read from {tmp_path / 'study-runs.jsonl'}; " \
+    assert lines[0] == f"[study] 2 finished runs read from {tmp_path / 'study.jsonl'}; " \
                        "they are not trained again"
     assert lines[1].startswith("[study] run 2/3 done in ") and lines[1].endswith(": a=3")
     assert calls == [1, 2, 3] and len(lines) == 2
+    entry = json.loads((tmp_path / "study.jsonl").read_text().splitlines()[0])
+    assert entry["settings"] == {"study": "study", "a": 1, "grid": [1, 2]}
+    assert entry["record"] == {"value": 1} and entry["wall_s"] >= 0
+    assert "cores" in entry["machine"] and "load" not in entry["machine"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["finished"])
+
+
+def test_report_mode_trains_nothing_and_counts_what_is_missing(tmp_path):
+    records = RunRecords(tmp_path, "study", total=2)
+    records.get_or_run({"a": 1}, lambda: {"value": 1})
+    report = RunRecords(tmp_path, "study", total=2, report=True)
+    assert report.get_or_run({"a": 1}, lambda: 1 / 0) == {"value": 1}
+    assert report.get_or_run({"a": 2}, lambda: 1 / 0) is None
+    assert report.missing == 1 and not (tmp_path / "study.jsonl").read_text().count("\n") - 1
+
+
+def test_a_cell_states_n_while_runs_are_missing():
+    assert cell([1.0, 2.0], 2, "1.5") == "1.5"
+    assert cell([1.0], 3, "1") == "1 (n=1 of 3)"
+    assert cell([], 3, "") == "not run yet (0 of 3)"
 
 
 def test_refimpl_reproduce_reports_every_run_on_stderr(tmp_path, capsys):
