@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test venv clean lint
+.PHONY: demo test venv clean lint results-page
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,15 @@ demo: $(STAMP)
 test: $(TEST_STAMP)
 	NUMBA_ENABLE_CUDASIM=$${NUMBA_ENABLE_CUDASIM-1} HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE-ci} \
 		$(BIN)/python -m pytest -q
+
+# The tables of docs/results.md from the runs recorded in results/ (trains nothing); the
+# figures land in docs/figures. tests/experiments/test_results_page.py checks the page.
+STUDIES := pinn-helmholtz greedy-robustness greedy-factor-sweep tlr-robustness dlrs-batch lrpo
+results-page: $(STAMP)
+	for study in $(STUDIES); do \
+		$(BIN)/refimpl reproduce $$study --report --out out/report --page docs/results.md \
+			> /dev/null || exit 1; done
+	cp out/report/results_*.png docs/figures/
 
 lint:
 	$(BIN)/ruff check refimpl tests

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", action="store_true",
                         help="train nothing: build the tables and figures from the runs "
                              "recorded so far, with n per cell")
+    parser.add_argument("--page", type=Path, default=None, metavar="FILE",
+                        help="with --report: write the tables into FILE between the study's "
+                             "marker lines (docs/results.md)")
     return parser
 
 
@@ -90,6 +93,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed < 0:
         print("refimpl reproduce: error: --seed must be >= 0", file=sys.stderr)
         return 2
+    if args.page is not None:
+        from refimpl.experiments.page import read_block
+
+        problem = None
+        if not args.report:
+            problem = "--page needs --report (a page is written from recorded runs)"
+        else:
+            try:  # the page and its block must exist before the work starts
+                read_block(args.page, args.name)
+            except (OSError, ValueError) as exc:
+                problem = f"--page {args.page}: {exc}"
+        if problem:
+            print(f"refimpl reproduce: error: {problem}", file=sys.stderr)
+            return 2
     from refimpl.data import DataNotFoundError
 
     try:
@@ -101,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(result.markdown())
     print(f"record: {result.save(args.out)}")
+    if args.page is not None:
+        from refimpl.experiments.page import write_block
+
+        write_block(args.page, args.name, result.page_block())
+        print(f"page: {args.page} (block {args.name})")
     return 0
 
 

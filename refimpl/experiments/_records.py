@@ -64,6 +64,7 @@ class RunRecords:
         self._asked = 0  # get_or_run calls so far: the run's number in the progress lines
         self.missing = 0  # runs asked for in report mode that have not finished
         self._done: dict[str, dict] = {}
+        self._keys: set[str] = set()  # the runs asked for (the file may hold others)
         if self.path is not None and self.path.is_file():
             for line in self.path.read_text().splitlines():
                 try:
@@ -87,6 +88,7 @@ class RunRecords:
         """
         key = self.key(settings)
         self._asked += 1
+        self._keys.add(key)
         if key not in self._done:
             if self.report:
                 self.missing += 1
@@ -109,13 +111,17 @@ class RunRecords:
             progress(self.name, f"run {number} done in {wall:.1f} s: {_brief(settings)}")
         return self._done[key]["record"]
 
-    def wall_seconds(self) -> float:
-        """Summed training time of the finished runs in the file (the tables' wall time)."""
-        return float(sum(entry.get("wall_s", 0.0) for entry in self._done.values()))
-
-    def machines(self) -> list[str]:
-        """The distinct machine lines (CPU count and versions) of the finished runs."""
-        return sorted({entry["machine"] for entry in self._done.values() if "machine" in entry})
+    def summary(self) -> dict:
+        """What a report says about its records: the file, how many of the asked runs
+        have finished, when, their summed training time, and the machines they ran on."""
+        asked = [entry for key, entry in self._done.items() if key in self._keys]
+        finished = sorted(entry.get("finished", "") for entry in asked)
+        return {"file": None if self.path is None else self.path.as_posix(),
+                "finished": len(asked), "asked": self.total,
+                "wall_s": float(sum(entry.get("wall_s", 0.0) for entry in asked)),
+                "first": finished[0][:10] if finished else None,
+                "last": finished[-1][:10] if finished else None,
+                "machines": sorted({entry["machine"] for entry in asked if "machine" in entry})}
 
 
 def records_for(name: str, quick: bool, out, results, report: bool = False,

@@ -73,6 +73,8 @@ class StudyResult:
     wall_time: float = 0.0
     machine: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    #: where the numbers come from: :meth:`RunRecords.summary` of the study's record file
+    records: dict[str, Any] | None = None
 
     def table(self, title_start: str) -> Table:
         """The first table whose title starts with ``title_start``."""
@@ -90,6 +92,22 @@ class StudyResult:
         parts += [f"- {note}" for note in self.notes]
         parts += [f"- figure: {path}" for path in self.figures]
         return "\n".join(parts)
+
+    def page_block(self) -> str:
+        """The part of docs/results.md that ``refimpl reproduce NAME --report --page`` writes:
+        where the numbers come from, the tables and the notes (the prose around it is the
+        page's own)."""
+        parts = [f"Scale: {self.scale}", "", f"Paper's scale: {self.paper_scale}", ""]
+        if self.records is not None:
+            rec = self.records
+            when = f", {rec['first']} to {rec['last']}" if rec["finished"] else ""
+            parts += [f"Runs: {rec['finished']} of {rec['asked']} finished (`{rec['file']}`"
+                      f"{when}), {rec['wall_s'] / 60:.1f} minutes of training"
+                      + "".join(f"; {m}" for m in rec["machines"]) + ".", ""]
+        for table in self.tables:
+            parts += [table.markdown(), ""]
+        parts += [f"- {note}" for note in self.notes]
+        return "\n".join(parts).rstrip() + "\n"
 
     def to_json(self) -> str:
         payload = {k: v for k, v in vars(self).items() if k != "tables"}

@@ -107,7 +107,8 @@ def run(quick: bool = False, out: str | Path | None = None, seed: int = 0,
                         record = records.get_or_run(settings, partial(one, method, batch, s))
                         if record is not None:
                             runs[batch, method, s] = record
-    result.wall_time = records.wall_seconds() if report else timer.seconds
+    result.wall_time = timer.seconds
+    result.records = records.summary()
     if records.missing:
         result.notes.append(f"{records.missing} of {records.total} runs have not finished; "
                             "their cells give n")
