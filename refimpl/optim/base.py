@@ -51,7 +51,7 @@ gradient, and the weight-decay term where there is one).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -242,13 +242,20 @@ class Optimizer:
     def _flat_params(self) -> list[np.ndarray]:
         return [p for group in self.param_groups for p in group["params"]]
 
-    def step(self, grads: Sequence[np.ndarray | None], *, copy_grads: bool = True) -> None:
+    def step(self, grads: Sequence[np.ndarray | None], *, copy_grads: bool = True,
+             update: Callable | None = None) -> None:
         """Update every parameter in place from its gradient (same order as the params).
 
         ``copy_grads=False`` skips the one copy ``explain()`` takes of a gradient array the
         caller owns: ``explain()`` then reads the array as it is when it is called. The trainer
         passes False (it refills its gradient buffers only at the next backward pass, and a
         copy of every gradient is a tenth of a small MLP's step).
+
+        ``update``: a faster form of this optimizer's per-parameter rule from a kernel
+        backend (e.g. :func:`refimpl.kernels.numba.optim.update_for`), called as
+        ``update(self, param, grad, state, group)`` in place of ``_update``, with the same
+        result; it returns ``NotImplemented`` for a case it does not cover, and ``_update``
+        runs instead.
         """
         grads = list(grads)
         n_params = sum(len(group["params"]) for group in self.param_groups)
@@ -273,7 +280,11 @@ class Optimizer:
                         grad = -grad
                     if grad is given and copy_grads:  # the caller's memory: keep a copy
                         grad = grad.copy()
-                    used = self._update(param, grad, self.state.setdefault(index, {}), group)
+                    state = self.state.setdefault(index, {})
+                    used = (NotImplemented if update is None
+                            else update(self, param, grad, state, group))
+                    if used is NotImplemented:
+                        used = self._update(param, grad, state, group)
                     self._used[index] = {"grad": grad, "hyper": hyper, **(used or {})}
                 index += 1
 

@@ -268,9 +268,12 @@ class Trainer:
         logits = self.model.forward(xb)
         loss, dlogits = self._loss_fn(logits, yb)
         grads = self._backward(dlogits) if math.isfinite(loss) else None
-        if not all_finite(loss, grads):
+        backend = kernels.get_backend(getattr(self.model, "backend", "numpy"))
+        fast = getattr(backend, "optim", None)  # one-pass updates and checks, where it has them
+        if not all_finite(loss, grads, fast and fast.array_finite):
             return self._non_finite(loss, lr, started)
-        self.optimizer.step(grads, copy_grads=False)  # buffers unchanged until the next backward
+        # copy_grads=False: the gradient buffers stay unchanged until the next backward
+        self.optimizer.step(grads, copy_grads=False, update=fast and fast.update_for(self.optimizer))
         self._record_step(float(loss), lr, started)
         self._accumulate(float(loss), logits, yb)
         if self.scheduler is not None and self.scheduler.interval == "step":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -42,10 +42,12 @@ class Rollback(Exception):
         self.reason = reason
 
 
-def all_finite(loss: float, grads: Sequence[np.ndarray] | None) -> bool:
-    """True when ``loss`` and every gradient array are finite."""
-    return math.isfinite(loss) and grads is not None and all(
-        np.isfinite(g).all() for g in grads)
+def all_finite(loss: float, grads: Sequence[np.ndarray] | None,
+               array_finite: Callable[[np.ndarray], bool] | None = None) -> bool:
+    """True when ``loss`` and every gradient array are finite (``array_finite``: a backend's
+    faster form of ``np.isfinite(a).all()``)."""
+    finite = array_finite or (lambda a: bool(np.isfinite(a).all()))
+    return math.isfinite(loss) and grads is not None and all(finite(g) for g in grads)
 
 
 def rollback_scale(count: int) -> float:

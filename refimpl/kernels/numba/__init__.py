@@ -9,7 +9,8 @@ the output, and ``conv2d_relu_maxpool2d_*`` also pools in that pass, with the po
 of :mod:`refimpl.kernels.numba.pool` (its oracle is
 :func:`refimpl.ops.fused.conv2d_relu_maxpool2d_forward`); ``profile`` times the phases
 of every kernel on request (:mod:`refimpl.kernels.numba.profile`, ``refimpl bench --profile``). ``sched`` holds
-the scheduler kernels (:mod:`refimpl.kernels.numba.sched`).
+the scheduler kernels (:mod:`refimpl.kernels.numba.sched`), ``optim`` the one-pass SGD
+update and finite check the trainer uses on this backend (:mod:`refimpl.kernels.numba.optim`).
 
 Importing this module changes no process-wide setting. How many threads the parallel
 loops use is decided per machine by a short measurement at the first kernel call, cached
@@ -28,7 +29,7 @@ import time
 
 import numpy as np
 
-from refimpl.kernels.numba import sched, tuning
+from refimpl.kernels.numba import optim, sched, tuning
 from refimpl.kernels.numba.activations import (
     PARALLEL_MIN_SIZE,
     cos_backward,
