@@ -13,7 +13,7 @@ import pytest
 from refimpl.kernels.numba import optim as fast
 from refimpl.optim import SGD, Adam
 
-FLAGS = [dict(momentum=m, dampening=d, nesterov=n, weight_decay=w)
+FLAGS = [{"momentum": m, "dampening": d, "nesterov": n, "weight_decay": w}
          for m, d, n, w in itertools.product((0.0, 0.9), (0.0, 0.3), (False, True), (0.0, 1e-2))
          if not (n and (m == 0 or d != 0))]
 
@@ -94,8 +94,9 @@ def test_trainer_on_numba_trains_as_with_the_numpy_update(monkeypatch):
     for use_kernel in (True, False):
         model = build("dense:200,relu,dense:10", (300,), seed=0, backend="numba")
         opt = SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-        if not use_kernel:  # the NumPy rule: decline every parameter
-            opt.step = (lambda step: lambda grads, **kw: step(grads, copy_grads=False))(opt.step)
+        if not use_kernel:  # the NumPy rule: the trainer's update is dropped
+            numpy_step = opt.step
+            opt.step = lambda grads, step=numpy_step, **_: step(grads, copy_grads=False)
         trainer = Trainer(model, opt, batch_size=64, seed=0, progress=False)
         histories.append((trainer.fit((X, y), epochs=2).loss,
                           [p.copy() for p in model.parameters()]))

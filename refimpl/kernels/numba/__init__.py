@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 
-from refimpl.kernels.numba import optim, sched, tuning
+from refimpl.kernels.numba import optim as optim  # beside the contract: the trainer's updates
+from refimpl.kernels.numba import sched, tuning
 from refimpl.kernels.numba.activations import (
     PARALLEL_MIN_SIZE,
     cos_backward,
