@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import Scheduler, check_lr
+from .checks import check_factor
 
 
 def normalized_slope(batch_losses: Sequence[float]) -> float:
@@ -175,62 +176,133 @@ class DLRS(Scheduler):
         }
 
 
+#: Widths of the two arctan terms of Adacomp's update that do not carry ``beta``: fixed
+#: constants of the rule (the same in every script of the authors' code release).
+COMPENSATION_WIDTH = 5.0
+SETBACK_WIDTH = 5.5
+#: Smallest ``beta`` that keeps every setback factor above 0 (see :func:`adacomp_rate`).
+MIN_BETA = 0.55
+
+
+def adacomp_rate(lr: float, decrease: float, beta: float = 0.6,
+                 tolerance: float = 1e-5) -> float:
+    """One Adacomp update (Li et al. 2021, Eq. (9)) of a rate ``lr >= 0``.
+
+    ``decrease`` is the drop of the loss since the previous call, ``l_prev - l_now``::
+
+        decrease >  tolerance:  lr/2 + lr * (1/2 + atan(decrease + 1/lr) / (5 pi))
+        decrease < -tolerance:  lr/2 + lr * (1/4 - atan(lr) / (beta pi)
+                                             + 1/4 - atan(1/lr - decrease) / (5.5 pi))
+        otherwise:              lr/2
+
+    Closed forms of the same update, which bound it: after progress the rate is multiplied
+    by ``1 + atan(decrease + 1/lr) / (5 pi)``, in (1, 1.1), closer to 1.1 the smaller the
+    rate; after a setback by ``1 - atan(lr) / (beta pi) - atan(1/lr + |decrease|) / (5.5 pi)``,
+    in (1 - 1/(2 beta) - 1/11, 1), near its low end for a large rate; that low end is > 0
+    for ``beta >= 0.55``. A rate of 0 stays 0 (every term is a multiple of it).
+    """
+    if lr == 0.0:
+        return 0.0
+    half = lr / 2.0
+    if decrease > tolerance:  # progress: compensate, more for a small rate
+        return half + lr * (0.5 + math.atan(decrease + 1.0 / lr) / (COMPENSATION_WIDTH * math.pi))
+    if decrease < -tolerance:  # setback: penalize, more for a large rate and a large rise
+        by_rate = 0.25 - math.atan(lr) / (beta * math.pi)
+        by_loss = 0.25 - math.atan(1.0 / lr - decrease) / (SETBACK_WIDTH * math.pi)
+        return half + lr * (by_rate + by_loss)
+    return half
+
+
 class Adacomp(Scheduler):
-    """Adacomp baseline: a zeroth-order rule on the last two losses (interpretation).
+    """Adacomp, Li, Ren, Zhao, Yang (2021), Applied Sciences 11(21):10184: the DLRS
+    paper's zeroth-order baseline, which moves the rate from loss values alone.
 
-    Paper 004 describes Adacomp (Li et al., 2021) only in words: it adapts the rate from the
-    difference between the previous and the current loss, "penalizes large learning rates and
-    compensates small learning rates"; the formula was lost in extraction. **Interpretation**
-    (stated here, used exactly): with ``r = (l_{t-1} - l_t) / |l_{t-1}|`` the relative
-    improvement of the last step and ``lr_0`` the initial rate::
+    After each optimizer step, with ``decrease = l_{t-1} - l_t`` the fall of the loss since
+    the previous step, every group's rate ``lr`` becomes :func:`adacomp_rate` ``(lr,
+    decrease)``, the paper's Eq. (9) (``beta`` is the constant that equation carries; the
+    paper sets it to 0.6 for its MNIST study)::
 
-        r >= 0 (progress):  lr <- lr + beta_inc * tanh(r) * lr_0**2 / (lr + lr_0)
-        r <  0 (setback):   lr <- lr / (1 + beta_dec * tanh(-r) * lr / lr_0)
-        lr <- clip(lr, min_lr, max_lr)
+        decrease >  tol:  lr/2 + lr * (1/2 + atan(decrease + 1/lr) / (5 pi))
+        decrease < -tol:  lr/2 + lr * (1/4 - atan(lr) / (beta pi)
+                                       + 1/4 - atan(1/lr - decrease) / (5.5 pi))
+        otherwise:        lr/2
+        lr <- clip(lr, min_lr, max_lr)          (no clip by default)
 
-    The increase is bounded (``tanh <= 1``) and shrinks as the rate grows ("compensates small
-    rates"); the decrease grows with the rate ("penalizes large rates"). Only loss values
-    are used, no gradients.
+    The paper's four requirements (its Section 3.2) read off this: a loss that rose lowers
+    the rate and one that fell raises it; the raise is bounded (at most 10%) and shrinks as
+    the rate grows, so small rates are compensated; the cut deepens with the rate (``atan(lr)
+    / (beta pi)`` tends to ``1/(2 beta)``), so large rates are penalized, and with the size
+    of the rise.
 
     Parameters
     ----------
     lr : float or list of float
-        Initial rate ``lr_0`` (> 0), per group.
-    beta_inc, beta_dec : float
-        Strength of the compensation and of the penalty (defaults 0.1 and 1.0).
+        Initial rate (> 0), per group.
+    beta : float
+        The penalty constant of Eq. (9): a smaller ``beta`` cuts large rates harder. Default
+        0.6, the paper's setting; must be >= 0.55 so that a setback keeps the rate positive.
+        (The authors' CIFAR-10 scripts use 5.)
+    tolerance : float
+        Dead band: ``|decrease| <= tolerance`` halves the rate. Default 1e-5.
     min_lr, max_lr : float
-        Clip range (defaults 1e-5 and 1.0).
+        Optional clip after every update (defaults 0 and ``None``: none, as in the paper).
 
     Notes
     -----
-    ``step(loss)`` after every optimizer step with the batch loss; the first call only stores
-    it. ``interval="step"``, ``signal="loss"``.
+    Source of the equation: the stored copies of the article lost its typeset mathematics,
+    so the terms above are read from the authors' code release (github.com/IoTDATALab/
+    Adacomp, ``main_adacomp.py`` and the other ``main_Adacomp*.py`` scripts), whose MNIST
+    script has ``beta = 0.6`` as its default as the paper's Eq. (9) setting does. That code
+    differs in four ways, all **interpretations** here:
+
+    * it writes 3.14 for pi; we use ``math.pi`` (the arctan terms differ by 5e-4 relative);
+    * the dead band ``tolerance = 1e-5`` and the halving inside it come from the code; with
+      ``tolerance=0`` only an unchanged loss halves the rate;
+    * ``decrease`` there is a sum of one-step differences since the last reset (every 10 or
+      20 batches, or the epoch start, depending on the script), i.e. the fall of the loss
+      over that window. Here it is the fall between the two most recent ``step`` calls:
+      calling ``step`` every ``k`` batches reproduces the scripts that update once per
+      window of ``k``;
+    * its first update compares the first loss with 0 (an empty buffer); here the first
+      call only stores the loss.
+
+    The MNIST scripts also switch to Adadelta, at the mean of the logged rates, for the
+    second half of the epochs: a protocol of those experiments, not part of the rule.
+
+    ``step(loss)`` after every optimizer step with the batch loss. ``interval="step"``,
+    ``signal="loss"``.
     """
 
     interval = "step"
     signal = "loss"
     #: names the rule above; studies key their Adacomp runs by it, so change it with the rule
-    rule = "interpretation-1"
-    _state_keys = ("beta_inc", "beta_dec", "min_lr", "max_lr", "prev_loss")
+    rule = "li2021"
+    _state_keys = ("beta", "tolerance", "min_lr", "max_lr", "prev_loss")
 
     def __init__(
         self,
         lr: float | Sequence[float],
-        beta_inc: float = 0.1,
-        beta_dec: float = 1.0,
-        min_lr: float = 1e-5,
-        max_lr: float = 1.0,
+        beta: float = 0.6,
+        tolerance: float = 1e-5,
+        min_lr: float = 0.0,
+        max_lr: float | None = None,
     ):
         super().__init__(lr)
         if min(self.base_lrs) <= 0.0:
-            raise ValueError(f"lr must be > 0 for Adacomp, got {lr!r}")
-        self.beta_inc = check_lr(beta_inc, "beta_inc")
-        self.beta_dec = check_lr(beta_dec, "beta_dec")
+            raise ValueError(f"lr must be > 0 for Adacomp (it uses 1/lr), got {lr!r}")
+        self.beta = check_factor(
+            beta, "beta", low=MIN_BETA, high=math.inf,
+            hint="; below 0.55 a setback can make a large rate negative (the paper uses 0.6)")
+        self.tolerance = check_lr(tolerance, "tolerance")
         self.min_lr = check_lr(min_lr, "min_lr")
-        self.max_lr = check_lr(max_lr, "max_lr")
-        if self.min_lr > self.max_lr:
+        self.max_lr = None if max_lr is None else check_lr(max_lr, "max_lr")
+        if self.max_lr is not None and self.min_lr > self.max_lr:
             raise ValueError(f"need min_lr <= max_lr, got {min_lr!r} > {max_lr!r}")
         self.prev_loss: float | None = None
+
+    def _clip(self, lr: float) -> float:
+        lr = max(lr, self.min_lr)
+        return lr if self.max_lr is None else min(lr, self.max_lr)
 
     def step(self, loss: float) -> float:
         """Consume one loss; from the second call on, move every group's rate."""
@@ -238,25 +310,27 @@ class Adacomp(Scheduler):
         if not math.isfinite(loss):
             raise ValueError(f"loss must be finite, got {loss!r}")
         prev, self.prev_loss = self.prev_loss, loss
-        self._last = {"loss": loss, "prev_loss": prev, "r": None, "lrs_before": list(self.lrs),
-                      "unclipped": list(self.lrs)}
-        if prev is None or prev == 0.0:
+        before = list(self.lrs)
+        if prev is None:
+            self._last = {"loss": loss, "prev_loss": None, "decrease": None,
+                          "lrs_before": before, "unclipped": list(before)}
             return self.lr
-        r = (prev - loss) / abs(prev)
-        new = []
-        for lr, lr0 in zip(self.lrs, self.base_lrs):
-            if r >= 0.0:
-                lr = lr + self.beta_inc * math.tanh(r) * lr0 * lr0 / (lr + lr0)
-            else:
-                lr = lr / (1.0 + self.beta_dec * math.tanh(-r) * lr / lr0)
-            new.append(min(max(lr, self.min_lr), self.max_lr))
-            self._last["unclipped"][len(new) - 1] = lr
-        self._last["r"] = r
-        self.lrs = new
+        decrease = prev - loss
+        unclipped = [adacomp_rate(lr, decrease, self.beta, self.tolerance) for lr in before]
+        self.lrs = [self._clip(lr) for lr in unclipped]
+        self._last = {"loss": loss, "prev_loss": prev, "decrease": decrease,
+                      "lrs_before": before, "unclipped": unclipped}
         return self.lr
 
     def _after_load(self) -> None:
         self.__dict__.pop("_last", None)  # explain() must not describe the step before a load
+
+    def branch(self, decrease: float) -> str:
+        """``"progress"`` (decrease > tolerance), ``"setback"`` (decrease < -tolerance) or
+        ``"flat"`` (in between: the rate is halved)."""
+        if decrease > self.tolerance:
+            return "progress"
+        return "setback" if decrease < -self.tolerance else "flat"
 
     def explain(self) -> dict:
         """What the last :meth:`step` did, and why.
@@ -264,25 +338,28 @@ class Adacomp(Scheduler):
         Returns
         -------
         dict
-            ``rule`` (one sentence), ``branch`` (``"first"`` -- the first loss, or a
-            previous loss of 0: rates kept --, ``"progress"`` for ``r >= 0``, ``"setback"``
-            for ``r < 0``), ``r`` (relative improvement), ``loss``, ``prev_loss``,
-            ``lrs_before``, ``unclipped``, ``clipped`` (per group) and ``lrs``.
+            ``rule`` (one sentence), ``branch`` (``"first"`` -- the first loss, only
+            stored --, ``"progress"``, ``"setback"`` or ``"flat"``, see :meth:`branch`),
+            ``decrease`` (``prev_loss - loss``), ``loss``, ``prev_loss``, ``lrs_before``,
+            ``unclipped`` (Eq. (9) before the clip), ``clipped`` (per group) and ``lrs``.
+            Before the first step only the rates.
         """
         last = getattr(self, "_last", None)
         if last is None:
             return {"rule": "no step yet (or since a load)", "lrs": list(self.lrs)}
-        r = last["r"]
-        if r is None:
-            branch, rule = "first", "first: no previous loss (or it was 0) -> rates kept"
-        elif r >= 0.0:
-            branch = "progress"
-            rule = (f"progress: r = {r!r} >= 0 -> lr + beta_inc {self.beta_inc:g} tanh(r) "
-                    "lr0^2 / (lr + lr0), clipped")
+        decrease = last["decrease"]
+        if decrease is None:
+            branch, rule = "first", "first: no previous loss -> loss stored, rates kept"
         else:
-            branch = "setback"
-            rule = (f"setback: r = {r!r} < 0 -> lr / (1 + beta_dec {self.beta_dec:g} "
-                    "tanh(-r) lr / lr0), clipped")
+            branch = self.branch(decrease)
+            rule = {
+                "progress": (f"progress: decrease {decrease!r} > {self.tolerance:g} -> lr/2 + "
+                             "lr (1/2 + atan(decrease + 1/lr) / (5 pi))"),
+                "setback": (f"setback: decrease {decrease!r} < -{self.tolerance:g} -> lr/2 + "
+                            f"lr (1/2 - atan(lr) / ({self.beta:g} pi) "
+                            "- atan(1/lr - decrease) / (5.5 pi))"),
+                "flat": f"flat: |decrease| {abs(decrease)!r} <= {self.tolerance:g} -> lr/2",
+            }[branch]
         return {"rule": rule, "branch": branch, **last,
                 "clipped": [u != lr for u, lr in zip(last["unclipped"], self.lrs)],
                 "lrs": list(self.lrs)}

@@ -408,7 +408,7 @@ def test_cli_losses_file_and_one_rate_per_group(tmp_path, capsys):
 @pytest.mark.parametrize("name, args, record", [
     ("hypergrad-mul", "hyper_lr=0.05", "grads"),
     ("hypergrad-add", "hyper_lr=0.01,min_lr=0.01", "grads"),
-    ("adacomp", "beta_inc=0.2", "loss"),
+    ("adacomp", "beta=0.8", "loss"),
 ])
 def test_replay_covers_the_gradient_and_loss_rules(name, args, record, tmp_path, capsys):
     from refimpl.registry import make_scheduler, parse_kv

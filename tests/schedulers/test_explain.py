@@ -119,16 +119,20 @@ def test_dlrs_clipping_is_reported():
 
 
 def test_adacomp_branches():
-    s = Adacomp(0.1, beta_inc=0.1, beta_dec=1.0)
+    s = Adacomp(0.1, beta=0.6, tolerance=1e-5)
     s.step(2.0)
     assert s.explain()["branch"] == "first" and s.explain()["lrs"] == [0.1]
-    s.step(1.0)  # r = 0.5 >= 0
+    s.step(1.5)  # decrease 0.5 > tolerance
     e = s.explain()
-    assert e["branch"] == "progress" and e["r"] == 0.5
-    assert e["lrs"] == [0.1 + 0.1 * math.tanh(0.5) * 0.01 / 0.2]
-    s.step(1.5)  # r = -0.5 < 0
+    assert e["branch"] == "progress" and e["decrease"] == 0.5
+    assert e["lrs"] == [0.05 + 0.1 * (0.5 + math.atan(0.5 + 1 / 0.1) / (5.0 * math.pi))]
+    s.step(2.0)  # decrease -0.5 < -tolerance
     e = s.explain()
-    assert e["branch"] == "setback" and e["r"] == -0.5 and e["prev_loss"] == 1.0
+    assert e["branch"] == "setback" and e["decrease"] == -0.5 and e["prev_loss"] == 1.5
+    before = e["lrs"][0]
+    s.step(2.0)  # no change: halved
+    e = s.explain()
+    assert e["branch"] == "flat" and e["lrs"] == [before / 2] and "lr/2" in e["rule"]
 
 
 def test_newton_explain_through_a_period():

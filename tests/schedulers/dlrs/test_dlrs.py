@@ -119,19 +119,21 @@ def test_dlrs_state_dict_resume_equals_uninterrupted_run():
 
 
 def test_adacomp_hand_computed_and_bounded():
+    # Li et al. (2021) Eq. (9), beta = 0.6; the full worked trace is in test_adacomp_li2021.py
     sched = Adacomp(0.1)
-    assert (sched.interval, sched.signal) == ("step", "loss")
+    assert (sched.interval, sched.signal, sched.rule) == ("step", "loss", "li2021")
     assert sched.step(2.0) == 0.1  # first loss only stored
-    # r = (2 - 1)/2 = 0.5: lr + 0.1 tanh(0.5) 0.1^2 / (0.1 + 0.1)
-    up = 0.1 + 0.1 * math.tanh(0.5) * 0.01 / 0.2
-    assert sched.step(1.0) == pytest.approx(up, rel=1e-15)
-    # r = (1 - 1.5)/1 = -0.5: lr / (1 + 1.0 tanh(0.5) lr / 0.1)
-    down = up / (1 + math.tanh(0.5) * up / 0.1)
-    assert sched.step(1.5) == pytest.approx(down, rel=1e-15)
-    # the increase is bounded however good the step: at most beta_inc * lr0^2 / (lr + lr0)
-    big = Adacomp(0.1, max_lr=10.0)
+    # fell 0.5: 0.1/2 + 0.1 (1/2 + atan(0.5 + 1/0.1) / (5 pi))
+    up = 0.05 + 0.1 * (0.5 + math.atan(10.5) / (5 * math.pi))
+    assert sched.step(1.5) == pytest.approx(up, rel=1e-15)
+    # rose 0.3: up/2 + up (1/4 - atan(up) / (0.6 pi) + 1/4 - atan(1/up + 0.3) / (5.5 pi))
+    down = up / 2 + up * (0.5 - math.atan(up) / (0.6 * math.pi)
+                          - math.atan(1 / up + 0.3) / (5.5 * math.pi))
+    assert sched.step(1.8) == pytest.approx(down, rel=1e-15)
+    # the increase is bounded however good the step: at most 10%
+    big = Adacomp(0.1)
     big.step(1e6)
-    assert big.step(0.0) - 0.1 <= 0.1 * 0.01 / 0.2 + 1e-15
+    assert 0.1 < big.step(0.0) < 0.11
 
 
 def test_adacomp_state_dict_resume():
