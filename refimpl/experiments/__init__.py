@@ -116,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"refimpl reproduce: error: {exc.message(path_option='', sample='--quick')}",
               file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C/SIGTERM (a trainer that checkpointed says so)
+        detail = f": {exc}" if str(exc) else ""
+        print(f"refimpl reproduce: stopped{detail}; the finished runs are in the record "
+              "file, run the same command again to go on", file=sys.stderr)
+        return 130
     print(result.markdown())
     print(f"record: {result.save(args.out)}")
     if args.page is not None:

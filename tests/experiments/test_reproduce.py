@@ -135,20 +135,41 @@ def test_pinn_helmholtz_quick_claim(out):
 # ----------------------------------------------------------------------------- LRPO
 
 @pytest.mark.slow
-def test_lrpo_quick_claim(out):
+def test_lrpo_quick_claim(out, monkeypatch):
     result = experiments.run_study("lrpo", quick=True, out=out)
     table = result.table("LRPO vs traditional")
-    epochs, time_ = table.row("epochs"), table.row("total time (s)")
-    # Paper: LRPO needs fewer epochs and less time (16 vs 100). Quick size: 5 vs 8 epochs.
-    assert epochs["LRPO"] == 5 and epochs["traditional"] == 8
-    assert time_["LRPO"] < time_["traditional"]
-    lrpo = result.data["lrpo"]
-    assert 1.0 <= lrpo["alpha"] <= 1.5 and lrpo["fit_time"] < 5.0
+    trad, lrpo = result.data["summary"]["traditional"], result.data["summary"]["lrpo"]
+    # Paper: LRPO needs fewer epochs and less time (16 vs 100). Quick size: 5 vs 8 epochs,
+    # seeds 0 and 1 of each.
+    assert table.row("epochs")["LRPO"] == "5" and table.row("epochs")["traditional"] == "8"
+    assert lrpo["epochs"] == [5, 5] and trad["epochs"] == [8, 8]
+    assert sum(lrpo["wall time per run (s)"]) < sum(trad["wall time per run (s)"])
+    assert all(1.0 <= alpha <= 1.5 for alpha in lrpo["alpha"])
+    assert max(lrpo["predictor fit (s)"]) < 5.0
     # Paper: LRPO's best accuracy is 2 points below the traditional run's (86.45% vs
-    # 88.45%). Measured at the quick size (128 images, 5 vs 8 epochs): 30.5% vs 48.4%, so the
-    # claim does not show at this size.
-    acc = table.row("best val acc")
-    assert acc["LRPO"] < acc["traditional"] - 0.1
+    # 88.45%). Measured at the quick size (128 images, 5 vs 8 epochs): 30.5% and 37.1% vs
+    # 48.4% and 43.4% (seeds 0, 1), so the claim does not show at this size.
+    assert np.mean(lrpo["best val acc"]) < np.mean(trad["best val acc"]) - 0.1
+    assert all(ours < theirs for ours, theirs in zip(lrpo["best val acc"], trad["best val acc"]))
+    assert table.row("best val acc")["traditional"].startswith(
+        f"{np.mean(trad['best val acc']):.4f} ± ")
+    # The fixed-rate run's accuracy swings between epochs: measured at seed 0, best 48.4% at
+    # epoch 7, final 18.4% one epoch later.
+    assert max(b - f for b, f in zip(trad["best val acc"], trad["final val acc"])) > 0.25
+    # One record per run, LRPO first; a report from them loads no data and gives the same
+    # tables; the finished runs leave no checkpoint.
+    lines = [json.loads(line)["settings"] for line in
+             (out / "lrpo-quick.jsonl").read_text().splitlines()]
+    assert [(s["method"], s["seed"]) for s in lines] == [
+        ("lrpo", 0), ("lrpo", 1), ("traditional", 0), ("traditional", 1)]
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("a report loads no data")
+
+    monkeypatch.setattr("refimpl.experiments.lrpo_study.load_fashion_mnist", no_data)
+    report = experiments.run_study("lrpo", quick=True, out=out, report=True)
+    assert [t.rows for t in report.tables] == [t.rows for t in result.tables]
+    assert not list((out / "checkpoints" / "lrpo-quick").rglob("*.npz"))
 
 
 # ----------------------------------------------------------------------------- DLRS batch
