@@ -10,7 +10,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --no-input
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test venv clean lint results-page
+.PHONY: demo test venv clean lint results-page studies
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,15 @@ results-page: $(STAMP)
 		$(BIN)/refimpl reproduce $$study --report --out out/report --page docs/results.md \
 			> /dev/null || exit 1; done
 	cp out/report/results_*.png docs/figures/
+
+# Every study at full size, one after the other, niced, one thread: each finished run is
+# appended to results/NAME.jsonl and skipped when this runs again, so it can be stopped
+# (Ctrl-C) and started again at any time; commit results/ as runs land, then make results-page.
+STUDY_ORDER := dlrs-batch greedy-robustness lrpo tlr-robustness greedy-factor-sweep pinn-helmholtz
+studies: $(STAMP)
+	for study in $(STUDY_ORDER); do \
+		NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 19 \
+			$(BIN)/refimpl reproduce $$study --out out/reproduce || exit 1; done
 
 lint:
 	$(BIN)/ruff check refimpl tests
