@@ -57,6 +57,15 @@ studies: $(STAMP)
 		NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 19 \
 			$(BIN)/refimpl reproduce $$study --out out/reproduce || exit 1; done
 
+# On a machine with an NVIDIA GPU, numba-cuda and torch CUDA (nothing is installed, no network):
+# the CUDA tests with the simulator off, then training steps against torch CUDA, written as
+# Markdown to $(GPU_CHECK_OUT) (docs/cuda.md). GPU_CHECK_ARGS=--tiny runs it on the simulator.
+GPU_CHECK_OUT ?= out/gpu-check.md
+GPU_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+.PHONY: gpu-check
+gpu-check:
+	PYTHONPATH=. $(GPU_PY) scripts/gpu_check.py --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
 lint:
 	$(BIN)/ruff check refimpl tests
 

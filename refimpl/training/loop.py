@@ -6,7 +6,9 @@ Deriving each epoch's order from ``(seed, epoch)`` alone means a resumed run nee
 random-number state to shuffle exactly as the uninterrupted one.
 
 Per step (:meth:`Trainer.train_step`): forward, loss, backward, ``optimizer.step``, then the
-step-interval scheduler and the ``on_batch_end`` callbacks. Per epoch: validation, the
+step-interval scheduler and the ``on_batch_end`` callbacks. A backend with a device-resident
+step (``cuda``: :mod:`refimpl.kernels.cuda.train`) runs the first four on the device; the
+host arrays are refreshed from it before anything here reads them. Per epoch: validation, the
 epoch-interval scheduler, ``on_epoch_end`` callbacks, and a checkpoint.
 
 The parts live beside this module: :mod:`~refimpl.training.history` (the record),
@@ -164,6 +166,7 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self._unusable_rate: str | None = None  # set when the scheduler's rate cannot be used
+        self._device = None  # the backend's device-resident step, made at the first step
         self._reset_position()
 
     # -- position in the run ------------------------------------------------------------
@@ -215,14 +218,19 @@ class Trainer:
         for i, group in enumerate(self.optimizer.param_groups):
             check_lr(group["lr"], f"optimizer.param_groups[{i}]['lr']")
         self._last_good = copy.deepcopy(self.state_dict())
+        if self._device is not None:
+            self._device.invalidate()  # the run starts from the host arrays as they are now
         self.stop_training = False
         with SignalCatcher() as catcher:
             self._catcher = catcher
-            while self.epoch < epochs and not self.stop_training:
-                try:
-                    self._run_epoch(X, y, val, n_batches, epochs)
-                except Rollback as rollback:
-                    self._rollback(rollback.reason)
+            try:
+                while self.epoch < epochs and not self.stop_training:
+                    try:
+                        self._run_epoch(X, y, val, n_batches, epochs)
+                    except Rollback as rollback:
+                        self._rollback(rollback.reason)
+            finally:
+                self._pull()
         return self.history
 
     def _start(self) -> None:
@@ -265,17 +273,26 @@ class Trainer:
             raise ValueError(self._unusable_rate)
         started = time.perf_counter()
         lr = float(self.optimizer.param_groups[0]["lr"])
-        logits = self.model.forward(xb)
-        loss, dlogits = self._loss_fn(logits, yb)
-        grads = self._backward(dlogits) if math.isfinite(loss) else None
-        backend = kernels.get_backend(getattr(self.model, "backend", "numpy"))
-        fast = getattr(backend, "optim", None)  # one-pass updates and checks, where it has them
-        if not all_finite(loss, grads, fast and fast.array_finite):
-            return self._non_finite(loss, lr, started)
-        # copy_grads=False: the gradient buffers stay unchanged until the next backward
-        self.optimizer.step(grads, copy_grads=False, update=fast and fast.update_for(self.optimizer))
+        device = self._device_step()
+        if device is not None:  # forward to update on the device; one batch in, one result out
+            loss, correct, finite = device.step(xb, yb)
+            if not finite:
+                return self._non_finite(loss, lr, started)
+            logits = None
+        else:
+            logits = self.model.forward(xb)
+            loss, dlogits = self._loss_fn(logits, yb)
+            grads = self._backward(dlogits) if math.isfinite(loss) else None
+            backend = kernels.get_backend(getattr(self.model, "backend", "numpy"))
+            fast = getattr(backend, "optim", None)  # one-pass updates and checks, where it has them
+            if not all_finite(loss, grads, fast and fast.array_finite):
+                return self._non_finite(loss, lr, started)
+            # copy_grads=False: the gradient buffers stay unchanged until the next backward
+            self.optimizer.step(grads, copy_grads=False,
+                                update=fast and fast.update_for(self.optimizer))
+            correct = None
         self._record_step(float(loss), lr, started)
-        self._accumulate(float(loss), logits, yb)
+        self._accumulate(float(loss), logits, yb, correct)
         if self.scheduler is not None and self.scheduler.interval == "step":
             self._step_scheduler(loss)
         self._end_step(loss, lr, skipped=False)
@@ -285,14 +302,17 @@ class Trainer:
         self.model.backward(dlogits, input_grad=False)  # no one reads d loss / d x
         return self.model.gradients()
 
-    def _accumulate(self, loss: float, logits: np.ndarray, yb: np.ndarray) -> None:
-        """Add the batch to the epoch's running sums (train loss and accuracy)."""
+    def _accumulate(self, loss: float, logits: np.ndarray | None, yb: np.ndarray,
+                    correct: int | None = None) -> None:
+        """Add the batch to the epoch's running sums (train loss and accuracy); ``correct``,
+        when given, is the batch's count of right predictions (counted on the device)."""
         acc = self._acc
         acc["loss_sum"] += loss * len(yb)
         acc["seen"] += len(yb)
         acc["batch_losses"].append(loss)
         if self.loss == "cross_entropy":
-            acc["correct"] += int((logits.argmax(axis=1) == yb).sum())
+            acc["correct"] += (correct if correct is not None
+                               else int((logits.argmax(axis=1) == yb).sum()))
 
     def _end_step(self, loss: float, lr: float, skipped: bool) -> None:
         self.batch += 1
@@ -337,6 +357,7 @@ class Trainer:
         """Mean loss and accuracy (NaN for ``mse``) over ``(X, y)``, in eval batches.
 
         Layers with a ``training`` flag (dropout) run in evaluation mode meanwhile."""
+        self._pull("params")
         modal = [layer for layer in self.model.layers if hasattr(layer, "training")]
         for layer in modal:
             layer.training = False
@@ -365,6 +386,8 @@ class Trainer:
 
     # -- the scheduler ------------------------------------------------------------------
     def _step_scheduler(self, loss: float) -> None:
+        if self.scheduler.signal in ("params", "grads"):
+            self._pull(self.scheduler.signal)
         step_scheduler(self.scheduler, self.model, loss, self._acc["batch_losses"])
         self._unusable_rate = copy_rates(self.scheduler, self.optimizer)
 
@@ -399,6 +422,7 @@ class Trainer:
     # -- state, checkpoints, signals -----------------------------------------------------
     def state_dict(self) -> dict:
         """Everything a resumed run needs (arrays copied)."""
+        self._pull()
         return {
             "trainer": {
                 "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
@@ -422,6 +446,8 @@ class Trainer:
         self.history = History.from_dict(state["history"])
         self.epoch, self.batch, self.global_step = t["epoch"], t["batch"], t["global_step"]
         self._acc = copy.deepcopy(t["accumulators"])
+        if self._device is not None:
+            self._device.invalidate()  # the device copies are older than what was loaded
 
     def _resume(self, resume: str | Path | bool, n_batches: int) -> None:
         path = self.checkpoint_path if resume is True else Path(resume)
@@ -456,10 +482,32 @@ class Trainer:
         raise TrainingInterrupted(signum, path)
 
     def _call(self, hook: str, logs: dict) -> None:
-        for callback in self.callbacks:
-            method = getattr(callback, hook, None)
-            if method is not None:
-                method(self, logs)
+        methods = [getattr(callback, hook) for callback in self.callbacks
+                   if getattr(callback, hook, None) is not None]
+        if methods:
+            self._pull("params")  # a callback may read the model's parameters
+        for method in methods:
+            method(self, logs)
+
+    # -- the device-resident step ---------------------------------------------------------
+    def _device_step(self):
+        """The backend's device-resident step for this model, optimizer and loss
+        (:mod:`refimpl.kernels.cuda.train`), or None: the step then runs op by op."""
+        backend = kernels.get_backend(getattr(self.model, "backend", "numpy"))
+        train = getattr(backend, "train", None)
+        if train is not None:
+            self._device = train.resident_step(self.model, self.optimizer, self.loss,
+                                               self._device)
+        elif self._device is not None:
+            self._pull()
+            self._device = None
+        return self._device
+
+    def _pull(self, *parts: str) -> None:
+        """Refresh the host arrays from the device step, if there is one (``parts``: see
+        :meth:`refimpl.kernels.cuda.train.DeviceStep.pull`)."""
+        if self._device is not None:
+            self._device.pull(*parts)
 
 
 def _fresh_accumulators() -> dict:

@@ -10,6 +10,9 @@ Three parts:
 * :mod:`refimpl.kernels.cuda.device` -- the same ops on **device arrays**, so a chain of ops copies
   nothing to the host between them.
 * :mod:`refimpl.kernels.cuda.sched` -- the scheduler kernels, mirroring :mod:`refimpl.kernels.numba.sched`.
+* :mod:`refimpl.kernels.cuda.train` -- beside the contract: a training step that keeps the
+  parameters, gradients and optimizer state on the device (``Trainer`` runs it for a model on
+  this backend), with the optimizer kernels of :mod:`refimpl.kernels.cuda.optim`.
 
 With ``NUMBA_ENABLE_CUDASIM=1`` the same kernels run on Numba's CUDA simulator
 (``is_simulator`` is True, and ``kernels.get_backend("auto")`` never picks it). Kernels
@@ -29,6 +32,10 @@ from refimpl.ops import checks
 from refimpl.ops.activations import identity_backward, identity_forward
 
 from . import _common, device, sched
+
+# Beside the contract, as the numba backend's optim: the trainer's device-resident step.
+from . import optim as optim
+from . import train as train
 from ._common import is_device_array, to_device
 
 # Beside the contract, so not in __all__: what kernels.get_backend asks of a backend.
