@@ -63,13 +63,19 @@ def test_a_cell_states_n_while_runs_are_missing():
 def test_refimpl_reproduce_reports_every_run_on_stderr(tmp_path, capsys):
     assert experiments.main(["greedy-factor-sweep", "--quick", "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    numbers = re.findall(r"^\[greedy-factor-sweep-quick\] run (\d+)/(\d+) done in ",
+    # the edge's probes come first, numbered alone (how many depends on where the edge
+    # lies); once it is known, every line says "run k/N"
+    numbers = re.findall(r"^\[greedy-factor-sweep-quick\] run (\d+)(?:/(\d+))? done in ",
                          captured.err, flags=re.MULTILINE)
     record = json.loads((tmp_path / "greedy-factor-sweep-quick.json").read_text())
     assert numbers and numbers[-1][0] == numbers[-1][1]  # the last run is run N of N
     assert [int(n) for n, _ in numbers] == list(range(1, len(numbers) + 1))
+    probes = [n for n, total in numbers if not total]
+    assert probes == [n for n, _ in numbers[:len(probes)]]
+    table = next(t for t in record["tables"] if t["title"].startswith("Fixed-rate"))
     finals = record["data"]["finals"]  # one final loss per factor and seed: one per run
-    assert len(numbers) == int(numbers[-1][1]) == len(finals) * len(finals[0]) >= 3
+    assert len(probes) == len(table["rows"]) >= 1
+    assert len(numbers) == int(numbers[-1][1]) == len(probes) + sum(map(len, finals.values()))
     assert "[greedy-factor-sweep" not in captured.out
 
 

@@ -107,12 +107,24 @@ def test_greedy_robustness_quick_claim(out):
     record = json.loads((out / "greedy-robustness-quick.json").read_text())
     table = Table(**record["tables"][0])
     # Paper: GreedyLR's pooled median final loss is the lowest of the four. Quick size (the
-    # four functions, 4 seeds): it is, over Adam and over SGD-momentum (measured 0.316 vs
-    # 0.63 and 0.405 vs 0.65; Rosenbrock decides it).
-    medians = {(row[0], row[1]): row[2] for row in table.rows}
+    # four functions, 4 seeds, no network): it is, over Adam and over SGD-momentum (measured
+    # 0.316 vs 0.63 and 0.405 vs 0.65; Rosenbrock decides it), though the 95% intervals of
+    # the medians overlap at n = 80.
+    summary = record["data"]["medians"]
+    medians = {(opt, sched): summary[f"{opt}|{sched}|pooled"]["median"]
+               for opt in gr.OPTIMIZERS for sched in gr.SCHEDULERS}
     for opt in gr.OPTIMIZERS:
         for baseline in ("cosine", "cosine-restarts", "exponential"):
             assert medians[opt, "greedy"] < medians[opt, baseline]
+    assert medians["adam", "greedy"] == pytest.approx(0.3163, rel=1e-3)
+    assert medians["sgd-momentum", "greedy"] == pytest.approx(0.4046, rel=1e-3)
+    greedy = summary["adam|greedy|pooled"]
+    assert (greedy["n"], greedy["asked"]) == (80, 80)
+    assert greedy["low"] <= greedy["median"] <= greedy["high"]
+    assert greedy["high"] > medians["adam", "cosine"]  # the intervals overlap
+    row = table.rows[0]
+    assert row[:2] == ["adam", "greedy"] and row[2] == "none asked"
+    assert row[4].startswith("0.3163 [") and row[4].endswith("(n=80)")
     assert (out / "results_greedy_robustness.png").stat().st_size > 0
 
 
@@ -122,13 +134,22 @@ def test_greedy_robustness_quick_claim(out):
 def test_pinn_helmholtz_quick_claim(out):
     result = experiments.run_study("pinn-helmholtz", quick=True, out=out)
     rows = {(r[1], r[2]): dict(zip(result.tables[0].headers, r)) for r in result.tables[0].rows}
-    # Paper: DLRS reaches < 1% error. Quick size (250 Hz, 500 points, u(1) = -1): in both
-    # batch orders DLRS passes the authors' 0.9% stop first (measured: epoch 100 vs 150 and
-    # 200 for the fixed rate).
+    # Paper: DLRS reaches < 1% error. Quick size (250 Hz, 500 points, u(1) = -1, float32 as
+    # the authors' code): in both batch orders DLRS passes the authors' 0.9% stop first, at
+    # the first check (measured: epoch 100 in both orders; the fixed rate at epoch 150 in
+    # fixed order and never in 300 epochs in shuffled order, '-': there its error is 0.38% at
+    # epoch 50, before the stop is checked, then swings between 1% and 4% at lr 0.005).
+    assert "float32" in result.scale
+
+    def first(row):  # '-': never below 0.9%
+        return math.inf if row["first epoch < 0.9%"] == "-" else row["first epoch < 0.9%"]
+
     for order in ("fixed", "shuffled"):
         dlrs, fixed = rows[order, "dlrs"], rows[order, "fixed"]
-        assert dlrs["final error"] < 0.009
-        assert dlrs["first epoch < 0.9%"] <= fixed["first epoch < 0.9%"]
+        assert dlrs["final error"] < 0.009 and first(dlrs) == 100
+        assert first(dlrs) < first(fixed)
+    summary = {(r[0], r[1]): r[2] for r in result.table("Frequencies below 0.9%").rows}
+    assert summary["fixed", "dlrs"] == summary["shuffled", "dlrs"] == "1 of 1"
     assert len(result.figures) == 2
 
 
@@ -140,12 +161,13 @@ def test_lrpo_quick_claim(out, monkeypatch):
     table = result.table("LRPO vs traditional")
     trad, lrpo = result.data["summary"]["traditional"], result.data["summary"]["lrpo"]
     # Paper: LRPO needs fewer epochs and less time (16 vs 100). Quick size: 5 vs 8 epochs,
-    # seeds 0 and 1 of each.
+    # seeds 0 and 1 of each. (Times are recorded, not asserted: a test's clock measures the
+    # machine's load; the bench compares speeds.)
     assert table.row("epochs")["LRPO"] == "5" and table.row("epochs")["traditional"] == "8"
     assert lrpo["epochs"] == [5, 5] and trad["epochs"] == [8, 8]
-    assert sum(lrpo["wall time per run (s)"]) < sum(trad["wall time per run (s)"])
+    assert all(t > 0 for t in lrpo["wall time per run (s)"] + trad["wall time per run (s)"])
     assert all(1.0 <= alpha <= 1.5 for alpha in lrpo["alpha"])
-    assert max(lrpo["predictor fit (s)"]) < 5.0
+    assert all(t > 0 for t in lrpo["predictor fit (s)"])
     # Paper: LRPO's best accuracy is 2 points below the traditional run's (86.45% vs
     # 88.45%). Measured at the quick size (128 images, 5 vs 8 epochs): 30.5% and 37.1% vs
     # 48.4% and 43.4% (seeds 0, 1), so the claim does not show at this size.
@@ -198,14 +220,24 @@ def test_dlrs_batch_quick_runs_and_dlrs_acts(out):
 @pytest.mark.slow
 def test_greedy_factor_sweep_quick_measured(out):
     result = experiments.run_study("greedy-factor-sweep", quick=True, out=out)
-    finals = np.asarray(result.data["finals"])[:, 0]
-    # Paper (Phi-2): divergence below a threshold, losses within 1.5% above it. Measured at
-    # the quick size (30 fine-tuning steps, F = 0.1, 0.5, 0.9): no divergence, and the loss
-    # falls as F rises (1.27, 0.84, 0.66): a small F raises the rate x1/F to 1e-2.
-    assert result.data["threshold"] == 0.1
-    assert finals[0] > finals[1] > finals[2]
-    peak = result.table("Fine-tuning loss").column("median peak lr")
-    assert peak[0] == pytest.approx(0.01) and peak[2] < 0.002
+    # Paper (Phi-2): divergence below a threshold, losses within 1.5% above it. Quick size
+    # (1,000 pretraining images, 60 fine-tuning steps): the fixed-rate edge is 0.01 (0.01 ends
+    # at 0.73 from a start of 0.88, 0.05 at 1.45); GreedyLR from it jumps to 0.01 / F at the
+    # first step, so F = 0.1 and 0.5 diverge (final 546 and 3.5) and F = 0.95 and 0.99 do not
+    # (0.58, 0.67): threshold 0.95, spread 15%, not the paper's 1.5%. Threaded BLAS moves
+    # these figures (spread 8.5%, final 430 at F = 0.1), not the verdicts asserted here.
+    probes = result.table("Fixed-rate")
+    assert probes.column("lr") == [0.01, 0.05, 0.1]
+    assert probes.column("diverged") == [False, True, True]
+    assert result.data["edge"] == 0.01 and result.data["threshold"] == 0.95
+    start = probes.column("start loss")[0]
+    finals = {f: v[0] for f, v in result.data["finals"].items()}
+    assert finals["0.1"] > finals["0.5"] > 3 * start
+    assert max(finals["0.95"], finals["0.99"]) < 0.9 * start
+    peaks = result.table("Fine-tuning loss").column("median peak lr")
+    assert peaks[:2] == [pytest.approx(0.1), pytest.approx(0.02)]
+    assert all(peak >= 0.01 / f * (1 - 1e-9) for peak, f in zip(peaks, (0.1, 0.5, 0.95, 0.99)))
+    assert 0.03 < result.data["spread"] == result.data["spread3"] < 0.3
 
 
 # ----------------------------------------------------------------------------- TLR
