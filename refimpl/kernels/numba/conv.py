@@ -17,14 +17,26 @@ The fused ``conv2d_relu_*`` pair applies relu in the same NCHW copy as the bias 
 with its oracle, :func:`refimpl.ops.fused.conv2d_relu_forward`; ``conv2d_relu_maxpool2d_*``
 also pools there, with the pooling loops of :mod:`refimpl.kernels.numba.pool`. How many
 threads the Numba loops use is the measured policy of :mod:`refimpl.kernels.numba.tuning`.
+
+Other paths. A 3x3, stride-1, float32 convolution may run as Winograd F(2x2, 3x3)
+(:mod:`refimpl.kernels.numba.winograd`, fewer multiplications; docs/methods.md §1 gives the
+identity and its float32 error bound) and a stride-1 convolution of a one-channel input as
+direct loops (:mod:`refimpl.kernels.numba.conv_first`). Which path a layer shape takes is
+measured per machine (:func:`refimpl.kernels.numba.tuning.conv_path`); im2col is the fallback
+and the only path of float64 3x3 layers and of every other shape. Those paths produce the
+convolution in NCHW; the relu, the pooling and the bias gradient are applied here as the
+oracle applies them (:func:`_path_forward`, :func:`_path_backward`).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange, uint64
 
-from refimpl.kernels.numba import profile
+from refimpl.kernels.numba import conv_first, profile, tuning, winograd
+from refimpl.kernels.numba.pool import _backward as route_planes
 from refimpl.kernels.numba.pool import pool_plane, pool_plane_2, route_plane
 from refimpl.kernels.numba.tuning import loop_threads
 from refimpl.ops.checks import (
@@ -160,6 +172,9 @@ def _run_forward(x, W, b, stride, padding, relu):
     stride, padding, h_out, w_out = check_conv2d_args(x, W, b, stride, padding)
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
     n, c_out, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
+    path = tuning.conv_path(x.shape, W.shape, stride, padding, x.dtype)
+    if path != "im2col":
+        return _path_forward(path, x, W, b, padding, relu, 0, h_out, w_out)
     with loop_threads():
         with profile.phase("im2col"):
             cols = _im2col(x, kh, kw, stride, padding, h_out, w_out)
@@ -172,6 +187,8 @@ def _run_forward(x, W, b, stride, padding, relu):
 
 
 def _run_backward(dy, cache, need_dx):
+    if isinstance(cache, PathCache):
+        return _path_backward(dy, cache, need_dx)
     cols, W, x_shape, stride, padding, y = cache
     c_out = W.shape[0]
     n = x_shape[0]
@@ -268,6 +285,9 @@ def conv2d_relu_maxpool2d_forward(
     k = check_maxpool2d_args(np.empty((1, 1, h_out, w_out), x.dtype), k)[0]
     x, W, b = (np.ascontiguousarray(a) for a in (x, W, b))
     n, c_out, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
+    path = tuning.conv_path(x.shape, W.shape, stride, padding, x.dtype, pool=k)
+    if path != "im2col":
+        return _path_forward(path, x, W, b, padding, True, k, h_out, w_out)
     shape = (n, c_out, h_out // k, w_out // k)
     y = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.int8 if k * k <= 127 else np.int32)
@@ -286,6 +306,8 @@ def conv2d_relu_maxpool2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_relu_maxpool2d_forward`: the conv backward of the pooling
     and relu gradients, built in one pass from ``dy`` (N, C_out, H_out // k, W_out // k)."""
+    if isinstance(cache, PathCache):
+        return _path_backward(dy, cache, need_dx)
     cols, W, x_shape, stride, padding, y, argmax, h_out, w_out, k = cache
     check_maxpool2d_grad(dy, (x_shape[0], W.shape[0], h_out, w_out), k, y.dtype)
     db = None
@@ -298,6 +320,91 @@ def conv2d_relu_maxpool2d_backward(
         dy_rows = _pooled_to_rows(np.ascontiguousarray(dy), argmax, h_out, w_out, k)
     return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,
                                need_dx, db)
+
+
+# -- the Winograd and direct paths -------------------------------------------------------------
+class PathCache(NamedTuple):
+    """The cache of a convolution that ran on ``path`` (``"winograd"`` or ``"direct"``)."""
+
+    path: str
+    inner: tuple  # the path module's own cache
+    x_shape: tuple
+    W: np.ndarray
+    padding: int
+    out_size: tuple  # (H_out, W_out) of the convolution
+    y: np.ndarray | None  # the relu (or pooled) output, None without relu
+    argmax: np.ndarray | None  # the pooling's arg-max offsets, None without pooling
+    k: int  # the pooling window, 0 without pooling
+
+
+_PATHS = {"winograd": winograd, "direct": conv_first}
+
+
+@njit(cache=True, parallel=True, fastmath=False)
+def _relu_pool_batch_last(zt, k, y, argmax):  # pragma: no cover - compiled
+    """``y[n, o] = maxpool2d(max(zt[o, :, :, n], 0), k)`` from the batch-last conv output
+    ``zt`` (C_out, rows, cols, N) of the Winograd path, read in place; arg-max offsets in
+    ``argmax`` (-1 where the window holds NaN or its maximum is not > 0)."""
+    n_img, c_out = y.shape[0], y.shape[1]
+    zero = zt.dtype.type(0)
+    for task in prange(n_img * c_out):
+        n, o = task // c_out, task % c_out
+        if k == 2:
+            pool_plane_2(zt[o, :, :, n], zero, True, y[n, o], argmax[n, o])
+        else:
+            pool_plane(zt[o, :, :, n], k, zero, True, y[n, o], argmax[n, o])
+
+
+def _path_forward(path, x, W, b, padding, relu, k, h_out, w_out):
+    """Forward on ``path`` (contiguous, checked arguments); ``k > 0`` pools after the relu."""
+    module = _PATHS[path]
+    argmax = None
+    if k:
+        shape = (x.shape[0], W.shape[0], h_out // k, w_out // k)
+        argmax = np.empty(shape, dtype=np.int8 if k * k <= 127 else np.int32)
+    with loop_threads():
+        if not k:
+            y, inner = module.forward(x, W, b, padding, relu)
+        elif path == "direct":  # pooled as each plane is finished
+            y, inner = module.forward_pooled(x, W, b, padding, k, argmax)
+        else:  # pooled from the transform's batch-last output, never stored as NCHW
+            zt, inner = module.forward_batch_last(x, W, b, padding, False)
+            y = np.empty(argmax.shape, dtype=x.dtype)
+            with profile.phase("relu+maxpool"):
+                _relu_pool_batch_last(zt, k, y, argmax)
+    return y, PathCache(path, inner, x.shape, W, padding, (h_out, w_out), y if relu else None,
+                        argmax, k)
+
+
+def _path_backward(dy, cache, need_dx):
+    """Backward of :func:`_path_forward`: ``g``, the gradient at the conv output, is what the
+    oracle's pooling and relu backward give (a selection), and ``db`` its sum as the oracle
+    sums it; ``dW`` and ``dx`` come from the path."""
+    x_shape, W, padding, y, argmax, k = (cache.x_shape, cache.W, cache.padding, cache.y,
+                                          cache.argmax, cache.k)
+    (n, c_out), (h_out, w_out) = (x_shape[0], W.shape[0]), cache.out_size
+    module = _PATHS[cache.path]
+    if not k:
+        check_conv2d_grad(dy, x_shape, W, 1, padding)
+        dy = np.ascontiguousarray(dy)
+        g = dy if y is None else np.where(y > 0, dy, 0)
+        with loop_threads():
+            dx, dW = module.backward(g, cache.inner, need_dx)
+        with profile.phase("bias grad"):
+            return dx, dW, g.sum(axis=(0, 2, 3))
+    check_maxpool2d_grad(dy, (n, c_out, h_out, w_out), k, y.dtype)
+    dy = np.ascontiguousarray(dy)
+    with loop_threads():
+        if cache.path == "direct" and n * h_out * w_out >= POOLED_DB_MIN_PIXELS:
+            # dW routes the pooled gradient itself; db as conv2d_relu_maxpool2d_backward's.
+            dx, dW = module.backward(dy, cache.inner, need_dx, argmax, k)
+            with profile.phase("bias grad (pooled)"):
+                return dx, dW, np.where(y > 0, dy, 0).sum(axis=(0, 2, 3))
+        with profile.phase("maxpool+relu grad"):
+            g = route_planes(dy, argmax, h_out, w_out, k)
+        dx, dW = module.backward(g, cache.inner, need_dx)
+    with profile.phase("bias grad"):
+        return dx, dW, g.sum(axis=(0, 2, 3))
 
 
 def conv2d_forward(

@@ -1,7 +1,8 @@
 """Tuning of the numba backend: explicit calls, nothing at import.
 
-Importing :mod:`refimpl.kernels.numba` changes no process-wide setting. Two kinds of tuning exist;
-neither changes a number, only the time.
+Importing :mod:`refimpl.kernels.numba` changes no process-wide setting. Three kinds of tuning
+exist; the thread policies change only the time, the convolution path only the rounding
+(within the tolerances of docs/methods.md §1).
 
 **Thread policy of the Numba loops** (im2col/col2im, layout copies, pooling, large
 activations). These loops run between BLAS products. On some machines BLAS's worker threads
@@ -17,6 +18,18 @@ processes reuse it. Override it with the environment variable ``REFIMPL_NUMBA_LO
 kernels: :func:`loop_threads` sets Numba's thread count of the calling thread around a loop
 and restores it.
 
+**Convolution path per layer shape.** A convolution runs as im2col and one BLAS product,
+as Winograd F(2x2, 3x3) (3x3, stride 1, float32: fewer multiplications) or, for a one-channel
+input, as direct loops. Which is fastest depends on the shape and the machine, so it is
+measured: the first call of a shape large enough to matter (:data:`CONV_MEASURE_MIN_FLOPS`)
+times a forward + backward of that shape on each path (:func:`measure_conv_path`, a few
+times the layer's own cost) and keeps another path only when it is at least 10% faster than
+im2col. The choice is cached on disk per machine, shape and version of the kernels
+(:func:`conv_cache_file`); the
+environment variable ``REFIMPL_CONV_PATH`` (``im2col``, ``winograd`` or ``direct``) fixes it
+where the shape allows that path. The paths agree with the oracle to their tolerances
+(docs/methods.md §1); float64 never takes Winograd.
+
 **Process-wide settings**, changed only when asked, by :func:`tune`: Numba's thread count,
 Numba's threading layer (``"workqueue"`` threads sleep while idle instead of spinning
 beside BLAS's), and glibc's malloc thresholds (``keep_large_blocks=True`` keeps freed large
@@ -29,6 +42,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -84,19 +99,19 @@ def cache_file() -> Path:
     return Path(root) / "refimpl" / "numba_loop_policy.json"
 
 
-def _read_cache() -> dict:
+def _read_cache(path: Path | None = None) -> dict:
     try:
-        with open(cache_file(), encoding="utf-8") as handle:
+        with open(path or cache_file(), encoding="utf-8") as handle:
             stored = json.load(handle)
         return stored if isinstance(stored, dict) else {}
     except (OSError, ValueError):
         return {}
 
 
-def _write_cache(key: str, record: dict) -> None:
+def _write_cache(key: str, record: dict, path: Path | None = None) -> None:
     """Add ``record`` under ``key``, atomically; an unwritable cache is not an error."""
-    path = cache_file()
-    stored = _read_cache()
+    path = path or cache_file()
+    stored = _read_cache(path)
     stored[key] = record
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +164,7 @@ def measure_loop_policy(repeats: int = 7) -> dict:
     b = np.zeros(64, np.float32)
 
     def seconds(policy: str) -> float:
-        with _policy(policy):
+        with _policy(policy), _conv_policy("im2col"):  # the loops of im2col are what is timed
             start = time.perf_counter()
             y, cache = conv2d_forward(x, W, b, 1, 1)
             conv2d_backward(y, cache)
@@ -214,6 +229,170 @@ def loop_threads() -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
+
+
+# -- the convolution path of each layer shape ---------------------------------------------------
+
+#: The ways :mod:`refimpl.kernels.numba.conv` computes a convolution: im2col and one BLAS
+#: product (every shape), Winograd F(2x2, 3x3) (:mod:`refimpl.kernels.numba.winograd`: 3x3,
+#: stride 1, float32, more than one input channel) and direct loops
+#: (:mod:`refimpl.kernels.numba.conv_first`: one input channel, stride 1).
+CONV_PATHS = ("im2col", "winograd", "direct")
+#: Environment variable that fixes the path (where the shape allows it) without measuring.
+CONV_ENV_VAR = "REFIMPL_CONV_PATH"
+#: Below this many floating-point operations of the direct convolution (``2 N H_out W_out C_out
+#: C_in kh kw``, one forward) a layer stays on im2col unmeasured: a measurement would cost more
+#: than it could save, and the small shapes keep the oracle's own products.
+CONV_MEASURE_MIN_FLOPS = 2e7
+#: Another path is chosen only when its median is below this fraction of im2col's.
+CONV_MARGIN = 0.9
+
+_conv_chosen: dict[str, str] = {}  # configuration and shape key -> path, for this process
+_conv_forced: str | None = None  # set while measuring
+
+
+def conv_cache_file() -> Path:
+    """Where measured convolution paths are kept, beside :func:`cache_file`."""
+    return cache_file().with_name("numba_conv_paths.json")
+
+
+def conv_candidates(x_shape: tuple, w_shape: tuple, stride: int, dtype: object) -> tuple:
+    """The paths that can compute this convolution, im2col first. Winograd needs float32:
+    in float64 its rounding differs from the oracle's by more than the 1e-12 the backend
+    promises (docs/methods.md §1)."""
+    c_in, kh, kw = w_shape[1], w_shape[2], w_shape[3]
+    if stride != 1:
+        return ("im2col",)
+    if c_in == 1:
+        return ("im2col", "direct")
+    if (kh, kw) == (3, 3) and np.dtype(dtype) == np.float32:
+        return ("im2col", "winograd")
+    return ("im2col",)
+
+
+def conv_flops(x_shape: tuple, w_shape: tuple, padding: int) -> float:
+    """``2 N H_out W_out C_out C_in kh kw``: the forward of the direct (im2col) definition."""
+    n, c_in, height, width = x_shape
+    c_out, _, kh, kw = w_shape
+    h_out, w_out = height + 2 * padding - kh + 1, width + 2 * padding - kw + 1
+    return 2.0 * n * h_out * w_out * c_out * c_in * kh * kw
+
+
+def conv_shape_key(x_shape: tuple, w_shape: tuple, padding: int, dtype: object,
+                   pool: int = 0) -> str:
+    """The shape a measured path is kept under; the batch is rounded up to a power of two, so
+    a short last batch reuses its epoch's choice."""
+    n, c_in, height, width = x_shape
+    c_out, _, kh, kw = w_shape
+    batch = 1 << max(0, int(n) - 1).bit_length()
+    return (f"N<={batch} C_in={c_in} {height}x{width} C_out={c_out} k={kh}x{kw} p={padding} "
+            f"{np.dtype(dtype).name}" + (f" pool={pool}" if pool else ""))
+
+
+def conv_policy_key(x_shape: tuple, w_shape: tuple, padding: int, dtype: object,
+                    pool: int = 0) -> str:
+    """The disk-cache key of a measured path: machine configuration, kernels, shape."""
+    return (f"{configuration()} | {conv_kernels_digest()} | "
+            f"{conv_shape_key(x_shape, w_shape, padding, dtype, pool)}")
+
+
+@functools.cache
+def conv_kernels_digest() -> str:
+    """A digest of the paths' source files: a measurement made with other kernels is not reused."""
+    digest = hashlib.sha256()
+    for name in ("conv.py", "winograd.py", "conv_first.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return f"kernels={digest.hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def _conv_policy(path: str | None) -> Iterator[None]:
+    global _conv_forced
+    before, _conv_forced = _conv_forced, path
+    try:
+        yield
+    finally:
+        _conv_forced = before
+
+
+def choose_conv_path(seconds: dict) -> str:
+    """The fastest path when it took less than :data:`CONV_MARGIN` of im2col's time, else
+    im2col."""
+    fastest = min(seconds, key=seconds.get)
+    return fastest if seconds[fastest] < CONV_MARGIN * seconds["im2col"] else "im2col"
+
+
+def measure_conv_path(x_shape: tuple, w_shape: tuple, padding: int, dtype: object,
+                      candidates: tuple, repeats: int = 5, pool: int = 0) -> dict:
+    """Time a forward + backward of this shape on every candidate path: ``conv2d_relu``, or
+    ``conv2d_relu_maxpool2d`` with window ``pool`` when the layer pools (the steps a model
+    runs).
+
+    Random data of the layer's shape; each path runs once to compile/warm up, then ``repeats``
+    times interleaved with the others; the medians decide (:func:`choose_conv_path`). A
+    one-channel input is a model's first layer, whose input gradient no one asks for
+    (``need_dx=False``), and is timed so.
+    """
+    from refimpl.kernels.numba import conv
+
+    op = "conv2d_relu_maxpool2d" if pool else "conv2d_relu"
+    forward, backward = getattr(conv, f"{op}_forward"), getattr(conv, f"{op}_backward")
+    options = (1, padding, pool) if pool else (1, padding)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    W = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(dtype)
+    b = np.zeros(w_shape[0], dtype)
+    need_dx = w_shape[1] > 1
+
+    def seconds(path: str) -> float:
+        with _conv_policy(path):
+            start = time.perf_counter()
+            y, cache = forward(x, W, b, *options)
+            backward(y, cache, need_dx=need_dx)
+            return time.perf_counter() - start
+
+    for path in candidates:
+        seconds(path)
+    times: dict[str, list[float]] = {path: [] for path in candidates}
+    for _ in range(repeats):
+        for path in candidates:
+            times[path].append(seconds(path))
+    medians = {path: statistics.median(values) for path, values in times.items()}
+    return {"path": choose_conv_path(medians), "seconds": medians,
+            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _conv_from_environment() -> str | None:
+    value = os.environ.get(CONV_ENV_VAR, "").strip().lower()
+    if not value:
+        return None
+    if value not in CONV_PATHS:
+        raise ValueError(f"{CONV_ENV_VAR} must be one of {CONV_PATHS}, got {value!r}; unset it to "
+                         "measure")
+    return value
+
+
+def conv_path(x_shape: tuple, w_shape: tuple, stride: int, padding: int, dtype: object,
+              pool: int = 0) -> str:
+    """The path that computes a convolution of this shape (followed by a max pooling of window
+    ``pool``, 0 for none): a forced one (``$REFIMPL_CONV_PATH``, or the measurement's own) where
+    the shape allows it, else im2col below :data:`CONV_MEASURE_MIN_FLOPS`, else the measured
+    fastest (from the disk cache, or measured now and cached). Every path gives the oracle's
+    numbers to its tolerance."""
+    candidates = conv_candidates(x_shape, w_shape, stride, dtype)
+    forced = _conv_forced if _conv_forced is not None else _conv_from_environment()
+    if forced is not None:
+        return forced if forced in candidates else "im2col"
+    if len(candidates) == 1 or conv_flops(x_shape, w_shape, padding) < CONV_MEASURE_MIN_FLOPS:
+        return "im2col"
+    key = conv_policy_key(x_shape, w_shape, padding, dtype, pool)
+    if key not in _conv_chosen:
+        record = _read_cache(conv_cache_file()).get(key)
+        if not (isinstance(record, dict) and record.get("path") in candidates):
+            record = measure_conv_path(x_shape, w_shape, padding, dtype, candidates, pool=pool)
+            _write_cache(key, record, conv_cache_file())
+        _conv_chosen[key] = record["path"]
+    return _conv_chosen[key]
 
 
 # -- explicit, process-wide tuning ------------------------------------------------------------
