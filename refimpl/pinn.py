@@ -28,23 +28,44 @@ Backward (``g_v`` = dL/dv for each stream). With ``g_R = 2 R / M``::
     dense:       dW = a^T g_z + a'^T g_z' + a''^T g_z'',  db = sum g_z,
                  g_a = g_z W^T, g_a' = g_z' W^T, g_a'' = g_z'' W^T
 
+How it is computed. The three streams of a layer are stacked into one ``(3M, width)``
+array ``[a; a'; a'']``, so that each dense rule above is *one* matrix product: ``[z; z'; z'']
+= [a; a'; a''] W``, ``dW = [a; a'; a'']^T [g_z; g_z'; g_z'']``, ``[g_a; g_a'; g_a''] = [g_z;
+g_z'; g_z''] W^T``. The activation rules are linear in the streams, with the coefficients
+
+    d1 = s'(z),   d2 = s''(z) z',   d3 = s'''(z) z'^2 + s''(z) z''
+
+(the stream Jacobian of the layer): forward ``h' = d1 z'``, ``h'' = d2 z' + d1 z''``, and
+backward its transpose ``g_z = d1 g_h + d2 g_h' + d3 g_h''``, ``g_z' = d1 g_h' + 2 d2 g_h''``,
+``g_z'' = d1 g_h''``. The forward computes ``s, s', s'', s'''`` once per layer
+(:data:`DERIVATIVES`: one ``sin`` and one ``cos`` for the sin and cos layers) and keeps ``d1,
+d2, d3`` for the backward, which evaluates no activation function again.
+
+Backends: ``"numpy"`` is the code below; ``"numba"`` (:mod:`refimpl.kernels.numba.pinn`)
+computes the same, for sin and cos layers, with one fused loop per layer between the BLAS
+products; ``"auto"`` (the default) takes it where it applies. Both run in float64 or in
+float32 (``dtype``; the authors' TensorFlow code ran in float32).
+
 Network (docs/methods.md §9): 1 -> 100 -> 100 -> 100 -> 1, activations sin, cos, sin, linear
-output, Glorot-uniform weights from ``seed``, zero biases.
+output, Glorot-uniform weights from ``seed`` (drawn in float64, then cast), zero biases.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from refimpl.init import glorot_uniform
 from refimpl.optim import Adam
 
-__all__ = ["ACTIVATIONS", "HelmholtzPINN", "PINNHistory", "train_pinn", "wavenumber"]
+__all__ = ["ACTIVATIONS", "BACKENDS", "DERIVATIVES", "DTYPES", "HelmholtzPINN", "PINNHistory",
+           "train_pinn", "wavenumber"]
 
 #: name -> (s, s', s'', s''') as functions of the pre-activation z
 ACTIVATIONS = {
@@ -55,6 +76,32 @@ ACTIVATIONS = {
              lambda z: -2 * np.tanh(z) * (1 - np.tanh(z) ** 2),
              lambda z: (1 - np.tanh(z) ** 2) * (6 * np.tanh(z) ** 2 - 2)),
 }
+
+
+def _sin_derivatives(z):
+    s, c = np.sin(z), np.cos(z)
+    return s, c, -s, -c
+
+
+def _cos_derivatives(z):
+    s, c = np.sin(z), np.cos(z)
+    return c, -s, -c, s
+
+
+def _tanh_derivatives(z):
+    t = np.tanh(z)
+    d = 1 - t * t
+    return t, d, -2 * t * d, d * (6 * t * t - 2)
+
+
+#: name -> ``z -> (s(z), s'(z), s''(z), s'''(z))``, the four from one evaluation of the
+#: underlying functions (the same values as :data:`ACTIVATIONS`)
+DERIVATIVES = {"sin": _sin_derivatives, "cos": _cos_derivatives, "tanh": _tanh_derivatives}
+#: ``backend`` values of :class:`HelmholtzPINN`
+BACKENDS = ("auto", "numpy", "numba")
+#: ``dtype`` values of :class:`HelmholtzPINN`
+DTYPES = (np.float32, np.float64)
+_NUMBA_ACTIVATIONS = ("sin", "cos")  # what refimpl.kernels.numba.pinn implements
 
 
 def wavenumber(frequency: float, c: float = 340.0) -> float:
@@ -79,11 +126,18 @@ class HelmholtzPINN:
         One per hidden layer, from :data:`ACTIVATIONS` (default sin, cos, sin).
     seed : int
         Seeds the Glorot-uniform weights.
+    dtype : numpy float type
+        ``np.float64`` (default) or ``np.float32``: the parameters, the points and every
+        array of the forward and backward pass.
+    backend : str
+        ``"auto"`` (default: ``"numba"`` when every activation is sin or cos, else
+        ``"numpy"``), ``"numpy"`` or ``"numba"`` -- how :meth:`loss_and_grads` computes.
     """
 
     def __init__(self, frequency: float, c: float = 340.0, A: float = 1.0, B: float = 0.0,
                  widths: Sequence[int] = (100, 100, 100),
-                 activations: Sequence[str] = ("sin", "cos", "sin"), seed: int = 0):
+                 activations: Sequence[str] = ("sin", "cos", "sin"), seed: int = 0,
+                 dtype: DTypeLike = np.float64, backend: str = "auto"):
         if not frequency > 0 or not c > 0:
             raise ValueError(f"frequency and c must be > 0, got {frequency!r}, {c!r}")
         if len(widths) != len(activations) or not widths:
@@ -92,40 +146,68 @@ class HelmholtzPINN:
         unknown = [a for a in activations if a not in ACTIVATIONS]
         if unknown:
             raise ValueError(f"activations {unknown} unknown; choose from {sorted(ACTIVATIONS)}")
+        if np.dtype(dtype) not in [np.dtype(t) for t in DTYPES]:
+            raise ValueError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
         self.k = wavenumber(frequency, c)
         if abs(math.sin(self.k)) < 1e-8:
             raise ValueError(f"frequency {frequency} Hz puts k = n pi (resonance): the boundary "
                              "problem has no unique solution; pick another frequency")
         self.frequency, self.c, self.A, self.B = float(frequency), float(c), float(A), float(B)
         self.activations = list(activations)
+        self.dtype = np.dtype(dtype)
+        self.backend = self._choose_backend(backend)
         rng = np.random.default_rng(seed)
         sizes = [1, *widths, 1]
         self.params: list[np.ndarray] = []
         for fan_in, fan_out in itertools.pairwise(sizes):
-            self.params += [glorot_uniform(rng, (fan_in, fan_out), np.float64), np.zeros(fan_out)]
+            self.params += [glorot_uniform(rng, (fan_in, fan_out), self.dtype),
+                            np.zeros(fan_out, self.dtype)]
+        self._buffers: dict = {}  # the numba backend's work arrays, kept between calls
+
+    def _choose_backend(self, backend: str) -> str:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        fits = all(a in _NUMBA_ACTIVATIONS for a in self.activations)
+        if backend == "numba" and not fits:
+            raise ValueError(f"backend 'numba' computes sin and cos layers only, got "
+                             f"activations {self.activations}; use backend='numpy'")
+        if backend == "numba" and importlib.util.find_spec("numba") is None:
+            raise ValueError("backend 'numba' needs the numba package (pip install numba)")
+        if backend == "auto":
+            return "numba" if fits and importlib.util.find_spec("numba") else "numpy"
+        return backend
+
+    def _points(self, x) -> np.ndarray:
+        return np.asarray(x, dtype=self.dtype).ravel()
 
     # -- the network and its input derivatives ------------------------------------------
     def network(self, x: np.ndarray):
-        """``N, N', N''`` at points ``x`` (shape (M,)), and the cache for :meth:`backward`."""
-        a = np.asarray(x, dtype=np.float64).reshape(-1, 1)
-        d1, d2 = np.ones_like(a), np.zeros_like(a)
+        """``N, N', N''`` at points ``x`` (shape (M,)), and the cache for :meth:`backward`:
+        per layer its input streams ``[a; a'; a'']`` (3M, fan_in) and, for a hidden layer,
+        its stream Jacobian ``(d1, d2, d3)`` (each (M, width))."""
+        x = self._points(x)
+        n = x.size
+        streams = np.zeros((3 * n, 1), self.dtype)
+        streams[:n, 0], streams[n:2 * n, 0] = x, 1.0  # a = x, a' = 1, a'' = 0
         cache = []
         n_hidden = len(self.activations)
         for layer in range(n_hidden + 1):
             W, b = self.params[2 * layer], self.params[2 * layer + 1]
-            z, z1, z2 = a @ W + b, d1 @ W, d2 @ W
+            z = streams @ W  # [z; z'; z''], one product
+            z[:n] += b
             if layer == n_hidden:
-                cache.append((a, d1, d2, None))
-                return z[:, 0], z1[:, 0], z2[:, 0], cache
-            s, s1, s2, _ = ACTIVATIONS[self.activations[layer]]
-            cache.append((a, d1, d2, (z, z1, z2)))
-            sz1 = s1(z)
-            a, d1, d2 = s(z), sz1 * z1, s2(z) * z1 ** 2 + sz1 * z2
+                cache.append((streams, None))
+                return z[:n, 0], z[n:2 * n, 0], z[2 * n:, 0], cache
+            s0, s1, s2, s3 = DERIVATIVES[self.activations[layer]](z[:n])
+            z1, z2 = z[n:2 * n], z[2 * n:]
+            d1, d2, d3 = s1, s2 * z1, s3 * z1 * z1 + s2 * z2
+            cache.append((streams, (d1, d2, d3)))
+            streams = np.concatenate([s0, d1 * z1, d2 * z1 + d1 * z2])  # [h; h'; h'']
         raise AssertionError("unreachable")  # pragma: no cover
 
     def trial(self, x: np.ndarray):
         """``u~, u~', u~''`` at ``x`` (the trial solution and its derivatives)."""
-        x = np.asarray(x, dtype=np.float64).ravel()
+        x = self._points(x)
         N, N1, N2, _ = self.network(x)
         return self._trial(x, N, N1, N2)
 
@@ -144,34 +226,38 @@ class HelmholtzPINN:
     # -- loss and hand-derived gradients ------------------------------------------------
     def loss_and_grads(self, x: np.ndarray) -> tuple[float, list[np.ndarray]]:
         """``L = mean R^2`` at points ``x`` and ``dL/dparams`` (same order as ``params``)."""
-        x = np.asarray(x, dtype=np.float64).ravel()
+        x = self._points(x)
+        if self.backend == "numba":
+            from refimpl.kernels.numba import pinn as kernels
+
+            return kernels.loss_and_grads(self.params, self.activations, x, self.A, self.B,
+                                          self.k, self._buffers)
         N, N1, N2, cache = self.network(x)
         u, _, u2 = self._trial(x, N, N1, N2)
         R = u2 + self.k ** 2 * u
-        g_R = 2.0 * R / R.size
+        g_R = (2.0 / R.size) * R
         w = x * (1.0 - x)
-        g = g_R * (self.k ** 2 * w - 2.0), g_R * 2.0 * (1.0 - 2.0 * x), g_R * w
-        g_z, g_z1, g_z2 = (v.reshape(-1, 1) for v in g)
-        return float(np.mean(R ** 2)), self.backward(g_z, g_z1, g_z2, cache)
+        grads = self.backward(g_R * (self.k ** 2 * w - 2.0), g_R * 2.0 * (1.0 - 2.0 * x),
+                              g_R * w, cache)
+        return float(np.mean(R * R)), grads
 
-    def backward(self, g_z, g_z1, g_z2, cache) -> list[np.ndarray]:
-        """Gradients of every parameter from ``dL/dN, dL/dN', dL/dN''`` (each (M, 1))."""
+    def backward(self, g_N, g_N1, g_N2, cache) -> list[np.ndarray]:
+        """Gradients of every parameter from ``dL/dN, dL/dN', dL/dN''`` (each (M,) or (M, 1))
+        and the cache of :meth:`network`."""
+        grad = np.concatenate([np.ravel(g_N), np.ravel(g_N1), np.ravel(g_N2)]).reshape(-1, 1)
+        n = grad.shape[0] // 3
         grads: list[np.ndarray] = [None] * len(self.params)  # type: ignore[list-item]
         for layer in range(len(cache) - 1, -1, -1):
-            a, d1, d2, pre = cache[layer]
-            W = self.params[2 * layer]
-            if pre is not None:  # activation of this hidden layer, then its dense
-                z, z1, z2 = pre
-                _, s1, s2, s3 = ACTIVATIONS[self.activations[layer]]
-                sz1, sz2 = s1(z), s2(z)
-                g_h, g_h1, g_h2 = g_z, g_z1, g_z2
-                g_z = g_h * sz1 + g_h1 * sz2 * z1 + g_h2 * (s3(z) * z1 ** 2 + sz2 * z2)
-                g_z1 = g_h1 * sz1 + 2.0 * g_h2 * sz2 * z1
-                g_z2 = g_h2 * sz1
-            grads[2 * layer] = a.T @ g_z + d1.T @ g_z1 + d2.T @ g_z2
-            grads[2 * layer + 1] = g_z.sum(axis=0)
+            streams, jacobian = cache[layer]
+            if jacobian is not None:  # [g_h; g_h'; g_h''] -> [g_z; g_z'; g_z'']
+                d1, d2, d3 = jacobian
+                g, g1, g2 = grad[:n], grad[n:2 * n], grad[2 * n:]
+                grad = np.concatenate([d1 * g + d2 * g1 + d3 * g2, d1 * g1 + 2.0 * d2 * g2,
+                                       d1 * g2])
+            grads[2 * layer] = streams.T @ grad  # dW = a^T g_z + a'^T g_z' + a''^T g_z''
+            grads[2 * layer + 1] = grad[:n].sum(axis=0)
             if layer > 0:
-                g_z, g_z1, g_z2 = g_z @ W.T, g_z1 @ W.T, g_z2 @ W.T
+                grad = grad @ self.params[2 * layer].T  # [g_a; g_a'; g_a'']
         return grads
 
     # -- the exact solution and the error -----------------------------------------------
@@ -208,7 +294,8 @@ def train_pinn(pinn: HelmholtzPINN, epochs: int, n_points: int = 10_000, batch_s
 
     ``scheduler``: ``None`` (fixed rate) or an epoch-interval scheduler whose signal is
     ``"batch_losses"`` (DLRS), stepped after every epoch; its rate is copied into Adam.
-    The points are drawn once from ``default_rng(seed)``. With ``shuffle`` (default) epoch
+    The points are drawn once from ``default_rng(seed)`` (in float64, then cast to the
+    network's dtype). With ``shuffle`` (default) epoch
     ``e`` visits them in the order ``default_rng([seed, e]).permutation``; without it the
     mini-batches are fixed (points ``[0, batch_size)``, ``[batch_size, 2 batch_size)``, ...)
     and visited in the same order every epoch, as Keras' ``fit(shuffle=False)``.
@@ -226,7 +313,7 @@ def train_pinn(pinn: HelmholtzPINN, epochs: int, n_points: int = 10_000, batch_s
     if scheduler is not None and getattr(scheduler, "signal", None) != "batch_losses":
         raise ValueError("scheduler must take the epoch's batch losses (signal "
                          "'batch_losses', e.g. DLRS), or be None for a fixed rate")
-    points = np.random.default_rng(seed).uniform(0.0, 1.0, n_points)
+    points = np.random.default_rng(seed).uniform(0.0, 1.0, n_points).astype(pinn.dtype)
     optimizer = Adam(pinn.params, lr=scheduler.lr if scheduler is not None else lr)
     history = PINNHistory()
     fixed_order = np.arange(n_points)

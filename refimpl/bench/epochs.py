@@ -600,6 +600,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rewrite the bench section of the Markdown file PATH, e.g. "
                         "docs/benchmarks.md in a clone (default: none; the tables always go "
                         "to stdout)")
+    p.add_argument("--pinn", action="store_true",
+                   help="instead of the timings, time the Helmholtz PINN's loss and gradients "
+                        "against torch autograd's double backward, float64 and float32, with "
+                        "--threads, --repeats, --steps, --seed and --out (refimpl.bench.pinn; "
+                        "`python -m refimpl.bench.pinn` has more options)")
     p.add_argument("--profile", action="store_true",
                    help="instead of the timings, print where a numba training step's time "
                         "goes, per layer and phase, with each GEMM's GFLOPS against the "
@@ -659,6 +664,12 @@ def _check_writable(path: Path, option: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (or, with the hidden ``--worker``, serve as one backend's worker)."""
     args = build_parser().parse_args(argv)
+    if args.pinn:
+        from refimpl.bench.pinn import main as pinn_main
+
+        return pinn_main(["--threads", str(args.threads), "--repeats", str(args.repeats),
+                          "--steps", str(args.steps), "--seed", str(args.seed)]
+                         + ([] if args.out is None else ["--out", str(args.out)]))
     if args.worker:
         _Worker(args.worker, args.model, int(args.threads), args.seed).serve()
         return 0

@@ -46,6 +46,14 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
 
 #: (file, names in the literal) -> why it is not a copy of a registry list
 REVIEWED: dict[tuple[str, frozenset[str]], str] = {
+    ("refimpl/pinn.py", frozenset({"auto", "numpy", "numba"})):
+        "the backends the PINN has (its own fused numba kernels or NumPy), not the ops'",
+    ("refimpl/bench/pinn.py", frozenset({"numpy", "numba"})):
+        "the PINN's two implementations the benchmark times",
+    ("refimpl/bench/pinn.py", frozenset({"float32", "float64"})):
+        "the two precisions the PINN benchmark times",
+    ("refimpl/experiments/pinn_helmholtz.py", frozenset({"dlrs", "DLRS"})):
+        "the figure's key and legend label of the DLRS runs, not a scheduler table",
     ("refimpl/bench/epochs.py", frozenset({"mlp", "lrpo_cnn"})):
         "the benchmark's workload per model (batch size, images)",
     ("refimpl/bench/epochs.py", frozenset({"numpy", "numba"})):

@@ -132,10 +132,20 @@ def dispatchers() -> dict:
     """Every Numba dispatcher of this backend by qualified name (for cache statistics)."""
     from numba.core.registry import CPUDispatcher
 
-    from refimpl.kernels.numba import activations, conv, dense, losses, pool
+    from refimpl.kernels.numba import (
+        activations,
+        conv,
+        conv_first,
+        dense,
+        losses,
+        pinn,
+        pool,
+        winograd,
+    )
 
     found = {}
-    for module in (activations, conv, dense, losses, pool, sched):
+    for module in (activations, conv, conv_first, dense, losses, optim, pinn, pool, sched,
+                   winograd):
         for name, obj in vars(module).items():
             if isinstance(obj, CPUDispatcher):
                 found[f"{module.__name__}.{name}"] = obj
