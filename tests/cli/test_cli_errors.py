@@ -140,7 +140,9 @@ def no_full_data(monkeypatch, tmp_path):
 
 
 def test_reproduce_without_data_names_the_places_and_quick(no_full_data, capsys):
-    assert cli.main(["reproduce", "tlr-robustness", "--out", str(no_full_data / "o")]) == 2
+    # an empty record directory: every run must train, so the data must be found
+    assert cli.main(["reproduce", "tlr-robustness", "--out", str(no_full_data / "o"),
+                     "--results", str(no_full_data / "r")]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line.startswith("refimpl reproduce: error: Fashion-MNIST not found; searched ")
     assert str(no_full_data / "system") in line and "apt-get install dataset-fashion-mnist" in line
