@@ -118,10 +118,20 @@ class RunRecords:
         finished = sorted(entry.get("finished", "") for entry in asked)
         return {"file": None if self.path is None else self.path.as_posix(),
                 "finished": len(asked), "asked": self.total,
-                "wall_s": float(sum(entry.get("wall_s", 0.0) for entry in asked)),
+                "wall_s": float(sum(_wall(entry) for entry in asked)),
                 "first": finished[0][:10] if finished else None,
                 "last": finished[-1][:10] if finished else None,
                 "machines": sorted({entry["machine"] for entry in asked if "machine" in entry})}
+
+
+def _wall(entry: dict) -> float:
+    """A run's training seconds: the line's ``wall_s`` (the sitting that finished it), or the
+    record's own ``wall_s`` where that is larger (a run resumed from checkpoints sums its
+    sittings there)."""
+    record = entry.get("record")
+    own = record.get("wall_s") if isinstance(record, dict) else None
+    sitting = float(entry.get("wall_s", 0.0))
+    return max(sitting, float(own)) if isinstance(own, (int, float)) else sitting
 
 
 def records_for(name: str, quick: bool, out, results, report: bool = False,

@@ -54,6 +54,17 @@ def test_report_mode_trains_nothing_and_counts_what_is_missing(tmp_path):
     assert report.missing == 1 and not (tmp_path / "study.jsonl").read_text().count("\n") - 1
 
 
+def test_summary_counts_a_resumed_runs_own_wall_time(tmp_path):
+    records = RunRecords(tmp_path, "study", total=2)
+    records.get_or_run({"a": 1}, lambda: {"value": 1})
+    # a run resumed from its checkpoints: this sitting was short, the run was not
+    records.get_or_run({"a": 2}, lambda: {"value": 2, "wall_s": 3600.0})
+    sittings = [json.loads(line)["wall_s"]
+                for line in (tmp_path / "study.jsonl").read_text().splitlines()]
+    assert sittings[1] < 3600.0
+    assert records.summary()["wall_s"] == sittings[0] + 3600.0
+
+
 def test_a_cell_states_n_while_runs_are_missing():
     assert cell([1.0, 2.0], 2, "1.5") == "1.5"
     assert cell([1.0], 3, "1") == "1 (n=1 of 3)"

@@ -128,7 +128,7 @@ def test_report_with_some_runs_states_n(monkeypatch, tmp_path, no_training):
     path.write_text("\n".join(kept) + "\n")
     result = fs.run(quick=True, out=tmp_path, report=True, seeds=2)
     assert result.data["edge"] == 0.01
-    assert result.notes == ["3 of 8 sweep runs have not finished; cells give n"]
+    assert result.notes[0] == "3 of 8 sweep runs have not finished; cells give n"
     table = result.table("Fine-tuning loss per factor F (GreedyLR from the edge rate 0.01)")
     assert table.column("diverged runs") == ["1 of 1 (n=1 of 2)", "0 of 1 (n=1 of 2)",
                                              "0 of 1 (n=1 of 2)", "0 of 2"]
@@ -141,7 +141,9 @@ def test_report_with_all_runs_gives_the_threshold_and_spread(monkeypatch, tmp_pa
                                                              no_training):
     write_records(monkeypatch, tmp_path)
     result = fs.run(quick=True, out=tmp_path, report=True, seeds=2)
-    assert result.notes == []
+    assert result.notes == [("spread = max/min - 1 of the per-F median final losses; over "
+                             "the three largest F run, whatever their divergence (0.5: 0.555, "
+                             "0.95: 0.6, 0.99: 0.604): 0.0883")]
     probes = result.table("Fixed-rate")
     assert probes.column("lr") == [0.01, 0.05, 0.1] and probes.column("diverged") == \
         [False, True, True]
@@ -151,8 +153,29 @@ def test_report_with_all_runs_gives_the_threshold_and_spread(monkeypatch, tmp_pa
     assert result.data["threshold"] == 0.5
     assert result.data["spread"] == pytest.approx(0.604 / 0.555 - 1)
     assert result.data["spread3"] == pytest.approx(0.604 / 0.555 - 1)
-    row = result.table("Stability threshold").rows[0]
-    assert row[2] == "0.1: 2/2, 0.5: 0/2, 0.95: 0/2, 0.99: 0/2"
+    rows = result.table("Stability threshold").rows
+    assert rows[0][2] == "0.1: 2/2, 0.5: 0/2, 0.95: 0/2, 0.99: 0/2"
+    # the fake's diverged runs end at 3x their start: diverged under the 2x criterion too
+    assert rows[1][:3] == ["ends above 2x its start", 0.5, rows[0][2]]
+    assert result.data["catastrophic"]["threshold"] == 0.5
+
+
+def test_a_spread_needs_enough_factors_above_the_threshold(monkeypatch, tmp_path,
+                                                            no_training):
+    def only_the_largest_holds(state, images, lr, factor, seed, epochs, backend):
+        record = fake_finetune(state, images, lr, factor, seed, epochs, backend)
+        if factor is not None and 0.5 <= factor < 0.99:  # a mild rise: 1.5x the start
+            record["loss"][-10:] = [1.5] * 10
+        return record
+
+    monkeypatch.setattr(fs, "finetune", only_the_largest_holds)
+    monkeypatch.setattr(fs, "load_images", lambda cfg, quick, seed: ((None, None), (None, None)))
+    monkeypatch.setattr(fs, "pretrain", lambda images, seed, backend: {})
+    result = fs.run(quick=True, out=tmp_path, seeds=2)
+    rows = result.table("Stability threshold").rows
+    assert rows[0][1] == 0.99 and rows[0][3:] == ["n/a: 1 F at or above"] * 2
+    # under the 2x criterion only F = 0.1 (3x) diverges: three F at or above 0.5
+    assert rows[1][1] == 0.5 and rows[1][3] == pytest.approx(1.5 / 0.604 - 1)
 
 
 def test_a_changed_setting_is_a_new_run(monkeypatch, tmp_path, no_training):
