@@ -25,7 +25,9 @@ import time
 import numpy as np
 import pytest
 
-cuda = pytest.importorskip("numba.cuda", reason="the CUDA backend needs numba-cuda")
+from tests.backends._cuda import require_cuda
+
+cuda = require_cuda()
 
 import refimpl.kernels.cuda as kc
 from refimpl.kernels.cuda import optim as device_optim
@@ -34,13 +36,6 @@ from refimpl.model import build
 from refimpl.optim import SGD, Adam, AdamW, NAdam
 from refimpl.training.loop import Trainer
 from tests.conftest import ROOT
-
-if not kc.is_available():
-    pytest.skip(
-        "no CUDA GPU is usable and NUMBA_ENABLE_CUDASIM is not 1 "
-        "(run `NUMBA_ENABLE_CUDASIM=1 pytest tests/backends` to use the simulator)",
-        allow_module_level=True,
-    )
 
 pytestmark = pytest.mark.cuda
 

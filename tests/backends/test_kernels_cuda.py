@@ -24,17 +24,12 @@ import numba
 import numpy as np
 import pytest
 
-cuda = pytest.importorskip("numba.cuda", reason="the CUDA backend needs numba-cuda")
+from tests.backends._cuda import require_cuda
+
+cuda = require_cuda()
 
 import refimpl.kernels.cuda as kc
 from refimpl import kernels, ops
-
-if not kc.is_available():
-    pytest.skip(
-        "no CUDA GPU is usable and NUMBA_ENABLE_CUDASIM is not 1 "
-        "(run `NUMBA_ENABLE_CUDASIM=1 pytest tests/backends` to use the simulator)",
-        allow_module_level=True,
-    )
 
 pytestmark = pytest.mark.cuda
 
