@@ -118,9 +118,7 @@ def spread(values: Sequence[float]) -> float:
 
 def _spread_cell(value: float, above: Sequence[float], needed: int):
     """A spread, or why there is none: fewer than ``needed`` factors at or above."""
-    if len(above) >= needed and math.isfinite(value):
-        return value
-    return f"n/a: {len(above)} F at or above" if len(above) < needed else value
+    return value if len(above) >= needed else f"n/a: {len(above)} F at or above"
 
 
 def final_loss(loss: Sequence[float], steps: int) -> float:
@@ -277,8 +275,9 @@ def _tables(result: StudyResult, cfg: dict, steps: int, edge, probes, runs) -> N
     rows, found = [], {}
     for label, ratio in (("ends above its start", 1.0),
                          (f"ends above {CATASTROPHIC:g}x its start", CATASTROPHIC)):
-        flags = {f: [is_diverged(r, steps, ratio) for (g, _), r in runs.items() if g == f]
-                 for f in factors}
+        flags = diverged if ratio == 1.0 else {
+            f: [is_diverged(r, steps, ratio) for (g, _), r in runs.items() if g == f]
+            for f in factors}
         threshold = stability_threshold(factors, [flags[f] for f in factors])
         above = [f for f in factors if f >= threshold]
         found[ratio] = (threshold, spread([medians[f] for f in above]),

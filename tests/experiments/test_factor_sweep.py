@@ -97,12 +97,12 @@ def no_training(monkeypatch):
         monkeypatch.setattr(fs, name, refuse)
 
 
-def write_records(monkeypatch, tmp_path, seeds=2):
+def write_records(monkeypatch, tmp_path, seeds=2, finetune=fake_finetune):
     """Every run of the quick grid with ``seeds`` seeds, by the study with fake fine-tunes."""
     with monkeypatch.context() as patch:
         patch.setattr(fs, "load_images", lambda cfg, quick, seed: ((None, None), (None, None)))
         patch.setattr(fs, "pretrain", lambda images, seed, backend: {})
-        patch.setattr(fs, "finetune", fake_finetune)
+        patch.setattr(fs, "finetune", finetune)
         fs.run(quick=True, out=tmp_path, seeds=seeds)
     return tmp_path / "greedy-factor-sweep-quick.jsonl"
 
@@ -168,10 +168,8 @@ def test_a_spread_needs_enough_factors_above_the_threshold(monkeypatch, tmp_path
             record["loss"][-10:] = [1.5] * 10
         return record
 
-    monkeypatch.setattr(fs, "finetune", only_the_largest_holds)
-    monkeypatch.setattr(fs, "load_images", lambda cfg, quick, seed: ((None, None), (None, None)))
-    monkeypatch.setattr(fs, "pretrain", lambda images, seed, backend: {})
-    result = fs.run(quick=True, out=tmp_path, seeds=2)
+    write_records(monkeypatch, tmp_path, finetune=only_the_largest_holds)
+    result = fs.run(quick=True, out=tmp_path, report=True, seeds=2)
     rows = result.table("Stability threshold").rows
     assert rows[0][1] == 0.99 and rows[0][3:] == ["n/a: 1 F at or above"] * 2
     # under the 2x criterion only F = 0.1 (3x) diverges: three F at or above 0.5
