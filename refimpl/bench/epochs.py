@@ -28,11 +28,14 @@ numba, numpy; 1 thread: torch, ...), so load from other processes on the machine
 row alike; the table reports the median of the repeats. All thread pools of a worker are set
 to its thread count (``--threads 1,2``; default 2): ``torch.set_num_threads``,
 ``numba.set_num_threads`` and the BLAS pools through ``OMP/OPENBLAS/MKL_NUM_THREADS``. The
-numba worker also calls ``refimpl.kernels.numba.tune(threads, threading_layer="workqueue",
-keep_large_blocks=True, loops="measure")`` (``loops`` at 2 threads and more: the thread
-policy of the Numba loops measured in this run, not read from an earlier run's cache; the
-settings are printed with the results); a user's program gets these only by calling
-``tune`` itself (the policy is measured at first use and cached). The data are synthetic
+numba and numpy workers also start with the environment of
+:func:`refimpl.kernels.numba.tuning.shared_cores_environment` (Numba's OpenMP layer, idle
+OpenMP and OpenBLAS threads that sleep instead of spinning; a variable the caller sets wins),
+and the numba worker calls ``refimpl.kernels.numba.tune(threads, keep_large_blocks=True,
+loops="measure")`` (``loops`` at 2 threads and more: the thread policy of the Numba loops
+measured in this run, not read from an earlier run's cache; the settings and environment are
+printed with the results); a user's program gets these by setting the same variables before
+it starts and calling ``tune`` itself (docs/architecture.md). The data are synthetic
 (uniform pixels in [0, 1), random labels, seeded): timings do not depend on the values.
 Every row names the CPU model and thread count, so rows from different machines can sit in
 one table.
@@ -155,15 +158,16 @@ class _Worker:
             if backend == "numba":
                 import refimpl.kernels.numba
 
-                # Numba's workqueue threads sleep beside BLAS's, and glibc keeps the step's
-                # large temporaries for reuse (refimpl/kernels/numba/tuning.py); NUMBA_THREADING_LAYER wins.
-                # The thread policy of the Numba loops is measured afresh here, in the
-                # conditions of this run, rather than read from an earlier run's cache
-                # ($REFIMPL_NUMBA_LOOPS still wins).
-                layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
-                self.tuned = refimpl.kernels.numba.tune(threads, threading_layer=layer,
-                                              keep_large_blocks=True,
+                # The threading layer and the idle policies of the pools come from this
+                # worker's environment (_thread_env), and glibc keeps the step's large
+                # temporaries for reuse (refimpl/kernels/numba/tuning.py). The thread policy
+                # of the Numba loops is measured afresh here, in the conditions of this run,
+                # rather than read from an earlier run's cache ($REFIMPL_NUMBA_LOOPS still wins).
+                self.tuned = refimpl.kernels.numba.tune(threads, keep_large_blocks=True,
                                               loops="measure" if threads > 1 else None)
+                self.tuned["environment"] = {
+                    name: os.environ.get(name)
+                    for name in refimpl.kernels.numba.tuning.SHARED_CORES_ENVIRONMENT}
             elif backend == "cuda":
                 import numba
 
@@ -282,8 +286,16 @@ def _peak_rss_kb() -> int:
 
 # ----------------------------------------------------------------------------- coordinator
 
-def _thread_env(threads: int, extra: dict | None = None) -> dict:
-    env = dict(os.environ)
+def _thread_env(threads: int, extra: dict | None = None, backend: str = "") -> dict:
+    """A worker's environment: every thread pool at ``threads``; for a refimpl CPU backend also
+    the shared-cores settings of :func:`refimpl.kernels.numba.tuning.shared_cores_environment`
+    (where the caller's environment sets none of them; torch's worker keeps its defaults)."""
+    if backend in ("numba", "numpy"):
+        from refimpl.kernels.numba.tuning import shared_cores_environment
+
+        env = shared_cores_environment()
+    else:
+        env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                  "NUMBA_NUM_THREADS"):
         env[name] = str(threads)
@@ -300,7 +312,7 @@ class _WorkerProcess:
                    "--threads", str(threads), "--seed", str(seed)]
         self.name = backend
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=_thread_env(threads, env_extra))
+                                        text=True, env=_thread_env(threads, env_extra, backend))
         self.hello = self._receive()
 
     def ask(self, job: dict) -> dict:
@@ -540,8 +552,11 @@ def format_markdown(report: dict) -> str:
                      + "; ".join(f"{t} thread(s) {g:.0f} GFLOPS" for t, g in sorted(peaks.items()))
                      + ".")
     for threads, settings_in_force in sorted(tuned.items()):
-        lines.append(f"numba worker at {threads} thread(s): `refimpl.kernels.numba.tune(threads, "
-                     f"threading_layer=..., keep_large_blocks=True)` gave {settings_in_force}.")
+        settings_in_force = dict(settings_in_force)
+        environment = settings_in_force.pop("environment", None)
+        lines.append(f"numba worker at {threads} thread(s), environment {environment}: "
+                     "`refimpl.kernels.numba.tune(threads, keep_large_blocks=True, loops=...)` "
+                     f"gave {settings_in_force}.")
     lines += [
         (f"Medians of {settings['repeats']} interleaved repeats (steps: median of "
          f"{settings['steps']} steps per repeat); every library on the row's thread count."),

@@ -103,8 +103,7 @@ def _refimpl_profile(model: str, threads: int, repeats: int, seed: int) -> dict:
     from refimpl.optim import SGD
     from refimpl.train import Trainer
 
-    layer = None if "NUMBA_THREADING_LAYER" in os.environ else "workqueue"
-    settings = refimpl.kernels.numba.tune(threads, threading_layer=layer, keep_large_blocks=True,
+    settings = refimpl.kernels.numba.tune(threads, keep_large_blocks=True,
                                 loops="measure" if threads > 1 else None)
     batch, _ = WORKLOADS[model]
     X, y = _synthetic_data(model, seed)
@@ -165,7 +164,7 @@ def worker(backend: str, model: str, threads: int, repeats: int, seed: int) -> N
 def _run_worker(backend: str, model: str, threads: int, repeats: int, seed: int) -> dict:
     command = [sys.executable, "-m", "refimpl.bench.profile", backend, model, str(threads),
                str(repeats), str(seed)]
-    done = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads),
+    done = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads, backend=backend),
                           check=False)
     for line in done.stdout.splitlines():
         if line.startswith(PROTOCOL_PREFIX):

@@ -395,6 +395,53 @@ def test_tune_changes_only_what_it_is_asked_and_checks_its_arguments(monkeypatch
         nb.tune(threading_layer=other)
 
 
+def test_shared_cores_environment_adds_only_what_the_caller_did_not_set(monkeypatch):
+    from refimpl.kernels.numba import tuning
+
+    caller = {"PATH": "/bin", "OMP_WAIT_POLICY": "active"}
+    env = tuning.shared_cores_environment(caller)
+    assert caller == {"PATH": "/bin", "OMP_WAIT_POLICY": "active"}  # the argument is not changed
+    assert env["PATH"] == "/bin" and env["OMP_WAIT_POLICY"] == "active"  # the caller's value wins
+    assert env["OPENBLAS_THREAD_TIMEOUT"] == "4"
+    layer = "omp" if tuning.openmp_available() else "workqueue"
+    assert env["NUMBA_THREADING_LAYER"] == layer
+    monkeypatch.setattr(tuning, "openmp_available", lambda: False)
+    assert tuning.shared_cores_environment({})["NUMBA_THREADING_LAYER"] == "workqueue"
+    assert tuning.shared_cores_environment({"NUMBA_THREADING_LAYER": "tbb"})[
+        "NUMBA_THREADING_LAYER"] == "tbb"
+
+
+def test_bench_workers_of_refimpl_get_the_shared_cores_environment_and_torch_its_own(monkeypatch):
+    from refimpl.bench.epochs import _thread_env
+    from refimpl.kernels.numba import tuning
+
+    for name in tuning.SHARED_CORES_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    for backend in ("numba", "numpy"):
+        env = _thread_env(2, backend=backend)
+        assert env["OPENBLAS_THREAD_TIMEOUT"] == "4" and env["OMP_WAIT_POLICY"] == "passive"
+        assert env["OMP_NUM_THREADS"] == env["NUMBA_NUM_THREADS"] == "2"
+    torch_env = _thread_env(1, backend="torch")
+    assert not set(tuning.SHARED_CORES_ENVIRONMENT) & set(torch_env)
+    assert torch_env["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_process_started_with_the_shared_cores_environment_runs_numba_on_openmp():
+    from refimpl.kernels.numba import tuning
+
+    if not tuning.openmp_available():
+        pytest.skip("Numba's OpenMP layer cannot load here (no libgomp)")
+    code = ("import numpy as np, numba, refimpl.kernels.numba as nb\n"
+            "nb.relu_forward(np.ones(nb.activations.PARALLEL_MIN_SIZE))\n"
+            "print(numba.threading_layer())")
+    env = tuning.shared_cores_environment({k: v for k, v in os.environ.items()
+                                           if k != "NUMBA_THREADING_LAYER"})
+    env["NUMBA_NUM_THREADS"] = "2"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+    assert done.stdout.split()[-1] == "omp"
+
+
 def test_malloc_thresholds_only_on_request_and_not_when_the_user_tunes_malloc(monkeypatch):
     import platform
 

@@ -31,10 +31,15 @@ where the shape allows that path. The paths agree with the oracle to their toler
 (docs/methods.md §1); float64 never takes Winograd.
 
 **Process-wide settings**, changed only when asked, by :func:`tune`: Numba's thread count,
-Numba's threading layer (``"workqueue"`` threads sleep while idle instead of spinning
-beside BLAS's), and glibc's malloc thresholds (``keep_large_blocks=True`` keeps freed large
-buffers in the process, so each training step reuses the previous step's temporaries
+Numba's threading layer, and glibc's malloc thresholds (``keep_large_blocks=True`` keeps freed
+large buffers in the process, so each training step reuses the previous step's temporaries
 instead of page-faulting fresh memory in). ``refimpl bench`` calls it; a user's program may.
+
+**Environment read at start-up.** How the thread pools of Numba, OpenMP and OpenBLAS wait
+while idle is fixed when they load, so it cannot be tuned from inside a running process:
+:data:`SHARED_CORES_ENVIRONMENT` lists the variables that make them share the cores, and
+:func:`shared_cores_environment` adds them to an environment for a subprocess
+(docs/architecture.md, "Threads").
 """
 
 from __future__ import annotations
@@ -428,6 +433,43 @@ def raise_malloc_thresholds() -> bool:
     )
 
 
+#: Environment variables a process that runs the numba backend reads at start-up, with the
+#: values that make its thread pools share the cores (docs/architecture.md, "Threads").
+#: Numba's OpenMP layer runs a parallel loop on the calling thread and one woken helper per
+#: extra thread, where the workqueue layer hands every loop, even on one thread, to its own
+#: worker threads and waits (measured on a 2-core AMD EPYC, docs/benchmarks.md: one-thread lrpo_cnn steps 67 ms on workqueue, 58 ms on
+#: OpenMP, and the workqueue's two-thread loops no faster than one); OpenMP's idle threads
+#: sleep (``passive``) instead of spinning on the cores BLAS needs; OpenBLAS's idle workers
+#: spin 2^4 cycles after a product instead of its default 2^28 (about 0.1 s), so the cores are
+#: free for the Numba loop that follows.
+SHARED_CORES_ENVIRONMENT = {
+    "NUMBA_THREADING_LAYER": "omp",
+    "OMP_WAIT_POLICY": "passive",
+    "OPENBLAS_THREAD_TIMEOUT": "4",
+}
+
+
+def openmp_available() -> bool:
+    """Whether Numba's OpenMP threading layer can load here (it needs the system's libgomp)."""
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+def shared_cores_environment(environ: dict | None = None) -> dict:
+    """``environ`` (default: this process's) plus :data:`SHARED_CORES_ENVIRONMENT` where it sets
+    none of those variables itself, for a subprocess that will run the numba backend. Without
+    OpenMP, the workqueue layer's idle threads sleep too, so it takes the layer's place."""
+    env = dict(os.environ if environ is None else environ)
+    for name, value in SHARED_CORES_ENVIRONMENT.items():
+        if name == "NUMBA_THREADING_LAYER" and not openmp_available():
+            value = "workqueue"
+        env.setdefault(name, value)
+    return env
+
+
 def _set_threading_layer(layer: str) -> None:
     from numba.np.ufunc import parallel
 
@@ -461,7 +503,8 @@ def tune(
         Fix the thread policy of the Numba loops for this process; ``"measure"`` measures
         it again now (ignoring and refreshing the disk cache).
     threading_layer : str, optional
-        Numba's threading layer, e.g. ``"workqueue"``; only before the first parallel kernel.
+        Numba's threading layer (``"omp"``, ``"workqueue"`` or ``"tbb"``); only before the first
+        parallel kernel. ``NUMBA_THREADING_LAYER`` set before start-up does the same.
     keep_large_blocks : bool
         Raise glibc's malloc thresholds (:func:`raise_malloc_thresholds`).
 
