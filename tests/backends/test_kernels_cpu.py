@@ -182,6 +182,21 @@ def test_conv2d_relu_maxpool2d_bias_grad_from_the_pooled_gradient_with_inf_and_n
     assert_close(got[finite], want[finite], np.float32, "db")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("plane", [(13, 13), (2, 2), (1, 3)])  # 169 = 4·42 + 1: a tail; none; only a tail
+def test_pooled_bias_grad_sums_dy_where_the_pooled_output_passed_the_relu(dtype, plane):
+    from refimpl.kernels.numba import conv
+
+    rng = np.random.default_rng(3)
+    y = _random(rng, (64, 8, *plane), dtype)
+    y[0, 0, 0, 0] = np.nan  # a NaN maximum passes nothing, as in the oracle's relu
+    dy = _random(rng, y.shape, dtype)
+    want = np.where(y > 0, dy, 0).sum(axis=(0, 2, 3))
+    got = conv._pooled_bias_grad(y, dy)
+    assert_close(got, want, dtype, "db")
+    np.testing.assert_array_equal(conv._pooled_bias_grad(y, dy), got)  # the same bits again
+
+
 # --- the paths taken only at training sizes --------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("relu", [False, True])

@@ -265,6 +265,40 @@ def _pooled_to_rows(dy, argmax, h_out, w_out, k):  # pragma: no cover - compiled
     return rows
 
 
+@njit(cache=True, parallel=True, fastmath=False)
+def _pooled_bias_grad(y, dy):  # pragma: no cover - compiled
+    """``db[o] = sum over n, i, j of dy[n, o, i, j] where y[n, o, i, j] > 0`` (so NaN and inf
+    in dy reach db only where the pooled output passed the relu), one channel per task,
+    summed in float64 with four interleaved partial sums per plane in a fixed order (the
+    same bits on every run); the oracle sums in the array's dtype, so the two agree to the
+    dtype's tolerance (docs/methods.md §1), not bit for bit."""
+    n_img, c_out = y.shape[0], y.shape[1]
+    size = y.shape[2] * y.shape[3]
+    ys, gs = y.reshape(n_img, c_out, size), dy.reshape(n_img, c_out, size)
+    db = np.empty(c_out, dtype=dy.dtype)
+    for o in prange(c_out):
+        total = 0.0
+        for n in range(n_img):
+            yp, gp = ys[n, o], gs[n, o]
+            s0 = s1 = s2 = s3 = 0.0
+            m = 0
+            while m + 4 <= size:  # loads before the selects: no branch on the data
+                g0, g1, g2, g3 = gp[m], gp[m + 1], gp[m + 2], gp[m + 3]
+                y0, y1, y2, y3 = yp[m], yp[m + 1], yp[m + 2], yp[m + 3]
+                s0 += g0 if y0 > 0 else 0.0
+                s1 += g1 if y1 > 0 else 0.0
+                s2 += g2 if y2 > 0 else 0.0
+                s3 += g3 if y3 > 0 else 0.0
+                m += 4
+            while m < size:
+                g0, y0 = gp[m], yp[m]
+                s0 += g0 if y0 > 0 else 0.0
+                m += 1
+            total += (s0 + s1) + (s2 + s3)
+        db[o] = total
+    return db
+
+
 #: From this many conv output pixels (N H_out W_out) on, the fused step's bias gradient is
 #: summed over the pooled gradient (a k² times smaller array; docs/benchmarks.md); smaller
 #: batches sum the rows, rounded as the oracle's sum.
@@ -314,8 +348,8 @@ def conv2d_relu_maxpool2d_backward(
     if x_shape[0] * h_out * w_out >= POOLED_DB_MIN_PIXELS:
         # The rows hold g at each window's arg-max where the maximum passed the relu, and 0
         # elsewhere: the same sum from the k² times smaller pooled arrays.
-        with profile.phase("bias grad (pooled)"):
-            db = np.where(y > 0, dy, 0).sum(axis=(0, 2, 3))
+        with loop_threads(), profile.phase("bias grad (pooled)"):
+            db = _pooled_bias_grad(y, np.ascontiguousarray(dy))
     with loop_threads(), profile.phase("maxpool+relu grad, to rows"):
         dy_rows = _pooled_to_rows(np.ascontiguousarray(dy), argmax, h_out, w_out, k)
     return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,
@@ -399,7 +433,7 @@ def _path_backward(dy, cache, need_dx):
             # dW routes the pooled gradient itself; db as conv2d_relu_maxpool2d_backward's.
             dx, dW = module.backward(dy, cache.inner, need_dx, argmax, k)
             with profile.phase("bias grad (pooled)"):
-                return dx, dW, np.where(y > 0, dy, 0).sum(axis=(0, 2, 3))
+                return dx, dW, _pooled_bias_grad(y, dy)
         with profile.phase("maxpool+relu grad"):
             g = route_planes(dy, argmax, h_out, w_out, k)
         dx, dW = module.backward(g, cache.inner, need_dx)
