@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from refimpl.kernels.numba import conv_first, profile, tuning, winograd
+from refimpl.kernels.numba.activations import relu_backward
 from refimpl.kernels.numba.pool import _backward as route_planes
 from refimpl.kernels.numba.pool import pool_plane, pool_plane_2, route_plane
 from refimpl.kernels.numba.tuning import loop_threads
@@ -421,7 +422,7 @@ def _path_backward(dy, cache, need_dx):
     if not k:
         check_conv2d_grad(dy, x_shape, W, 1, padding)
         dy = np.ascontiguousarray(dy)
-        g = dy if y is None else np.where(y > 0, dy, 0)
+        g = dy if y is None else relu_backward(dy, y)  # y > 0 exactly where x > 0
         with loop_threads():
             dx, dW = module.backward(g, cache.inner, need_dx)
         with profile.phase("bias grad"):
