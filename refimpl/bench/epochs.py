@@ -25,7 +25,10 @@ per thread count, so peak RSS is separable and no library's thread pool or alloc
 another's. The coordinator sends the workers one job at a time and **interleaves** the
 repeats over thread counts and backends (1 thread: torch, numba, numpy; 2 threads: torch,
 numba, numpy; 1 thread: torch, ...), so load from other processes on the machine hits every
-row alike; the table reports the median of the repeats. All thread pools of a worker are set
+row alike; the table reports the median of the repeats, and a line under it each backend's
+epoch over torch's of the same round (median and range): on a machine whose speed changes
+between rounds the medians of the two columns can come from different conditions, the
+round-by-round ratio cannot. All thread pools of a worker are set
 to its thread count (``--threads 1,2``; default 2): ``torch.set_num_threads``,
 ``numba.set_num_threads`` and the BLAS pools through ``OMP/OPENBLAS/MKL_NUM_THREADS``. The
 numba and numpy workers also start with the environment of
@@ -56,6 +59,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -506,6 +510,31 @@ def _table_row(name: str, row: dict, torch_row: dict | None, numpy_row: dict | N
     return "| " + " | ".join(cells) + " |"
 
 
+def round_ratios(row: dict, torch_row: dict | None) -> list[float]:
+    """``row``'s epoch over torch's epoch of the same round, one per repeat: a repeat runs
+    right after torch's, so a change in the machine's speed between rounds (a VM whose second
+    core comes and goes) reaches both sides of each ratio."""
+    if not torch_row or "epoch_s" not in row or "epoch_s" not in torch_row:
+        return []
+    return [mine / theirs for mine, theirs in zip(row["epoch_s"], torch_row["epoch_s"])
+            if mine and theirs]
+
+
+def _round_ratio_line(model: str, blocks: dict) -> str | None:
+    parts = []
+    for threads, block in blocks.items():
+        rows = block["backends"]
+        for name, row in rows.items():
+            ratios = round_ratios(row, rows.get("torch")) if name != "torch" else []
+            if ratios:
+                parts.append(f"{name} at {threads} thread(s) {statistics.median(ratios):.2f} "
+                             f"({min(ratios):.2f}–{max(ratios):.2f}, n = {len(ratios)})")
+    if not parts:
+        return None
+    return (f"{model} epoch / torch round by round (each repeat over torch's repeat of the same "
+            "round; median, range, n): " + "; ".join(parts) + ".")
+
+
 def _by_threads(result: dict, settings: dict) -> dict:
     """``{threads: {"backends": rows, ...}}``, also for a result of one thread count."""
     if "threads" in result:
@@ -537,6 +566,9 @@ def format_markdown(report: dict) -> str:
                                         threads, machine["cpu"]))
                 if row.get("tuned"):
                     tuned[int(threads)] = row["tuned"]
+        paired = _round_ratio_line(model, _by_threads(result, settings))
+        if paired:
+            lines += ["", paired]
         if "numba_cold_compile" in result:
             cold = result["numba_cold_compile"]["first_step_s"]
             warm = result["backends"]["numba"]["setup"]["first_step_s"]

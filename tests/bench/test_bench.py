@@ -79,6 +79,18 @@ def test_report_has_a_row_per_thread_count_with_ratios_within_it_and_the_cpu():
     assert "| numba | 3.00 | 3.00 | 3.00 | - | 40% | 2 | 0.50 | 0.10 | 2 | Test CPU 9000 |" \
         in lines
     assert "1 thread(s) 100 GFLOPS; 2 thread(s) 190 GFLOPS" in text
+    assert "round by round" not in text  # rows without per-repeat epochs: no such line
+
+
+def test_round_ratios_pair_each_repeat_with_torch_s_of_the_same_round():
+    numba = dict(_row(0.004, 2.0, 2048, 0.5), epoch_s=[1.0, 3.0, 2.0, 1.2])
+    torch = dict(_row(0.005, 2.0, 4096, 0.5), epoch_s=[2.0, 2.0, 2.0, 1.0])
+    assert bench.round_ratios(numba, torch) == [0.5, 1.5, 1.0, 1.2]
+    assert bench.round_ratios(numba, None) == []
+    blocks = {2: {"backends": {"torch": torch, "numba": numba}}}
+    assert bench._round_ratio_line("mlp", blocks) == (
+        "mlp epoch / torch round by round (each repeat over torch's repeat of the same round; "
+        "median, range, n): numba at 2 thread(s) 1.10 (0.50–1.50, n = 4).")
 
 
 def test_profile_summary_takes_each_phase_minimum_and_the_rest_of_each_layer():
