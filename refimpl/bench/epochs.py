@@ -307,35 +307,46 @@ def _thread_env(threads: int, extra: dict | None = None, backend: str = "") -> d
     return env
 
 
-class _WorkerProcess:
-    """The coordinator's handle on one worker subprocess (JSON lines over pipes)."""
+class WorkerProcess:
+    """The coordinator's handle on one worker subprocess: JSON jobs on its stdin, answers on
+    stdout lines that start with :data:`PROTOCOL_PREFIX` (anything else it prints passes by);
+    the first answer, ``hello``, comes unasked. Used by every ``refimpl bench`` mode."""
 
-    def __init__(self, backend: str, model: str, threads: int, seed: int,
-                 env_extra: dict | None = None) -> None:
-        command = [sys.executable, "-m", "refimpl.bench", "--worker", backend, "--model", model,
-                   "--threads", str(threads), "--seed", str(seed)]
-        self.name = backend
+    def __init__(self, command: list[str], env: dict, name: str) -> None:
+        self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=_thread_env(threads, env_extra, backend))
+                                        text=True, env=env)
         self.hello = self._receive()
 
     def ask(self, job: dict) -> dict:
-        self.process.stdin.write(json.dumps(job) + "\n")
-        self.process.stdin.flush()
+        self._send(job)
         return self._receive()
 
-    def close(self) -> dict:
-        answer = self.ask({"job": "quit"})
+    def close(self, answer: bool = True) -> dict | None:
+        """Send ``{"job": "quit"}``; return the worker's last answer where it gives one."""
+        last = self.ask({"job": "quit"}) if answer else self._send({"job": "quit"})
         self.process.wait(timeout=60)
-        return answer
+        return last
+
+    def _send(self, job: dict) -> None:
+        self.process.stdin.write(json.dumps(job) + "\n")
+        self.process.stdin.flush()
 
     def _receive(self) -> dict:
         for line in self.process.stdout:
             if line.startswith(PROTOCOL_PREFIX):
                 return json.loads(line[len(PROTOCOL_PREFIX):])
         self.process.wait()
-        raise RuntimeError(f"bench worker {self.name!r} exited with status "
-                           f"{self.process.returncode} (its stderr is above)")
+        raise RuntimeError(f"{self.name} exited with status {self.process.returncode} "
+                           "(its stderr is above)")
+
+
+def _training_worker(backend: str, model: str, threads: int, seed: int,
+                     env_extra: dict | None = None) -> WorkerProcess:
+    command = [sys.executable, "-m", "refimpl.bench", "--worker", backend, "--model", model,
+               "--threads", str(threads), "--seed", str(seed)]
+    return WorkerProcess(command, _thread_env(threads, env_extra, backend),
+                         f"bench worker {backend!r}")
 
 
 def _backends(requested: str | None) -> list[str]:
@@ -366,7 +377,7 @@ def _thread_counts(threads: int | str | Sequence[int]) -> list[int]:
 def _cold_compile_seconds(model: str, threads: int, seed: int) -> dict:
     """First-call time of a numba worker whose cache dir starts empty (a true JIT compile)."""
     with tempfile.TemporaryDirectory(prefix="refimpl-numba-cache-") as cache_dir:
-        worker = _WorkerProcess("numba", model, threads, seed, {"NUMBA_CACHE_DIR": cache_dir})
+        worker = _training_worker("numba", model, threads, seed, {"NUMBA_CACHE_DIR": cache_dir})
         worker.close()
     return worker.hello["setup"]
 
@@ -382,7 +393,7 @@ def bench_model(model: str, backends: list[str], args: argparse.Namespace) -> di
     workers = {}
     for t in counts:
         for name in backends:
-            workers[(t, name)] = worker = _WorkerProcess(name, model, t, args.seed)
+            workers[(t, name)] = worker = _training_worker(name, model, t, args.seed)
             setup = worker.hello["setup"]
             _progress(f"bench {model}: {name}, {_threads(t)}: ready, first step "
                       f"{setup['first_step_s']:.2f} s (build {setup['build_s']:.2f} s)")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ import numpy as np
 
 from refimpl.bench.epochs import (
     PROTOCOL_PREFIX,
+    WorkerProcess,
     _progress,
     _thread_counts,
     _thread_env,
@@ -124,37 +124,16 @@ class _Worker:
             print(PROTOCOL_PREFIX + json.dumps(self.repeat(job["steps"])), flush=True)
 
 
-class _WorkerProcess:
-    def __init__(self, threads: int, points: int, seed: int) -> None:
-        command = [sys.executable, "-m", "refimpl.bench.pinn", "--worker", "--threads",
-                   str(threads), "--points", str(points), "--seed", str(seed)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env=_thread_env(threads))
-        self.hello = self._receive()
-
-    def ask(self, job: dict) -> dict:
-        self.process.stdin.write(json.dumps(job) + "\n")
-        self.process.stdin.flush()
-        return self._receive()
-
-    def close(self) -> None:
-        self.process.stdin.write(json.dumps({"job": "quit"}) + "\n")
-        self.process.stdin.flush()
-        self.process.wait(timeout=60)
-
-    def _receive(self) -> dict:
-        for line in self.process.stdout:
-            if line.startswith(PROTOCOL_PREFIX):
-                return json.loads(line[len(PROTOCOL_PREFIX):])
-        self.process.wait()
-        raise RuntimeError(f"PINN bench worker exited with status {self.process.returncode} "
-                           "(its stderr is above)")
+def _worker(threads: int, points: int, seed: int) -> WorkerProcess:
+    command = [sys.executable, "-m", "refimpl.bench.pinn", "--worker", "--threads",
+               str(threads), "--points", str(points), "--seed", str(seed)]
+    return WorkerProcess(command, _thread_env(threads), "PINN bench worker")
 
 
 def run(threads: Sequence[int], points: int, repeats: int, steps: int, seed: int) -> dict:
     """Interleaved repeats over the thread counts; medians per row."""
     load_before = [round(v, 2) for v in os.getloadavg()]
-    workers = {t: _WorkerProcess(t, points, seed) for t in threads}
+    workers = {t: _worker(t, points, seed) for t in threads}
     samples: dict[int, dict[str, list[float]]] = {t: {} for t in threads}
     for repeat in range(1, repeats + 1):
         for t, worker in workers.items():
@@ -162,7 +141,7 @@ def run(threads: Sequence[int], points: int, repeats: int, steps: int, seed: int
                 samples[t].setdefault(key, []).append(seconds)
             _progress(f"bench pinn: {t} thread(s), repeat {repeat}/{repeats}")
     for worker in workers.values():
-        worker.close()
+        worker.close(answer=False)
     return {"points": points, "repeats": repeats, "steps": steps, "load_before": load_before,
             "agreement": {t: w.hello["agreement"] for t, w in workers.items()},
             "median_s": {t: {key: float(np.median(v)) for key, v in rows.items()}

@@ -17,6 +17,7 @@ float32 within 1e-5 and float64 within 1e-12 of the output scale, the project's 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -338,8 +339,16 @@ def test_conv_bench_prints_a_row_per_layer_and_path(capsys):
     assert [layer["w_shape"][1] for layer in layers] == [1, 64, 128]
     assert [layer["need_dx"] for layer in layers] == [False, True, True]
     assert bench.path_flops(layers[1], "winograd") < bench.direct_flops(layers[1])
-    assert bench.main(["--batch", "2", "--repeats", "1"]) == 0
-    table = capsys.readouterr().out
-    for path in ("im2col", "direct", "winograd"):
-        assert f"| {path} |" in table
-    assert table.count("| im2col |") == 3 and "effective GFLOPS" in table
+    assert bench.main(["--batch", "2", "--repeats", "1", "--threads", "1,2"]) == 0
+    out = capsys.readouterr().out
+    tables = out.split("conv layers of lrpo_cnn at ")[1:]
+    assert [table.split(" ")[0] for table in tables] == ["1", "2"]  # one table per count
+    for table in tables:
+        for path in ("im2col", "direct", "winograd"):
+            assert f"| {path} |" in table
+        assert table.count("| im2col |") == 3 and "effective GFLOPS" in table
+        assert table.count("| torch |") == (3 if importlib.util.find_spec("torch") else 0)
+    with pytest.raises(SystemExit) as bad:
+        bench.main(["--threads", "0"])
+    assert bad.value.code == 2
+    assert "--threads must be" in capsys.readouterr().err
