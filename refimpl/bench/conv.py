@@ -18,8 +18,8 @@ processes per thread count, every thread pool at that count: numba's with the en
 ``tune(threads, keep_large_blocks=True)``, torch's with its defaults, so neither library's
 idle threads wait on the cores of the other's work. Each worker runs every path twice
 untimed, then the coordinator asks torch and numba in turn, ``--repeats`` rounds per layer
-(one forward + backward of each path per round, so a change in the machine's load reaches
-every path); medians. The paths are forced one at a time (``REFIMPL_CONV_PATH``'s mechanism),
+(in a round, each path's forward + backward :data:`CALLS_PER_ROUND` times back to back, their
+median; so a change in the machine's load reaches every path); medians over the rounds. The paths are forced one at a time (``REFIMPL_CONV_PATH``'s mechanism),
 so the measured policy of :mod:`refimpl.kernels.numba.tuning` is neither consulted nor changed.
 """
 
@@ -123,6 +123,13 @@ def _layer_data(layer: dict, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return x, W, np.zeros(layer["w_shape"][0], np.float32)
 
 
+#: Calls of a step per round, back to back; the round's time is their median. A call of a few
+#: milliseconds right after the other worker's may share the cores with that library's idle
+#: threads still spinning (torch's OpenMP spins a while before it sleeps); the median of three
+#: is a call after the first.
+CALLS_PER_ROUND = 3
+
+
 def worker(backend: str, model: str, batch: int, threads: int, seed: int) -> None:
     """A worker process: the steps of every layer on ``backend`` (``numba``: each path;
     ``torch``), each run twice, then one timed forward + backward of every step of the layer
@@ -152,9 +159,12 @@ def worker(backend: str, model: str, batch: int, threads: int, seed: int) -> Non
             return
         seconds = {}
         for name, step in steps[job["layer"]].items():
-            start = time.perf_counter()
-            step()
-            seconds[name] = time.perf_counter() - start
+            calls = []
+            for _ in range(CALLS_PER_ROUND):
+                start = time.perf_counter()
+                step()
+                calls.append(time.perf_counter() - start)
+            seconds[name] = statistics.median(calls)
         print(PROTOCOL_PREFIX + json.dumps({"seconds": seconds}), flush=True)
 
 
