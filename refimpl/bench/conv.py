@@ -39,8 +39,8 @@ from refimpl.bench.epochs import (
     PROTOCOL_PREFIX,
     WorkerProcess,
     _progress,
-    _thread_counts,
     _thread_env,
+    checked_thread_counts,
     machine_info,
 )
 from refimpl.kernels.numba import tuning, winograd
@@ -239,12 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch < 1 or args.repeats < 1:
         parser.error("--batch and --repeats must be positive")
     try:
-        threads = _thread_counts(args.threads)
-    except ValueError:
-        threads = []
-    if not threads or min(threads) < 1 or len(set(threads)) != len(threads):
-        parser.error(f"--threads must be distinct integers >= 1 separated by commas, e.g. 1,2; "
-                     f"got {args.threads!r}")
+        threads = checked_thread_counts(args.threads)
+    except ValueError as error:
+        parser.error(str(error))
     if args.worker:
         worker(args.worker, args.model, args.batch, threads[0], args.seed)
         return 0

@@ -677,14 +677,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def checked_thread_counts(value: str) -> list[int]:
+    """``--threads`` of every bench mode: distinct counts >= 1, else ValueError in one line."""
     try:
-        counts = _thread_counts(args.threads)
+        counts = _thread_counts(value)
     except ValueError:
         counts = []
     if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
         raise ValueError(f"--threads must be distinct integers >= 1 separated by commas, "
-                         f"e.g. 1,2; got {args.threads!r}")
+                         f"e.g. 1,2; got {value!r}")
+    return counts
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    checked_thread_counts(args.threads)
     if args.repeats < 1 or args.steps < 1 or args.profile_steps < 1:
         raise ValueError("--repeats, --steps and --profile-steps must be >= 1")
     for name in ("quick_fraction", "numpy_fraction"):
