@@ -167,6 +167,8 @@ class Trainer:
         self.stop_training = False
         self._unusable_rate: str | None = None  # set when the scheduler's rate cannot be used
         self._device = None  # the backend's device-resident step, made at the first step
+        self._data = None  # the training data of the current fit, and its fingerprint once taken
+        self._data_fingerprint: dict | None = None
         self._reset_position()
 
     # -- position in the run ------------------------------------------------------------
@@ -210,14 +212,16 @@ class Trainer:
         n_batches = math.ceil(len(X) / self.batch_size)
         if hasattr(self.scheduler, "set_batches_per_epoch"):
             self.scheduler.set_batches_per_epoch(n_batches)
-        self._fingerprint = fingerprint(X, y)
+        # The CRC-32 of the data (tens of ms for Fashion-MNIST) is taken when a checkpoint
+        # needs it (a write, a resume, state_dict), not on every call of fit.
+        self._data, self._data_fingerprint = (X, y), None
         if resume:
             self._resume(resume, n_batches)
         else:
             self._start()
         for i, group in enumerate(self.optimizer.param_groups):
             check_lr(group["lr"], f"optimizer.param_groups[{i}]['lr']")
-        self._last_good = copy.deepcopy(self.state_dict())
+        self._last_good = copy.deepcopy(self._state(with_data=False))
         if self._device is not None:
             self._device.invalidate()  # the run starts from the host arrays as they are now
         self.stop_training = False
@@ -421,13 +425,26 @@ class Trainer:
 
     # -- state, checkpoints, signals -----------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything a resumed run needs (arrays copied)."""
+        """Everything a resumed run needs (arrays copied). ``trainer["data"]`` is the
+        fingerprint of the data of the last :meth:`fit` (None before the first)."""
+        return self._state(with_data=True)
+
+    def _fingerprint(self) -> dict | None:
+        if self._data_fingerprint is None and self._data is not None:
+            self._data_fingerprint = fingerprint(*self._data)
+        return self._data_fingerprint
+
+    def _state(self, with_data: bool) -> dict:
+        """:meth:`state_dict`; without ``with_data`` the data fingerprint is None (the copy
+        kept for a rollback, which does not read it)."""
         self._pull()
+        data = self._fingerprint() if with_data else None
         return {
             "trainer": {
                 "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
                 "seed": self.seed, "batch_size": self.batch_size, "loss": self.loss,
-                "accumulators": copy.deepcopy(self._acc), "data": dict(self._fingerprint),
+                "accumulators": copy.deepcopy(self._acc),
+                "data": dict(data) if data is not None else None,
             },
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -456,7 +473,7 @@ class Trainer:
         state = load_checkpoint(path)
         check_position(state, n_batches, path)
         settings = {"seed": self.seed, "batch_size": self.batch_size, "loss": self.loss}
-        check_same_run(state, settings, self._fingerprint, self.scheduler is not None, path)
+        check_same_run(state, settings, self._fingerprint(), self.scheduler is not None, path)
         try:
             self._load_state(state)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -467,7 +484,7 @@ class Trainer:
     def _checkpoint(self) -> Path | None:
         """Remember the current state as the last good one; write it when configured."""
         self._rollbacks = 0
-        self._last_good = copy.deepcopy(self.state_dict())
+        self._last_good = copy.deepcopy(self._state(with_data=self.checkpoint_path is not None))
         if self.checkpoint_path is None:
             return None
         return save_checkpoint(self.checkpoint_path, self._last_good)

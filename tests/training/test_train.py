@@ -213,6 +213,28 @@ def test_resume_refuses_other_run_and_bad_files(tmp_path):
         make_trainer().fit(TRAIN, epochs=2, resume=tmp_path / "none.npz")
 
 
+def test_state_dict_before_fit_and_the_data_fingerprint_only_when_a_checkpoint_needs_it(
+        tmp_path, monkeypatch):
+    from refimpl.training import loop, resume
+
+    fresh = make_trainer()
+    assert fresh.state_dict()["trainer"]["data"] is None  # no data seen yet: no fingerprint
+    fresh.save_checkpoint(tmp_path / "before.npz")  # and it saves
+
+    taken = []
+    monkeypatch.setattr(loop, "fingerprint", lambda X, y: taken.append(len(X))
+                        or resume.fingerprint(X, y))
+    make_trainer().fit(TRAIN, epochs=2)  # no checkpoint: the data are not hashed
+    assert taken == []
+    trainer = make_trainer(checkpoint_dir=tmp_path)
+    trainer.fit(TRAIN, epochs=2)  # two checkpoint writes, one fingerprint
+    assert taken == [N_TRAIN]
+    assert trainer.state_dict()["trainer"]["data"] == resume.fingerprint(*TRAIN)
+    second = make_trainer(checkpoint_dir=tmp_path)
+    second.fit((TRAIN[0][:64], TRAIN[1][:64]), epochs=1)  # a new fit, new data: taken again
+    assert taken == [N_TRAIN, 64]
+
+
 # ----------------------------------------------------------------------------- schedulers
 
 def test_step_scheduler_rates_reach_the_optimizer():
