@@ -2,6 +2,6 @@
 
 import sys
 
-from refimpl.cli import main
+from refimpl.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -213,3 +213,54 @@ def test_lrpo_on_regression_targets_is_refused(capsys):
                      "--scheduler", "lrpo", "--no-progress"])
     assert code == 2
     assert "--scheduler lrpo trains a classifier" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the console script
+def test_console_script_restarts_a_training_command_with_the_shared_cores_environment(
+        monkeypatch):
+    from refimpl.kernels.numba import tuning
+
+    started, ran = [], []
+    monkeypatch.setattr(os, "execve", lambda path, args, env: started.append((path, args, env)))
+    monkeypatch.setattr(cli, "main", lambda argv: ran.append(argv) or 0)
+    monkeypatch.delenv(cli.KEEP_ENVIRONMENT_VAR, raising=False)
+    for name in tuning.SHARED_CORES_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")  # the caller's own value is kept
+
+    monkeypatch.setattr(sys, "argv", ["refimpl", "train", "--epochs", "1"])
+    cli.console_main()
+    (path, args, env), = started
+    assert path == sys.executable and args == [sys.executable, "-m", "refimpl", "train",
+                                               "--epochs", "1"]
+    assert env["OMP_WAIT_POLICY"] == "active" and env["OPENBLAS_THREAD_TIMEOUT"] == "4"
+    assert env["NUMBA_THREADING_LAYER"] in ("omp", "workqueue")
+
+    started.clear()
+    for argv in (["refimpl", "bench", "--quick"], ["refimpl", "--help"], ["refimpl"]):
+        monkeypatch.setattr(sys, "argv", argv)  # not a training command: runs as it is
+        cli.console_main()
+    monkeypatch.setattr(sys, "argv", ["refimpl", "demo"])
+    monkeypatch.setenv(cli.KEEP_ENVIRONMENT_VAR, "1")  # asked to keep the environment
+    cli.console_main()
+    monkeypatch.delenv(cli.KEEP_ENVIRONMENT_VAR)
+    for name, value in tuning.SHARED_CORES_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)  # all set already (as after the restart): no loop
+    cli.console_main()
+    assert started == []
+    # the real execve never returns; the stand-in does, so main ran after it the first time
+    assert ran == [["train", "--epochs", "1"], ["bench", "--quick"], ["--help"], [], ["demo"],
+                   ["demo"]]
+
+
+def test_python_m_refimpl_train_runs_through_the_restart(tmp_path):
+    from refimpl.kernels.numba import tuning
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in tuning.SHARED_CORES_ENVIRONMENT and k != cli.KEEP_ENVIRONMENT_VAR}
+    out = tmp_path / "history.json"
+    done = subprocess.run([sys.executable, "-m", "refimpl", *SMALL, "--epochs", "1", "--out",
+                           str(out)], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("epoch") and out.exists()

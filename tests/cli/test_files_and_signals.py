@@ -207,7 +207,9 @@ def test_second_ctrl_c_during_train_ends_in_one_line_with_130_and_keeps_the_chec
             [sys.executable, "-c", SLOW_STOP_CHILD, "train", "--data", "blobs", "--model",
              "dense:16,relu,dense:3", "--epochs", "100000", "--checkpoint-dir", "ck",
              "--out", "run.json", "--no-progress"],
-            cwd=tmp_path, stdout=out, stderr=err, text=True)
+            # no restart with the shared-cores environment: it would drop the patch above
+            cwd=tmp_path, stdout=out, stderr=err, text=True,
+            env=dict(os.environ, REFIMPL_KEEP_ENVIRONMENT="1"))
     try:
         checkpoint = tmp_path / "ck" / "last.npz"
         deadline = time.monotonic() + 60
