@@ -19,8 +19,9 @@ processes per thread count, every thread pool at that count: numba's with the en
 idle threads wait on the cores of the other's work. Each worker runs every path twice
 untimed, then the coordinator asks torch and numba in turn, ``--repeats`` rounds per layer
 (in a round, each path's forward + backward :data:`CALLS_PER_ROUND` times back to back, their
-median; so a change in the machine's load reaches every path); medians over the rounds. The paths are forced one at a time (``REFIMPL_CONV_PATH``'s mechanism),
-so the measured policy of :mod:`refimpl.kernels.numba.tuning` is neither consulted nor changed.
+median; so a change in the machine's load reaches every path); medians over the rounds. The
+paths are forced one at a time (``REFIMPL_CONV_PATH``'s mechanism), so the measured policy of
+:mod:`refimpl.kernels.numba.tuning` is neither consulted nor changed.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ CALLS_PER_ROUND = 3
 
 def worker(backend: str, model: str, batch: int, threads: int, seed: int) -> None:
     """A worker process: the steps of every layer on ``backend`` (``numba``: each path;
-    ``torch``), each run twice, then one timed forward + backward of every step of the layer
-    a job names, until ``{"job": "quit"}``."""
+    ``torch``), each run twice; its hello names them per layer. Then, for each job, the median
+    of :data:`CALLS_PER_ROUND` timed forward + backward calls of every step of the layer the
+    job names, until ``{"job": "quit"}``."""
     if backend == "numba":
         nb.tune(threads, keep_large_blocks=True)
     else:
@@ -174,7 +176,6 @@ def run(model: str, batch: int, repeats: int, threads: Sequence[int], seed: int 
     import importlib.util
 
     backends = ["torch", "numba"] if importlib.util.find_spec("torch") else ["numba"]
-    n_layers = len(conv_layers(model, batch))
     results: dict[int, list[dict]] = {}
     for t in threads:
         workers = [WorkerProcess(
@@ -184,6 +185,7 @@ def run(model: str, batch: int, repeats: int, threads: Sequence[int], seed: int 
             for backend in backends]
         try:
             results[t] = []
+            n_layers = len(workers[0].hello["paths"])
             for i in range(n_layers):
                 samples: dict[str, list[float]] = {}
                 for _ in range(repeats):

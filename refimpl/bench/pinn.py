@@ -40,8 +40,8 @@ from refimpl.bench.epochs import (
     PROTOCOL_PREFIX,
     WorkerProcess,
     _progress,
-    _thread_counts,
     _thread_env,
+    checked_thread_counts,
     machine_info,
 )
 
@@ -201,14 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import importlib.util
 
-    try:
-        threads = _thread_counts(args.threads)
-    except ValueError:
-        threads = []
     problems = []
-    if not threads or min(threads) < 1 or len(set(threads)) != len(threads):
-        problems.append(f"--threads must be distinct integers >= 1, e.g. 1,2; got "
-                        f"{args.threads!r}")
+    try:
+        threads = checked_thread_counts(args.threads)
+    except ValueError as error:
+        problems.append(str(error))
     if min(args.points, args.repeats, args.steps) < 1:
         problems.append("--points, --repeats and --steps must be >= 1")
     if importlib.util.find_spec("torch") is None:

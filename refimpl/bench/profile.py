@@ -164,8 +164,8 @@ def worker(backend: str, model: str, threads: int, repeats: int, seed: int) -> N
 def _run_worker(backend: str, model: str, threads: int, repeats: int, seed: int) -> dict:
     command = [sys.executable, "-m", "refimpl.bench.profile", backend, model, str(threads),
                str(repeats), str(seed)]
-    done = subprocess.run(command, capture_output=True, text=True, env=_thread_env(threads, backend=backend),
-                          check=False)
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env=_thread_env(threads, backend=backend), check=False)
     for line in done.stdout.splitlines():
         if line.startswith(PROTOCOL_PREFIX):
             return json.loads(line[len(PROTOCOL_PREFIX):])

@@ -345,14 +345,15 @@ def conv2d_relu_maxpool2d_backward(
         return _path_backward(dy, cache, need_dx)
     cols, W, x_shape, stride, padding, y, argmax, h_out, w_out, k = cache
     check_maxpool2d_grad(dy, (x_shape[0], W.shape[0], h_out, w_out), k, y.dtype)
+    dy = np.ascontiguousarray(dy)
     db = None
     if x_shape[0] * h_out * w_out >= POOLED_DB_MIN_PIXELS:
         # The rows hold g at each window's arg-max where the maximum passed the relu, and 0
         # elsewhere: the same sum from the k² times smaller pooled arrays.
         with loop_threads(), profile.phase("bias grad (pooled)"):
-            db = _pooled_bias_grad(y, np.ascontiguousarray(dy))
+            db = _pooled_bias_grad(y, dy)
     with loop_threads(), profile.phase("maxpool+relu grad, to rows"):
-        dy_rows = _pooled_to_rows(np.ascontiguousarray(dy), argmax, h_out, w_out, k)
+        dy_rows = _pooled_to_rows(dy, argmax, h_out, w_out, k)
     return _backward_from_rows(dy_rows, cols, W, x_shape, stride, padding, h_out, w_out,
                                need_dx, db)
 
