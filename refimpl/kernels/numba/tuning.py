@@ -437,8 +437,9 @@ def raise_malloc_thresholds() -> bool:
 #: values that make its thread pools share the cores (docs/architecture.md, "Threads").
 #: Numba's OpenMP layer runs a parallel loop on the calling thread and one woken helper per
 #: extra thread, where the workqueue layer hands every loop, even on one thread, to its own
-#: worker threads and waits (measured on a 2-core AMD EPYC, docs/benchmarks.md: one-thread lrpo_cnn steps 67 ms on workqueue, 58 ms on
-#: OpenMP, and the workqueue's two-thread loops no faster than one); OpenMP's idle threads
+#: worker threads and waits (measured on a 2-core AMD EPYC, docs/benchmarks.md: one-thread
+#: lrpo_cnn steps 13-18% shorter on OpenMP than on workqueue, and the workqueue's two-thread
+#: loops no faster than one); OpenMP's idle threads
 #: sleep (``passive``) instead of spinning on the cores BLAS needs; OpenBLAS's idle workers
 #: spin 2^4 cycles after a product instead of its default 2^28 (about 0.1 s), so the cores are
 #: free for the Numba loop that follows.
